@@ -1,0 +1,1 @@
+//! Agent runners and their supervision.

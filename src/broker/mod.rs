@@ -1,0 +1,1 @@
+//! RabbitMQ: connection, topology, consuming, publishing with confirms.

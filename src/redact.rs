@@ -1,0 +1,264 @@
+//! The one redactor every string leaving the worker passes through (contract section 7), and
+//! the [`Secret`] type that holds tokens without ever printing them.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// A secret value (a git token, the model-proxy session token, a subscription token).
+///
+/// `Debug` and `Display` print `***`, and serialisation refuses, so a secret cannot reach a log
+/// line or a published message by accident; code that needs the value calls [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the few places that must hand it on (the git credential callback,
+    /// Pi's `models.json`, a subscription CLI's environment).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, _s: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("a secret is never serialised"))
+    }
+}
+
+/// Known values shorter than this are not scrubbed: they would mangle ordinary text.
+const MIN_KNOWN_SECRET_LEN: usize = 6;
+/// JSON leaves of a subscription credential shorter than this are not registered.
+const MIN_JSON_LEAF_LEN: usize = 12;
+
+static URL_USERINFO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)(https?://)[^@\s/]*@").expect("static regex"));
+static ACCESS_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)x-access-token:[^@\s]+").expect("static regex"));
+static GITHUB_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(gh[pso]_|github_pat_)[A-Za-z0-9_]+").expect("static regex"));
+static GITLAB_TOKEN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bglpat-[A-Za-z0-9_\-]+").expect("static regex"));
+static BEARER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]+").expect("static regex"));
+static CREDENTIAL_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b([A-Za-z0-9_]*(?:password|passwd|pwd|secret|token|key|credential)[A-Za-z0-9_]*\s*[:=]\s*)\S+",
+    )
+    .expect("static regex")
+});
+
+/// Masks secrets in text: the seed's four pattern rules, GitLab `glpat-` tokens and `Bearer`
+/// values (which the seed missed, Q15), then every known secret value of the job.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    known: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redactor")
+            .field("known", &self.known.len())
+            .finish()
+    }
+}
+
+impl Redactor {
+    /// A redactor with the pattern rules only.
+    pub fn patterns_only() -> Self {
+        Self::default()
+    }
+
+    /// Registers a secret value. A subscription credential that is a JSON blob (a Codex
+    /// `auth.json`) also registers every string leaf long enough to be a token.
+    pub fn with_secret(mut self, secret: &Secret) -> Self {
+        self.add(secret.expose());
+        self
+    }
+
+    fn add(&mut self, value: &str) {
+        if value.chars().count() < MIN_KNOWN_SECRET_LEN {
+            return;
+        }
+        if !self.known.iter().any(|k| k == value) {
+            self.known.push(value.to_owned());
+            // Longest first, so a token that contains another is masked whole.
+            self.known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        }
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(value) {
+            let mut leaves = Vec::new();
+            collect_string_leaves(&json, &mut leaves);
+            for leaf in leaves {
+                if leaf.chars().count() >= MIN_JSON_LEAF_LEN && leaf != value {
+                    self.add(&leaf);
+                }
+            }
+        }
+    }
+
+    /// Redacts `input`. Idempotent: redacting twice gives the same text.
+    pub fn redact(&self, input: &str) -> String {
+        let mut out = URL_USERINFO.replace_all(input, "${1}***@").into_owned();
+        out = ACCESS_TOKEN
+            .replace_all(&out, "x-access-token:***")
+            .into_owned();
+        out = GITHUB_TOKEN.replace_all(&out, "${1}***").into_owned();
+        out = GITLAB_TOKEN.replace_all(&out, "glpat-***").into_owned();
+        out = BEARER.replace_all(&out, "${1}***").into_owned();
+        out = CREDENTIAL_ASSIGNMENT
+            .replace_all(&out, "${1}***")
+            .into_owned();
+        for secret in &self.known {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+fn collect_string_leaves(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_string_leaves(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_string_leaves(v, out)),
+        _ => {}
+    }
+}
+
+/// The last `max_chars` characters of `s` (on a char boundary).
+pub fn tail_chars(s: &str, max_chars: usize) -> &str {
+    let count = s.chars().count();
+    if count <= max_chars {
+        return s;
+    }
+    let skip = count - max_chars;
+    match s.char_indices().nth(skip) {
+        Some((idx, _)) => &s[idx..],
+        None => "",
+    }
+}
+
+/// The first `max_chars` characters of `s` (on a char boundary).
+pub fn head_chars(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((idx, _)) => &s[..idx],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(s: &str) -> String {
+        Redactor::patterns_only().redact(s)
+    }
+
+    #[test]
+    fn strips_url_userinfo_so_a_leaked_clone_url_cannot_reveal_the_token() {
+        let out = patterns("fatal: clone https://x-access-token:ghs_SECRET123@github.com/o/r.git");
+        assert!(!out.contains("ghs_SECRET123"), "{out}");
+        assert!(out.contains("https://***@github.com/o/r.git"), "{out}");
+    }
+
+    #[test]
+    fn strips_bare_access_token_credentials_and_github_token_shapes() {
+        for (input, secret) in [
+            ("x-access-token:ghs_TOPSECRET failed", "TOPSECRET"),
+            ("token ghp_abcDEF123 leaked", "abcDEF123"),
+            ("token github_pat_abc123 leaked", "abc123"),
+        ] {
+            let out = patterns(input);
+            assert!(!out.contains(secret), "{input} -> {out}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_context_around_a_redacted_git_failure() {
+        let out = patterns(
+            "Command failed: git clone https://x-access-token:ghs_abcdefghijkl@github.com/o/r.git\nfatal: repository not found",
+        );
+        assert!(!out.contains("ghs_abcdefghijkl"));
+        assert!(out.contains("repository not found"));
+    }
+
+    #[test]
+    fn scrubs_credential_named_assignments_but_not_author_lines() {
+        let out = patterns(
+            "POSTGRES_PASSWORD=hunter2 DATABASE_PASSWORD: s3cr3t-value DB_ACCESS_KEY=AKIA123 api_key=\"abcdef123456\" FATAL: boom",
+        );
+        for s in ["hunter2", "s3cr3t-value", "AKIA123", "abcdef123456"] {
+            assert!(!out.contains(s), "{out}");
+        }
+        assert!(out.contains("FATAL: boom"));
+        let author = "Author: Jane Doe <jane@example.com>";
+        assert_eq!(patterns(author), author);
+    }
+
+    #[test]
+    fn masks_gitlab_and_bearer_tokens_that_the_seed_missed() {
+        let out = patterns("glpat-abcDEF_123-x and Authorization: Bearer sess.abc-123");
+        assert!(!out.contains("abcDEF_123"), "{out}");
+        assert!(!out.contains("sess.abc-123"), "{out}");
+    }
+
+    #[test]
+    fn masks_known_job_secrets_by_value_but_not_short_ones() {
+        let r = Redactor::patterns_only()
+            .with_secret(&Secret::new("sess-EXAMPLE-value"))
+            .with_secret(&Secret::new("cat"));
+        assert_eq!(r.redact("got sess-EXAMPLE-value back"), "got *** back");
+        assert_eq!(r.redact("the cat sat"), "the cat sat");
+    }
+
+    #[test]
+    fn registers_long_json_leaves_of_a_codex_auth_blob() {
+        let blob = r#"{"auth_mode":"chatgpt","tokens":{"access_token":"super-secret-access-token","refresh_token":"super-secret-refresh"},"account_id":"acct-1234567890"}"#;
+        let r = Redactor::patterns_only().with_secret(&Secret::new(blob));
+        let out = r.redact("stderr: super-secret-access-token and acct-1234567890 via chatgpt");
+        assert!(!out.contains("super-secret-access-token"));
+        assert!(!out.contains("acct-1234567890"));
+        assert!(out.contains("chatgpt"));
+    }
+
+    #[test]
+    fn is_idempotent() {
+        let r = Redactor::patterns_only().with_secret(&Secret::new("abcdefgh"));
+        let once = r.redact("https://u:p@h/x token=abcdefgh ghp_zzz abcdefgh");
+        assert_eq!(r.redact(&once), once);
+    }
+
+    #[test]
+    fn secret_never_prints_or_serialises_its_value() {
+        let s = Secret::new("hunter2-value");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert!(serde_json::to_string(&s).is_err());
+    }
+
+    #[test]
+    fn tails_and_heads_respect_char_boundaries() {
+        assert_eq!(tail_chars("héllo", 3), "llo");
+        assert_eq!(head_chars("héllo", 2), "hé");
+        assert_eq!(tail_chars("ab", 5), "ab");
+    }
+}

@@ -1,0 +1,1 @@
+//! The flow of one job and the consume loop.
