@@ -6,12 +6,14 @@
 //! seed does; only the cases of seed section 2.12 refuse a job.
 
 pub mod outcome;
+pub mod sanitize;
 pub mod validate;
 
 use serde::Serialize;
 
 use crate::redact::{Redactor, Secret};
 
+pub use sanitize::{sanitize_context_file_name, sanitize_service_directory, PathOutsideRepo};
 pub use validate::{parse_job, InvalidJob, ValidationPolicy};
 
 /// What a job asks for.

@@ -1,9 +1,28 @@
 //! `parse_job`: the seed's hand-written validator (seed section 2), with its exact refusal
 //! texts, its validation order, and its silent dropping of malformed optional values.
+//!
+//! The body is read as a `serde_json::Value` and the job rebuilt field by field rather than
+//! deserialised into the types, because the seed's rules (first failure wins, in a fixed order;
+//! a malformed optional value falls back to its default) do not fit a derived deserialiser.
+//! serde_json's recursion limit keeps hostile nesting from reaching the stack.
+
+mod optional;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 
-use super::AgentJob;
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::sanitize::sanitize_service_directory;
+use super::{
+    AgentJob, BootstrapSpec, BootstrapTarget, Harness, HarnessAuth, Mode, PrSpec, Provider,
+    RepoSpec,
+};
+use crate::redact::Secret;
+
+type Object = Map<String, Value>;
 
 /// What validation needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +69,272 @@ pub struct InvalidJob {
     pub message: String,
 }
 
+/// Why a body was refused; `Display` is the stable text of seed section 2.12 and contract 3.1.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("Invalid job: body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("Invalid job: body is not valid JSON ({0})")]
+    NotJson(serde_json::Error),
+    #[error("Invalid job: body must be an object")]
+    NotObject,
+    #[error("Invalid job: unknown job kind '{0}'")]
+    UnknownKind(String),
+    #[error("Invalid job: 'mode' must be 'explore', 'coding' or 'preview'")]
+    Mode,
+    #[error("Invalid job: '{0}' must be a non-empty string")]
+    Required(&'static str),
+    #[error("Invalid job: 'repo.provider' must be 'github' or 'gitlab'")]
+    Provider,
+    #[error("Invalid job: 'repo.serviceDirectory' must be a path inside the repo")]
+    ServiceDirectory,
+    #[error("Invalid job: '{0}' must be a valid URL")]
+    NotUrl(&'static str),
+    #[error("Invalid job: '{0}' must be an https or file URL")]
+    Scheme(&'static str),
+    #[error("Invalid job: '{path}' host '{host}' is not an allowed GitHub host")]
+    Host { path: &'static str, host: String },
+}
+
 /// Validates a job body.
 pub fn parse_job(body: &[u8], policy: &ValidationPolicy) -> Result<AgentJob, InvalidJob> {
-    let _ = (body, policy);
-    todo!("job validation")
+    let refuse = |job_id: Option<String>, r: Refusal| InvalidJob {
+        job_id,
+        message: r.to_string(),
+    };
+    if body.len() > policy.max_body_bytes {
+        return Err(refuse(None, Refusal::TooLarge(policy.max_body_bytes)));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| refuse(None, Refusal::NotJson(e)))?;
+    let Value::Object(o) = &value else {
+        return Err(refuse(None, Refusal::NotObject));
+    };
+    // Read up front so a refusal for any field can still be reported against the job.
+    let job_id = nes(o.get("jobId")).map(str::to_owned);
+    parse_object(o, policy).map_err(|r| refuse(job_id, r))
+}
+
+/// The seed's validation order (section 2.0): the first failure wins.
+fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refusal> {
+    if let Some(kind) = o.get("kind") {
+        if kind.as_str() != Some("agent") {
+            let shown = match kind {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return Err(Refusal::UnknownKind(shown));
+        }
+    }
+    let mode = match o.get("mode").and_then(Value::as_str) {
+        Some("explore") => Mode::Explore,
+        Some("coding") => Mode::Coding,
+        Some("preview") => Mode::Preview,
+        _ => return Err(Refusal::Mode),
+    };
+    let output = optional::output(o.get("output"));
+    let pr = parse_pr(o.get("pr"))?;
+    let infra = optional::infra(o.get("infra"));
+    let bootstrap = parse_bootstrap(o.get("bootstrap"))?;
+    let context_files = optional::context_files(o.get("contextFiles"));
+    let guard_limits = optional::guard_limits(o.get("guardLimits"));
+    let job_id = required(o, "jobId", "jobId")?;
+    let (system_prompt, user_prompt, model) = if mode == Mode::Preview {
+        // Preview runs no agent: the prompts are optional there.
+        let or_empty = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        (
+            or_empty("systemPrompt"),
+            or_empty("userPrompt"),
+            or_empty("model"),
+        )
+    } else {
+        (
+            required(o, "systemPrompt", "systemPrompt")?,
+            required(o, "userPrompt", "userPrompt")?,
+            required(o, "model", "model")?,
+        )
+    };
+    let auth = parse_auth(o)?;
+    let gh_token = Secret::new(required(o, "ghToken", "ghToken")?);
+    let repo = parse_repo(o.get("repo"))?;
+    let branch = required(o, "branch", "branch")?;
+    let github_api_base = o
+        .get("githubApiBase")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+
+    check_host(&repo.clone_url, "repo.cloneUrl", policy)?;
+    if let Some(base) = github_api_base.as_deref().filter(|b| !b.is_empty()) {
+        check_host(base, "githubApiBase", policy)?;
+    }
+    if let Some(b) = &bootstrap {
+        check_host(&b.target.clone_url, "bootstrap.target.cloneUrl", policy)?;
+    }
+
+    Ok(AgentJob {
+        job_id,
+        mode,
+        system_prompt,
+        user_prompt,
+        model,
+        auth,
+        gh_token,
+        repo,
+        branch,
+        github_api_base,
+        web_tools_guidance: o
+            .get("webToolsGuidance")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        web_search: is_true(o.get("webSearch")),
+        full: is_true(o.get("full")),
+        merge_base: nes(o.get("mergeBase")).map(str::to_owned),
+        bootstrap,
+        output,
+        context_files,
+        infra,
+        new_branch: nes(o.get("newBranch")).map(str::to_owned),
+        push_branch: nes(o.get("pushBranch")).map(str::to_owned),
+        commit_message: nes(o.get("commitMessage")).map(str::to_owned),
+        pr,
+        no_changes_is_error: o.get("noChangesIsError") != Some(&Value::Bool(false)),
+        persistent_checkout: is_true(o.get("persistentCheckout")),
+        stream_follow_ups: is_true(o.get("streamFollowUps")),
+        guard_limits,
+    })
+}
+
+/// A JSON object. Arrays are not objects here: the body check refuses them, and the nested
+/// checks follow the same rule.
+fn object(v: Option<&Value>) -> Option<&Object> {
+    v.and_then(Value::as_object)
+}
+
+/// A non-empty string ("NES"); whitespace-only counts as non-empty, as in the seed.
+fn nes(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn is_true(v: Option<&Value>) -> bool {
+    v == Some(&Value::Bool(true))
+}
+
+fn required(o: &Object, key: &str, path: &'static str) -> Result<String, Refusal> {
+    nes(o.get(key))
+        .map(str::to_owned)
+        .ok_or(Refusal::Required(path))
+}
+
+fn parse_pr(v: Option<&Value>) -> Result<Option<PrSpec>, Refusal> {
+    let Some(pr) = object(v) else {
+        return Ok(None);
+    };
+    Ok(Some(PrSpec {
+        title: required(pr, "title", "pr.title")?,
+        body: pr
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+    }))
+}
+
+/// The target's fields only; its clone URL is host-checked last, with the others.
+fn parse_bootstrap(v: Option<&Value>) -> Result<Option<BootstrapSpec>, Refusal> {
+    let Some(b) = object(v) else {
+        return Ok(None);
+    };
+    let empty = Object::new();
+    let t = object(b.get("target")).unwrap_or(&empty);
+    let target = BootstrapTarget {
+        owner: required(t, "owner", "bootstrap.target.owner")?,
+        name: required(t, "name", "bootstrap.target.name")?,
+        clone_url: required(t, "cloneUrl", "bootstrap.target.cloneUrl")?,
+        default_branch: required(t, "defaultBranch", "bootstrap.target.defaultBranch")?,
+    };
+    Ok(Some(BootstrapSpec {
+        target,
+        from_scratch: is_true(b.get("fromScratch")),
+    }))
+}
+
+/// Seed section 2.3: a subscription harness needs its token (unless ambient), anything else is
+/// Pi and needs the proxy pair; the other harness's fields are dropped.
+fn parse_auth(o: &Object) -> Result<HarnessAuth, Refusal> {
+    let harness = match o.get("harness").and_then(Value::as_str) {
+        Some("claude-code") => Harness::ClaudeCode,
+        Some("codex") => Harness::Codex,
+        _ => {
+            return Ok(HarnessAuth::Pi {
+                proxy_base_url: required(o, "proxyBaseUrl", "proxyBaseUrl")?,
+                session_token: Secret::new(required(o, "sessionToken", "sessionToken")?),
+            })
+        }
+    };
+    // Ambient: the CLI's own login, so the job carries nothing else (seed: `{harness, ambientAuth}`).
+    if is_true(o.get("ambientAuth")) {
+        return Ok(HarnessAuth::Subscription {
+            harness,
+            subscription_token: None,
+            subscription_base_url: None,
+            ambient_auth: true,
+        });
+    }
+    Ok(HarnessAuth::Subscription {
+        harness,
+        subscription_token: Some(Secret::new(required(
+            o,
+            "subscriptionToken",
+            "subscriptionToken",
+        )?)),
+        subscription_base_url: nes(o.get("subscriptionBaseUrl")).map(str::to_owned),
+        ambient_auth: false,
+    })
+}
+
+fn parse_repo(v: Option<&Value>) -> Result<RepoSpec, Refusal> {
+    // The seed reads `o.repo ?? {}`: a missing repo fails on its first field.
+    let empty = Object::new();
+    let r = object(v).unwrap_or(&empty);
+    let owner = required(r, "owner", "repo.owner")?;
+    let name = required(r, "name", "repo.name")?;
+    let base_branch = required(r, "baseBranch", "repo.baseBranch")?;
+    let clone_url = required(r, "cloneUrl", "repo.cloneUrl")?;
+    let provider = match r.get("provider") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "github" => Some(Provider::Github),
+        Some(Value::String(s)) if s == "gitlab" => Some(Provider::Gitlab),
+        Some(_) => return Err(Refusal::Provider),
+    };
+    let service_directory = match r.get("serviceDirectory").and_then(Value::as_str) {
+        Some(raw) => sanitize_service_directory(raw).map_err(|_| Refusal::ServiceDirectory)?,
+        None => None,
+    };
+    Ok(RepoSpec {
+        owner,
+        name,
+        base_branch,
+        clone_url,
+        provider,
+        service_directory,
+    })
+}
+
+/// Seed section 2.10: the ghToken goes to these URLs, so their host must be allowed. The `url`
+/// crate parses as WHATWG `URL` does (host lower-cased, IDNs to punycode).
+fn check_host(raw: &str, path: &'static str, policy: &ValidationPolicy) -> Result<(), Refusal> {
+    let url = Url::parse(raw).map_err(|_| Refusal::NotUrl(path))?;
+    match url.scheme() {
+        // Local: no token leaves the machine.
+        "file" => Ok(()),
+        "https" | "http" => {
+            let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+            if policy.allowed_hosts.contains(&host) {
+                Ok(())
+            } else {
+                Err(Refusal::Host { path, host })
+            }
+        }
+        _ => Err(Refusal::Scheme(path)),
+    }
 }
