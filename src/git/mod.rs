@@ -1,2 +1,190 @@
 //! Git work for a job, all through git2 and all blocking: callers run it in `spawn_blocking`.
+//!
+//! - [`credentials`]: the token, the credential callback that cannot loop, cancellation in the
+//!   transfer callbacks, and the mapping of libgit2 failures to [`GitError`].
+//! - [`checkout`]: the resume probe, single-branch clones, the work branch, the identity and the
+//!   resume refresh from the base branch.
+//! - [`push`]: non-forced pushes that count only when every ref update was accepted.
+//! - [`pr`]: opening the pull request (GitHub) or merge request (GitLab) after the final push.
+//! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
+//!   `.git/info/exclude`.
+//!
+//! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
+//! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
+
+mod checkout;
+mod commit;
+mod credentials;
 pub mod pr;
+mod push;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::redact::{Redactor, Secret};
+
+pub use checkout::{
+    clone_branch, create_branch, current_branch, head_oid, refresh_from_base_if_clean,
+    remote_branch_exists, set_identity, Refresh,
+};
+pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
+pub use credentials::TOKEN_USERNAME;
+pub use push::push_branch;
+
+/// A failed git operation. Every message has been through the redactor, so none holds a token.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// The remote refused our credential, or asked for one we do not have.
+    #[error("git {op}: authentication failed: {message}")]
+    Auth { op: &'static str, message: String },
+    /// The job's cancellation token fired before or during the operation.
+    #[error("git {op}: cancelled")]
+    Cancelled { op: &'static str },
+    /// The remote (or libgit2's own fast-forward check) refused a ref update of a push.
+    #[error("git push: {refname} was rejected: {reason}")]
+    Rejected { refname: String, reason: String },
+    /// Any other libgit2 failure, named by the operation that hit it.
+    #[error("git {op}: {message}")]
+    Git { op: &'static str, message: String },
+    /// A file under `.git` (the exclude file) could not be written.
+    #[error("git {op}: {message}")]
+    Io { op: &'static str, message: String },
+}
+
+impl GitError {
+    /// True when the operation stopped because the job was cancelled, not because git failed.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            GitError::Cancelled { .. } => true,
+            GitError::Auth { .. }
+            | GitError::Rejected { .. }
+            | GitError::Git { .. }
+            | GitError::Io { .. } => false,
+        }
+    }
+
+    /// True when the remote refused the credential (a retry with the same token is pointless).
+    pub fn is_auth(&self) -> bool {
+        match self {
+            GitError::Auth { .. } => true,
+            GitError::Cancelled { .. }
+            | GitError::Rejected { .. }
+            | GitError::Git { .. }
+            | GitError::Io { .. } => false,
+        }
+    }
+
+    /// A generic failure of a local (non-network) operation.
+    pub(crate) fn local(op: &'static str, err: git2::Error) -> Self {
+        GitError::Git {
+            op,
+            message: clean(err.message(), None),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path, err: std::io::Error) -> Self {
+        GitError::Io {
+            op,
+            message: clean(&format!("{}: {err}", path.display()), None),
+        }
+    }
+}
+
+/// Redacts a libgit2 message: the pattern rules, plus the token by value when we hold one.
+pub(crate) fn clean(message: &str, token: Option<&Secret>) -> String {
+    let redactor = match token {
+        Some(token) => Redactor::patterns_only().with_secret(token),
+        None => Redactor::patterns_only(),
+    };
+    redactor.redact(message.trim())
+}
+
+/// The credential for network operations: a token, or nothing (public repositories, local
+/// remotes). `Debug` never prints the token.
+#[derive(Clone, Default)]
+pub struct GitAuth {
+    token: Option<Secret>,
+}
+
+impl GitAuth {
+    pub fn token(token: Secret) -> Self {
+        Self { token: Some(token) }
+    }
+
+    pub fn none() -> Self {
+        Self { token: None }
+    }
+
+    pub(crate) fn secret(&self) -> Option<&Secret> {
+        self.token.as_ref()
+    }
+}
+
+impl fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = if self.token.is_some() { "***" } else { "none" };
+        f.debug_struct("GitAuth").field("token", &shown).finish()
+    }
+}
+
+/// The author and committer of every commit the worker makes, and the repo-local identity the
+/// agent's own commits inherit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Identity {
+    /// The seed's bot identity (seed-behaviour 4.0.5).
+    pub fn bot() -> Self {
+        Self {
+            name: "cat-factory[bot]".to_owned(),
+            email: "cat-factory[bot]@users.noreply.github.com".to_owned(),
+        }
+    }
+
+    pub(crate) fn signature(&self) -> Result<git2::Signature<'static>, GitError> {
+        git2::Signature::now(&self.name, &self.email).map_err(|e| GitError::local("identity", e))
+    }
+}
+
+pub(crate) fn open(op: &'static str, dir: &Path) -> Result<git2::Repository, GitError> {
+    git2::Repository::open(dir).map_err(|e| GitError::local(op, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn git_auth_debug_never_shows_the_token() {
+        let auth = GitAuth::token(Secret::new("ghs_verysecretvalue"));
+        let shown = format!("{auth:?}");
+        assert!(!shown.contains("verysecret"), "{shown}");
+        assert!(shown.contains("***"));
+        assert!(format!("{:?}", GitAuth::none()).contains("none"));
+    }
+
+    #[test]
+    fn error_messages_are_redacted_by_pattern_and_by_known_token() {
+        let token = Secret::new("plain-token-value");
+        let msg = clean(
+            "failed https://x-access-token:ghs_abc@host/r.git with plain-token-value",
+            Some(&token),
+        );
+        assert!(!msg.contains("ghs_abc"), "{msg}");
+        assert!(!msg.contains("plain-token-value"), "{msg}");
+    }
+
+    #[test]
+    fn only_the_cancelled_variant_reports_cancellation() {
+        assert!(GitError::Cancelled { op: "clone" }.is_cancelled());
+        let other = GitError::Git {
+            op: "clone",
+            message: "boom".into(),
+        };
+        assert!(!other.is_cancelled());
+        assert!(!other.is_auth());
+    }
+}
