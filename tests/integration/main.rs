@@ -1,0 +1,4 @@
+//! The integration tests, in one binary: one module per area, helpers under `support`.
+
+mod broker;
+mod support;
