@@ -2,4 +2,6 @@
 
 mod support;
 
+mod broker;
 mod git;
+mod worker;

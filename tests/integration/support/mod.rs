@@ -3,8 +3,14 @@
 //! - [`repo`]: bare-repository fixtures (initial commit on `main`, commits on branches, reads
 //!   of tips and files, a rejecting pre-receive hook).
 //! - [`git_http`]: a real smart-HTTP git server with token auth that records every attempt.
+//! - [`broker`]: connections to the local RabbitMQ, unique names per test, clean-up.
+//! - [`agents`]: fake agent scripts that speak Pi's JSON event stream.
+//! - [`worker`]: an in-process worker on a test's own topology.
 
 #![allow(dead_code)]
 
+pub mod agents;
+pub mod broker;
 pub mod git_http;
 pub mod repo;
+pub mod worker;
