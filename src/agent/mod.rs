@@ -1,1 +1,260 @@
 //! Agent runners and their supervision.
+//!
+//! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
+//!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
+//!   cancellation or when the future is dropped.
+//! - [`pi_home`]: the per-job HOME Pi reads (`AGENTS.md`, `models.json`, installed extensions).
+//! - [`pi`]: the Pi runner: invocation, environment, and the exit decision (seed 5.1).
+//! - [`pi_stream`]: the parser of Pi's JSON event stream (summary, stats, usage, todo progress,
+//!   tool spans, terminal errors).
+
+pub mod pi;
+pub mod pi_home;
+pub mod pi_stream;
+pub mod process;
+
+use crate::job::outcome::{FailureCause, RunStats, TodoProgress, ToolSpan, Usage};
+
+pub use pi::{run_pi, PiInvocation};
+pub use pi_home::{
+    compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with,
+};
+
+/// Receives what an agent run reports while it runs. Called from the runner's task, so
+/// implementations must be quick and must not block.
+pub trait AgentObserver: Send + Sync {
+    /// Any stdout or stderr output (resets the inactivity watchdog later).
+    fn on_activity(&self);
+    /// A new todo snapshot (seed 5.1.4).
+    fn on_progress(&self, progress: TodoProgress);
+    /// One completed tool call.
+    fn on_span(&self, span: ToolSpan);
+}
+
+/// Signs that the final answer was cut off or missing (seed 5.1.6), read by the structured
+/// output resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunDiagnostics {
+    /// Some assistant message hit the output-token ceiling.
+    pub truncated: bool,
+    /// The last assistant message hit the ceiling.
+    pub final_truncated: bool,
+    /// The last assistant message has no text (e.g. a final turn of tool calls only).
+    pub final_answer_empty: bool,
+}
+
+/// A run that ended cleanly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRun {
+    /// The agent's final answer (or the seed's fallbacks). Not redacted, as in the seed.
+    pub summary: String,
+    pub stats: RunStats,
+    pub usage: Option<Usage>,
+    /// The redacted, trimmed last 1500 chars of stderr, when there was any.
+    pub stderr_tail: Option<String>,
+    pub diagnostics: RunDiagnostics,
+}
+
+/// Why an agent run did not produce an [`AgentRun`]. Every text is redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The cancel token fired (a watchdog or shutdown); the caller knows why and reports that.
+    #[error("pi aborted")]
+    Cancelled,
+    /// The run was stopped from inside (the seam for the progress guard, seed 5.2).
+    #[error("{reason}{}", stderr_suffix(.stderr_tail))]
+    Stopped {
+        reason: String,
+        stderr_tail: Option<String>,
+    },
+    /// The process exited non-zero or was killed by a signal (`code` is then `None`).
+    #[error("pi exited with code {}: {output_tail}", display_code(*.code))]
+    Exited {
+        code: Option<i32>,
+        signal: Option<i32>,
+        /// The redacted last 500 chars of stderr, or of stdout when stderr was empty.
+        output_tail: String,
+    },
+    /// Pi exited 0 but its last model call failed or its retries ran out (seed 5.1.5, with the
+    /// failed-last-message rule the seed missed).
+    #[error("{message}{}", stderr_suffix(.stderr_tail))]
+    RunFailed {
+        message: String,
+        stderr_tail: Option<String>,
+        /// What the run did before it failed, summed over every attempt.
+        stats: RunStats,
+        usage: Option<Usage>,
+    },
+    /// The program could not be started (not found, not executable).
+    #[error("could not start pi ({program}): {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Preparing the run or reading the child's status failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn display_code(code: Option<i32>) -> String {
+    code.map_or_else(|| "null".to_owned(), |c| c.to_string())
+}
+
+fn stderr_suffix(tail: &Option<String>) -> String {
+    match tail {
+        Some(t) if !t.is_empty() => format!(" Agent stderr: {t}"),
+        _ => String::new(),
+    }
+}
+
+impl AgentError {
+    /// The contract's failure cause for this error.
+    pub fn failure_cause(&self) -> FailureCause {
+        match self {
+            AgentError::Cancelled => FailureCause::Agent,
+            AgentError::Stopped { .. } => FailureCause::Agent,
+            AgentError::Exited { .. } => FailureCause::Agent,
+            AgentError::RunFailed { .. } => FailureCause::Agent,
+            AgentError::Spawn { .. } => FailureCause::Agent,
+            AgentError::Io { .. } => FailureCause::Agent,
+        }
+    }
+
+    /// True when the run ended because the cancel token fired; the caller then reports the
+    /// watchdog's or the shutdown's reason instead of this error.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, AgentError::Cancelled)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Builders shared by the agent module's tests.
+
+    use std::sync::Mutex;
+
+    use tokio::sync::mpsc;
+
+    use super::AgentObserver;
+    use crate::job::outcome::{TodoProgress, ToolSpan};
+    use crate::job::{AgentJob, HarnessAuth, Mode, RepoSpec};
+    use crate::redact::Secret;
+
+    pub const SESSION_TOKEN: &str = "sess-TEST-token-0123456789";
+    pub const GH_TOKEN: &str = "ghs_testGitToken0123456789";
+
+    pub fn job() -> AgentJob {
+        AgentJob {
+            job_id: "job-1".into(),
+            mode: Mode::Coding,
+            system_prompt: "You are a careful engineer.".into(),
+            user_prompt: "Create hello.txt, update README.md, and commit.".into(),
+            model: "mock-model".into(),
+            auth: HarnessAuth::Pi {
+                proxy_base_url: "http://127.0.0.1:9/v1".into(),
+                session_token: Secret::new(SESSION_TOKEN),
+            },
+            gh_token: Secret::new(GH_TOKEN),
+            repo: RepoSpec {
+                owner: "acme".into(),
+                name: "widgets".into(),
+                base_branch: "main".into(),
+                clone_url: "https://github.com/acme/widgets.git".into(),
+                provider: None,
+                service_directory: None,
+            },
+            branch: "main".into(),
+            github_api_base: None,
+            web_tools_guidance: None,
+            web_search: false,
+            full: false,
+            merge_base: None,
+            bootstrap: None,
+            output: None,
+            context_files: Vec::new(),
+            infra: None,
+            new_branch: Some("cat-factory/blk_1".into()),
+            push_branch: None,
+            commit_message: None,
+            pr: None,
+            no_changes_is_error: true,
+            persistent_checkout: false,
+            stream_follow_ups: false,
+            guard_limits: None,
+        }
+    }
+
+    /// Records everything and forwards activity to a channel so tests can sequence on it.
+    pub struct Recorder {
+        pub progress: Mutex<Vec<TodoProgress>>,
+        pub spans: Mutex<Vec<ToolSpan>>,
+        activity: mpsc::UnboundedSender<()>,
+    }
+
+    impl Recorder {
+        pub fn new() -> (Self, mpsc::UnboundedReceiver<()>) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let rec = Self {
+                progress: Mutex::new(Vec::new()),
+                spans: Mutex::new(Vec::new()),
+                activity: tx,
+            };
+            (rec, rx)
+        }
+    }
+
+    impl AgentObserver for Recorder {
+        fn on_activity(&self) {
+            let _ = self.activity.send(());
+        }
+        fn on_progress(&self, progress: TodoProgress) {
+            self.progress.lock().unwrap().push(progress);
+        }
+        fn on_span(&self, span: ToolSpan) {
+            self.spans.lock().unwrap().push(span);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts_follow_the_seed() {
+        let exited = AgentError::Exited {
+            code: Some(1),
+            signal: None,
+            output_tail: "boom".into(),
+        };
+        assert_eq!(exited.to_string(), "pi exited with code 1: boom");
+        let signalled = AgentError::Exited {
+            code: None,
+            signal: Some(9),
+            output_tail: String::new(),
+        };
+        assert_eq!(signalled.to_string(), "pi exited with code null: ");
+        let failed = AgentError::RunFailed {
+            message: "401: denied".into(),
+            stderr_tail: Some("warn".into()),
+            stats: RunStats::default(),
+            usage: None,
+        };
+        assert_eq!(failed.to_string(), "401: denied Agent stderr: warn");
+        let quiet = AgentError::RunFailed {
+            message: "401: denied".into(),
+            stderr_tail: None,
+            stats: RunStats::default(),
+            usage: None,
+        };
+        assert_eq!(quiet.to_string(), "401: denied");
+        assert_eq!(AgentError::Cancelled.to_string(), "pi aborted");
+        assert!(AgentError::Cancelled.is_cancelled());
+        assert_eq!(exited.failure_cause(), FailureCause::Agent);
+    }
+}
