@@ -1,1 +1,4 @@
 //! Agent runners and their supervision.
+
+pub mod claude;
+pub mod codex;
