@@ -1,5 +1,7 @@
 //! Agent runners and their supervision.
 //!
+//! - [`claude`], [`codex`]: the subscription CLIs' stream parsers, arguments and isolated
+//!   config homes (their runner comes with supervision).
 //! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
 //!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
 //!   cancellation or when the future is dropped.
@@ -8,6 +10,8 @@
 //! - [`pi_stream`]: the parser of Pi's JSON event stream (summary, stats, usage, todo progress,
 //!   tool spans, terminal errors).
 
+pub mod claude;
+pub mod codex;
 pub mod pi;
 pub mod pi_home;
 pub mod pi_stream;
