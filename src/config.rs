@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::ValidationPolicy;
 
@@ -26,7 +26,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub worker: WorkerConfig,
@@ -39,7 +39,7 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Jobs run at once by one worker; also the consumer prefetch. Env `HARNESS_CONCURRENCY`.
@@ -61,7 +61,7 @@ impl Default for WorkerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpConfig {
     /// Broker URL. Env `AMQP_URL`.
@@ -111,7 +111,7 @@ impl Default for AmqpConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobConfig {
     /// Wall-clock cap per job. Env `JOB_MAX_DURATION_MS`.
@@ -140,7 +140,7 @@ impl Default for JobConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GuardConfig {
     /// Env `JOB_MAX_TOOLCALLS_WITHOUT_EDIT`.
@@ -161,7 +161,7 @@ impl Default for GuardConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitConfig {
     /// Identity of the worker's commits (and, through the repo config, the agent's).
@@ -189,7 +189,7 @@ impl Default for GitConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
     /// Program (argv prefix) for the Pi harness. Env `HARNESS_PI_COMMAND` (split on spaces).
@@ -222,7 +222,7 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// `GET /metrics`, `/healthz`, `/readyz`; empty disables. Env `HARNESS_METRICS_LISTEN`.
@@ -237,7 +237,7 @@ impl Default for MetricsConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `json` (one object per line) or `pretty`. Env `HARNESS_LOG_FORMAT`.

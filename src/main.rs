@@ -1,1 +1,272 @@
-fn main() {}
+//! The `executor-harness` command line: `worker`, `run`, `demo`, `enqueue` (contract section 1).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use executor_harness::config::Config;
+use executor_harness::job::outcome::{Event, JobState};
+use executor_harness::job::parse_job;
+use executor_harness::metrics::Metrics;
+use executor_harness::telemetry::{self, SecretRegistry};
+use executor_harness::worker::events::{EventSink, StdoutSink};
+use executor_harness::worker::run::{invalid_job_result, run_job, JobContext, JobEnd};
+use executor_harness::{broker, demo, shutdown, worker};
+
+#[derive(Parser)]
+#[command(
+    name = "executor-harness",
+    version,
+    about = "Runs AI coding agents against git repositories at the command of a RabbitMQ queue.",
+    long_about = "Runs AI coding agents against git repositories at the command of a RabbitMQ \
+queue: it clones the repository, runs the agent (Pi by default), pushes checkpoints while it \
+works, pushes the branch, opens the pull request, publishes follow-ups, progress and the \
+outcome, and acks the job only after the push settled.\n\nStart with `executor-harness demo` \
+(no broker, no network needed)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume jobs from RabbitMQ until SIGTERM/SIGINT, then drain and exit 0.
+    Worker {
+        /// Configuration file (default: built-in defaults; see config/default.toml).
+        #[arg(long, env = "HARNESS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Run ONE job from a file with no broker; events are printed to stdout.
+    ///
+    /// Exit code: 0 done with no error, 1 any failure, 2 invalid job.
+    Run {
+        /// The job message body (JSON).
+        job: PathBuf,
+        #[arg(long, env = "HARNESS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON lines even on a terminal.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a full coding job against a throwaway local repository with a built-in scripted
+    /// agent (no broker, no network), then print the outcome and the pushed branch's log.
+    Demo {
+        /// Print JSON lines even on a terminal.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a job message to the jobs queue (with publisher confirm): a dispatcher in one line.
+    Enqueue {
+        /// The job message body (JSON).
+        job: PathBuf,
+        #[arg(long, env = "HARNESS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Follow the job: show its progress, follow-ups and result, and exit with its outcome.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON lines even on a terminal (with --wait).
+        #[arg(long)]
+        json: bool,
+        /// Publish even when the body fails local validation (to exercise dead-lettering).
+        #[arg(long)]
+        no_validate: bool,
+    },
+    /// The demo's scripted agent (speaks Pi's JSON event stream). Not for direct use.
+    #[command(hide = true)]
+    DemoAgent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::DemoAgent { .. } = cli.command {
+        return demo::agent_main();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("executor-harness: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("executor-harness: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Worker { config } => worker_cmd(config.as_deref()).await,
+        Command::Run { job, config, json } => run_cmd(&job, config.as_deref(), json).await,
+        Command::Demo { json } => Ok(ExitCode::from(demo::run_demo(json).await? as u8)),
+        Command::Enqueue {
+            job,
+            config,
+            wait,
+            json,
+            no_validate,
+        } => enqueue_cmd(&job, config.as_deref(), wait, json, no_validate).await,
+        Command::DemoAgent { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+async fn worker_cmd(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load_config(config)?);
+    let secrets = SecretRegistry::default();
+    telemetry::init(
+        config.log.format == "json",
+        &config.log.level,
+        secrets.clone(),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    shutdown::spawn_signal_listener(shutdown.clone()).context("cannot install signal handlers")?;
+    if !config.metrics.listen.trim().is_empty() {
+        let addr = config.metrics.listen.trim();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tokio::spawn(executor_harness::metrics::serve(
+            listener,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    worker::run_worker(config, metrics, secrets, shutdown).await?;
+    tracing::info!("worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(load_config(config)?);
+    let secrets = SecretRegistry::default();
+    telemetry::init(
+        config.log.format == "json",
+        &config.log.level,
+        secrets.clone(),
+    );
+    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let sink: Arc<dyn EventSink> = Arc::new(StdoutSink::new(json));
+    let job = match parse_job(&body, &config.validation_policy()) {
+        Ok(job) => job,
+        Err(invalid) => {
+            match &invalid.job_id {
+                Some(id) => {
+                    let event = Event::Result(invalid_job_result(id, 1, &invalid.message));
+                    sink.publish(&event).await?;
+                }
+                None => eprintln!("executor-harness: {}", invalid.message),
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let cancel = CancellationToken::new();
+    shutdown::spawn_signal_listener(cancel.clone()).context("cannot install signal handlers")?;
+    let ctx = JobContext::new(config, Arc::new(Metrics::new()), secrets);
+    match run_job(&ctx, &job, 1, sink.clone(), cancel).await {
+        JobEnd::Finished(body) => {
+            let ok = body.state == JobState::Done
+                && body.result.as_ref().is_none_or(|r| r.error.is_none());
+            sink.publish(&Event::Result(*body)).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        JobEnd::Interrupted => {
+            eprintln!("executor-harness: the job was interrupted; committed work was pushed");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn enqueue_cmd(
+    path: &Path,
+    config: Option<&Path>,
+    wait: bool,
+    json: bool,
+    no_validate: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    telemetry::init(false, "warn", SecretRegistry::default());
+    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let job_id = match parse_job(&body, &config.validation_policy()) {
+        Ok(job) => Some(job.job_id),
+        Err(invalid) if no_validate => invalid.job_id,
+        Err(invalid) => {
+            eprintln!(
+                "executor-harness: {} (use --no-validate to publish it anyway)",
+                invalid.message
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let conn = broker::connect(
+        &config.amqp.url,
+        "executor-harness enqueue",
+        config.amqp.heartbeat_secs,
+    )
+    .await?;
+    if config.amqp.declare {
+        broker::declare_topology(&conn, &worker::topology(&config)).await?;
+    }
+    // Bound before publishing, so not one event of the job can be missed.
+    let mut follower = match (&job_id, wait) {
+        (Some(id), true) => {
+            Some(broker::EventFollower::open(&conn, &config.amqp.events_exchange, id).await?)
+        }
+        (None, true) => anyhow::bail!("--wait needs a readable jobId in the job"),
+        _ => None,
+    };
+    let timeout = std::time::Duration::from_millis(config.amqp.confirm_timeout_ms);
+    broker::enqueue_job(&conn, &config.amqp.jobs_queue, &body, timeout).await?;
+    let Some(follower) = follower.as_mut() else {
+        eprintln!(
+            "executor-harness: enqueued {} on {}",
+            job_id.as_deref().unwrap_or("(no jobId)"),
+            config.amqp.jobs_queue
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let sink = StdoutSink::new(json);
+    while let Some(next) = follower.next().await {
+        let (kind, mut value) = next?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("type".into(), serde_json::Value::String(kind.clone()));
+        }
+        let event: Event = serde_json::from_value(value)?;
+        sink.publish(&event).await?;
+        if let Event::Result(r) = &event {
+            let ok =
+                r.state == JobState::Done && r.result.as_ref().is_none_or(|x| x.error.is_none());
+            let _ = conn.close(200, "done".into()).await;
+            return Ok(match (ok, r.failure_cause) {
+                (true, _) => ExitCode::SUCCESS,
+                (false, Some(executor_harness::job::outcome::FailureCause::InvalidJob)) => {
+                    ExitCode::from(2)
+                }
+                (false, _) => ExitCode::FAILURE,
+            });
+        }
+    }
+    anyhow::bail!("the broker connection ended before the job's result arrived")
+}

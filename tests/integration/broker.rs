@@ -381,8 +381,9 @@ async fn a_publish_abandoned_by_its_caller_leaves_the_publisher_usable() {
     let test = TestBroker::declared(|_| {}).await;
     let publisher = Publisher::open(&test.conn, CONFIRM).await.unwrap();
     let first = event(&test.topo, "job.result", "j1", "j1:result", "result", b"1");
-    let abandoned = tokio::time::timeout(Duration::ZERO, publisher.publish(first)).await;
-    assert!(abandoned.is_err(), "the publish finished within zero time");
+    // Dropped after one poll: normally still waiting for its confirm (on a busy machine the
+    // confirm may already be in; the publisher must stay usable either way).
+    let _ = futures_lite::future::poll_once(publisher.publish(first)).await;
 
     let second = event(&test.topo, "job.result", "j2", "j2:result", "result", b"2");
     publisher.publish(second).await.unwrap();

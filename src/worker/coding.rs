@@ -1,0 +1,494 @@
+//! The ordinary coding flow (seed 4.1 with `newBranch`, 4.2 in place): resume or clone, run the
+//! agent with checkpoint pushes and live follow-ups, commit what it left in tracked files, push,
+//! open the PR, and map it all to the seed's result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{self, AgentError, AgentObserver, AgentRun, PiInvocation};
+use crate::followups::{self, FOLLOW_UPS_FILENAME};
+use crate::git::pr::{self, PrRequest};
+use crate::git::{self, GitAuth, GitError, Identity, Refresh};
+use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, TodoProgress, ToolSpan};
+use crate::job::{AgentJob, HarnessAuth};
+use crate::metrics::Metrics;
+use crate::worker::events::JobReporter;
+use crate::worker::run::{FlowError, JobContext};
+use crate::worker::workspace::Workspace;
+
+/// Longest wait for the last checkpoint push of an interrupted job: it must fit in the
+/// shutdown grace the platform gives after SIGTERM.
+const INTERRUPT_PUSH_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many untracked leftovers the warning lists.
+const UNTRACKED_LISTED: usize = 20;
+
+pub async fn run(
+    ctx: &JobContext,
+    job: &AgentJob,
+    attempt: u32,
+    reporter: &Arc<JobReporter>,
+    cancel: &CancellationToken,
+) -> Result<AgentResult, FlowError> {
+    let ws = Workspace::create(&ctx.config.work_dir(), &job.job_id, attempt)
+        .map_err(FlowError::io("cannot create the job workspace"))?;
+    let result = run_in(ctx, job, reporter, cancel, &ws).await;
+    ws.remove().await;
+    result
+}
+
+/// Runs blocking git work off the async runtime, inside the job's span, timed by operation.
+async fn blocking<T, F>(metrics: &Metrics, op: &'static str, f: F) -> Result<T, FlowError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, GitError> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        .map_err(|e| FlowError::Task(e.to_string()))?;
+    metrics.observe_git(op, started.elapsed().as_secs_f64());
+    out.map_err(|e| {
+        if e.is_cancelled() {
+            FlowError::Interrupted
+        } else {
+            FlowError::Git(e)
+        }
+    })
+}
+
+async fn run_in(
+    ctx: &JobContext,
+    job: &AgentJob,
+    reporter: &Arc<JobReporter>,
+    cancel: &CancellationToken,
+    ws: &Workspace,
+) -> Result<AgentResult, FlowError> {
+    let m = ctx.metrics.as_ref();
+    let dir = ws.checkout();
+    let auth = GitAuth::token(job.gh_token.clone());
+    let url = job.repo.clone_url.clone();
+    let identity = Identity {
+        name: ctx.config.git.author_name.clone(),
+        email: ctx.config.git.author_email.clone(),
+    };
+    let local_branch = job.new_branch.clone().unwrap_or_else(|| job.branch.clone());
+    let push_branch = job.push_branch().to_owned();
+
+    // Resume probe: only a fresh work branch can have been started by an earlier attempt.
+    let resumed = match &job.new_branch {
+        Some(nb) => {
+            let (url, nb, auth, c) = (url.clone(), nb.clone(), auth.clone(), cancel.clone());
+            blocking(m, "probe", move || {
+                git::remote_branch_exists(&url, &nb, &auth, &c)
+            })
+            .await?
+        }
+        None => false,
+    };
+
+    reporter.mark_phase("clone");
+    {
+        let (url, d, auth, c) = (url.clone(), dir.clone(), auth.clone(), cancel.clone());
+        if resumed {
+            tracing::info!(branch = %local_branch, "coding-agent: resuming existing branch");
+            let b = local_branch.clone();
+            blocking(m, "clone", move || {
+                git::clone_branch(&url, &b, &d, &auth, false, &c)
+            })
+            .await?;
+        } else {
+            tracing::info!(clone_branch = %job.branch, "coding-agent: cloning");
+            let base = job.branch.clone();
+            let nb = job.new_branch.clone();
+            blocking(m, "clone", move || {
+                git::clone_branch(&url, &base, &d, &auth, true, &c)?;
+                match nb {
+                    Some(nb) => git::create_branch(&d, &nb),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+        }
+    }
+    let base_sha = {
+        let (d, id) = (dir.clone(), identity.clone());
+        blocking(m, "commit", move || {
+            git::set_identity(&d, &id)?;
+            git::head_oid(&d)
+        })
+        .await?
+    };
+    if resumed {
+        let (d, base, auth, id, c) = (
+            dir.clone(),
+            job.branch.clone(),
+            auth.clone(),
+            identity.clone(),
+            cancel.clone(),
+        );
+        let refreshed = blocking(m, "refresh", move || {
+            git::refresh_from_base_if_clean(&d, &base, &auth, &id, &c)
+        })
+        .await;
+        match refreshed {
+            Ok(Refresh::Conflicted) => {
+                tracing::info!(base = %job.branch, "coding-agent: resume base refresh skipped (conflict or error)")
+            }
+            Ok(_) => {}
+            Err(FlowError::Interrupted) => return Err(FlowError::Interrupted),
+            Err(e) => {
+                tracing::info!(base = %job.branch, error = %e, "coding-agent: resume base refresh skipped (conflict or error)")
+            }
+        }
+    }
+
+    let checkpoints = Arc::new(Checkpointer {
+        dir: dir.clone(),
+        local_branch: local_branch.clone(),
+        remote_branch: push_branch.clone(),
+        auth: auth.clone(),
+        base_sha: base_sha.clone(),
+        last_pushed: Mutex::new(None),
+        metrics: ctx.metrics.clone(),
+    });
+    let stop_checkpoints = CancellationToken::new();
+    let checkpoint_task = tokio::spawn(checkpoint_loop(
+        checkpoints.clone(),
+        Duration::from_millis(ctx.config.job.checkpoint_interval_ms),
+        stop_checkpoints.clone(),
+        cancel.clone(),
+    ));
+
+    let work_dir = match &job.repo.service_directory {
+        Some(sd) => dir.join(sd),
+        None => dir.clone(),
+    };
+    tokio::fs::create_dir_all(&work_dir)
+        .await
+        .map_err(FlowError::io("cannot create the service directory"))?;
+
+    let follow = if job.stream_follow_ups {
+        let d = dir.clone();
+        blocking(m, "commit", move || {
+            git::exclude_path(&d, FOLLOW_UPS_FILENAME)
+        })
+        .await?;
+        Some(FollowUpStream::start(
+            &work_dir,
+            Duration::from_millis(ctx.config.job.followup_poll_interval_ms),
+            reporter.clone(),
+        ))
+    } else {
+        None
+    };
+
+    reporter.mark_phase("agent");
+    tracing::info!(service_directory = ?job.repo.service_directory, "coding-agent: running agent");
+    let run = run_agent(ctx, job, ws, &work_dir, reporter, cancel).await;
+
+    // Whatever the agent did, what it wrote is surfaced before the result.
+    if let Some(f) = follow {
+        f.finish().await;
+    }
+
+    let run = match run {
+        Ok(run) => run,
+        Err(e) => {
+            // Committed work is kept for the next attempt (the seed dropped it, Q8).
+            stop_checkpoints.cancel();
+            let _ = checkpoint_task.await;
+            let push_cancel = CancellationToken::new();
+            let last =
+                tokio::time::timeout(INTERRUPT_PUSH_TIMEOUT, checkpoints.push_once(&push_cancel))
+                    .await;
+            if !matches!(last, Ok(Ok(_))) {
+                tracing::warn!("coding-agent: could not push the committed work of a stopped run");
+            }
+            if cancel.is_cancelled() {
+                return Err(FlowError::Interrupted);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(u) = run.usage {
+        m.agent_tokens
+            .with_label_values(&["input"])
+            .inc_by(u.input_tokens);
+        m.agent_tokens
+            .with_label_values(&["output"])
+            .inc_by(u.output_tokens);
+    }
+
+    // Safety net: edits to tracked files the agent did not commit.
+    {
+        let (d, msg, id) = (
+            dir.clone(),
+            job.safety_net_message().to_owned(),
+            identity.clone(),
+        );
+        blocking(m, "commit", move || {
+            git::commit_tracked_edits(&d, &msg, &id)
+        })
+        .await?;
+    }
+    stop_checkpoints.cancel();
+    let _ = checkpoint_task.await;
+
+    let leftovers = {
+        let d = dir.clone();
+        blocking(m, "commit", move || git::untracked_files(&d)).await?
+    };
+    if !leftovers.is_empty() {
+        let files: Vec<&String> = leftovers.iter().take(UNTRACKED_LISTED).collect();
+        tracing::warn!(count = leftovers.len(), files = ?files, "coding-agent: uncommitted new files left behind (not pushed)");
+    }
+
+    let head = {
+        let d = dir.clone();
+        blocking(m, "commit", move || git::head_oid(&d)).await?
+    };
+    let has_work = resumed || head != base_sha;
+    let stats = run.stats;
+    let mut result = AgentResult {
+        pushed: Some(false),
+        resumed: Some(resumed),
+        branch: Some(push_branch.clone()),
+        summary: Some(run.summary.clone()),
+        stats: Some(stats),
+        usage: run.usage,
+        ..AgentResult::default()
+    };
+    if !has_work {
+        tracing::info!(
+            tool_calls = stats.tool_calls,
+            assistant_chars = stats.assistant_chars,
+            "coding-agent: no changes produced"
+        );
+        if job.no_changes_is_error {
+            result.error = Some(no_changes_reason(&stats, run.stderr_tail.as_deref()));
+            result.failure_cause = Some(FailureCause::NoChanges);
+        }
+        return Ok(result);
+    }
+
+    reporter.mark_phase("push");
+    tracing::info!(
+        resumed,
+        tool_calls = stats.tool_calls,
+        assistant_chars = stats.assistant_chars,
+        "coding-agent: pushing"
+    );
+    checkpoints.push_once(cancel).await?;
+    result.pushed = Some(true);
+
+    if let Some(pr_spec) = &job.pr {
+        let req = PrRequest {
+            api_base: job.github_api_base.as_deref(),
+            provider: job.repo.provider,
+            clone_url: &job.repo.clone_url,
+            owner: &job.repo.owner,
+            name: &job.repo.name,
+            head: &push_branch,
+            base: &job.repo.base_branch,
+            title: &pr_spec.title,
+            body: &pr_spec.body,
+            token: &job.gh_token,
+        };
+        match pr::open_pull_request(&ctx.http, &req, cancel).await {
+            Ok(url) => result.pr_url = Some(url),
+            Err(e) if cancel.is_cancelled() => {
+                tracing::warn!(error = %e, "PR open interrupted");
+                return Err(FlowError::Interrupted);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(result)
+}
+
+async fn run_agent(
+    ctx: &JobContext,
+    job: &AgentJob,
+    ws: &Workspace,
+    work_dir: &Path,
+    reporter: &Arc<JobReporter>,
+    cancel: &CancellationToken,
+) -> Result<AgentRun, FlowError> {
+    if !matches!(job.auth, HarnessAuth::Pi { .. }) {
+        return Err(FlowError::Unsupported(format!(
+            "the {} harness is not supported by this worker yet",
+            job.auth.harness().as_str()
+        )));
+    }
+    let home = ws.home();
+    let user_agent_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pi/agent"));
+    {
+        let (job, home) = (job.clone(), home.clone());
+        tokio::task::spawn_blocking(move || {
+            agent::prepare_pi_home(&job, &home, user_agent_dir.as_deref())
+        })
+        .await
+        .map_err(|e| FlowError::Task(e.to_string()))?
+        .map_err(FlowError::io("cannot prepare the agent's HOME"))?;
+    }
+    let cfg = &ctx.config.agent;
+    let inv = PiInvocation {
+        command: cfg.pi_command.clone(),
+        work_dir: work_dir.to_path_buf(),
+        home_dir: home,
+        extra_env: cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        env_remove: cfg.env_remove.clone(),
+        kill_grace: Duration::from_millis(cfg.kill_grace_ms),
+    };
+    let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
+        reporter: reporter.clone(),
+    });
+    match agent::run_pi(job, &inv, observer, cancel.clone()).await {
+        Ok(run) => Ok(run),
+        Err(AgentError::Cancelled) => Err(FlowError::Interrupted),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Feeds the agent's stream into the job's progress.
+struct FlowObserver {
+    reporter: Arc<JobReporter>,
+}
+
+impl AgentObserver for FlowObserver {
+    fn on_activity(&self) {}
+
+    fn on_progress(&self, progress: TodoProgress) {
+        self.reporter.todo(progress);
+    }
+
+    fn on_span(&self, span: ToolSpan) {
+        self.reporter.span(span);
+    }
+}
+
+/// Serialised checkpoint pushes: never two `push`es at once, and only once the branch has
+/// moved past the pre-run tip, so a run that never commits leaves no remote branch behind.
+struct Checkpointer {
+    dir: PathBuf,
+    local_branch: String,
+    remote_branch: String,
+    auth: GitAuth,
+    base_sha: String,
+    /// The tip the remote is known to hold; also the push lock.
+    last_pushed: Mutex<Option<String>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Checkpointer {
+    /// Pushes the branch if it advanced past the pre-run tip and past what was pushed already.
+    /// Returns whether a push happened.
+    async fn push_once(&self, cancel: &CancellationToken) -> Result<bool, FlowError> {
+        let mut last = self.last_pushed.lock().await;
+        self.push_locked(&mut last, cancel).await
+    }
+
+    /// A tick skips when a push is already in flight (coalescing).
+    async fn tick(&self, cancel: &CancellationToken) -> Option<Result<bool, FlowError>> {
+        let mut last = self.last_pushed.try_lock().ok()?;
+        Some(self.push_locked(&mut last, cancel).await)
+    }
+
+    async fn push_locked(
+        &self,
+        last: &mut Option<String>,
+        cancel: &CancellationToken,
+    ) -> Result<bool, FlowError> {
+        let m = self.metrics.as_ref();
+        let d = self.dir.clone();
+        let head = blocking(m, "commit", move || git::head_oid(&d)).await?;
+        if head == self.base_sha || last.as_deref() == Some(head.as_str()) {
+            return Ok(false);
+        }
+        let (d, lb, rb, auth, c) = (
+            self.dir.clone(),
+            self.local_branch.clone(),
+            self.remote_branch.clone(),
+            self.auth.clone(),
+            cancel.clone(),
+        );
+        blocking(m, "push", move || git::push_branch(&d, &lb, &rb, &auth, &c)).await?;
+        *last = Some(head);
+        Ok(true)
+    }
+}
+
+async fn checkpoint_loop(
+    cp: Arc<Checkpointer>,
+    every: Duration,
+    stop: CancellationToken,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failures = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match cp.tick(&cancel).await {
+            Some(Ok(true)) => {
+                cp.metrics
+                    .checkpoint_pushes
+                    .with_label_values(&["pushed"])
+                    .inc();
+                tracing::debug!("coding-agent: checkpoint pushed");
+            }
+            Some(Ok(false)) | None => {}
+            Some(Err(e)) => {
+                failures += 1;
+                cp.metrics
+                    .checkpoint_pushes
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(reason = %e, checkpoint_failures = failures, "coding-agent: checkpoint push failed");
+            }
+        }
+    }
+}
+
+/// The follow-up watcher and the forwarder that hands items to the reporter in file order.
+struct FollowUpStream {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FollowUpStream {
+    fn start(work_dir: &Path, poll: Duration, reporter: Arc<JobReporter>) -> Self {
+        let stop = CancellationToken::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let dir = work_dir.to_path_buf();
+        let watch_stop = stop.clone();
+        let task = tokio::spawn(async move {
+            let forward = async {
+                while let Some(item) = rx.recv().await {
+                    reporter.followup(item);
+                }
+            };
+            let watch = followups::watch(&dir, poll, watch_stop, tx);
+            let _ = tokio::join!(watch, forward);
+        });
+        Self { stop, task }
+    }
+
+    /// Stops watching after one last read, and waits until every item was handed on.
+    async fn finish(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}

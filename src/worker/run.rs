@@ -1,0 +1,254 @@
+//! The job driver: runs the flow a job's mode selects, tracks its phases, and turns whatever
+//! happened into the terminal result body (seed 4.0.1, 3.6-3.7), or into an interruption that
+//! publishes nothing and gives the delivery back.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::AgentError;
+use crate::config::Config;
+use crate::git::pr::PrError;
+use crate::git::GitError;
+use crate::job::outcome::{AgentResult, FailureCause, JobState, PhaseTimings, ResultBody};
+use crate::job::{AgentJob, HarnessAuth, Mode};
+use crate::metrics::Metrics;
+use crate::redact::Redactor;
+use crate::telemetry::SecretRegistry;
+use crate::worker::coding;
+use crate::worker::events::{now_ms, EventSink, JobReporter};
+
+/// What every job shares: configuration, metrics, the HTTP client for the PR API.
+#[derive(Clone)]
+pub struct JobContext {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub http: reqwest::Client,
+    pub secrets: SecretRegistry,
+}
+
+impl JobContext {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, secrets: SecretRegistry) -> Self {
+        Self {
+            config,
+            metrics,
+            http: crate::git::pr::http_client(),
+            secrets,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum JobEnd {
+    /// A terminal result, to publish and then ack.
+    Finished(Box<ResultBody>),
+    /// Stopped from outside (shutdown, lost channel): committed work was pushed as a checkpoint,
+    /// no result is published, the delivery goes back to the queue.
+    Interrupted,
+}
+
+/// A failure of a flow, mapped to the contract's causes by [`FlowError::failure_cause`].
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Pr(#[from] PrError),
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("a blocking task failed: {0}")]
+    Task(String),
+    #[error("the job was interrupted")]
+    Interrupted,
+}
+
+impl FlowError {
+    pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> FlowError {
+        move |source| FlowError::Io { context, source }
+    }
+
+    pub fn failure_cause(&self) -> FailureCause {
+        match self {
+            FlowError::Git(_) => FailureCause::Git,
+            FlowError::Agent(e) => e.failure_cause(),
+            FlowError::Pr(e) => e.failure_cause(),
+            FlowError::Io { .. } | FlowError::Unsupported(_) | FlowError::Task(_) => {
+                FailureCause::Agent
+            }
+            // Never published: an interruption gives the delivery back instead.
+            FlowError::Interrupted => FailureCause::Agent,
+        }
+    }
+}
+
+/// Runs one job to its end.
+pub async fn run_job(
+    ctx: &JobContext,
+    job: &AgentJob,
+    attempt: u32,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> JobEnd {
+    let started_at = now_ms();
+    let redactor = job.redactor();
+    let _secrets = ctx.secrets.register(job_secrets(job));
+    let reporter = JobReporter::start(
+        &job.job_id,
+        attempt,
+        redactor.clone(),
+        sink,
+        ctx.metrics.clone(),
+    );
+    tracing::info!("job started");
+    reporter.announce();
+
+    let outcome = match (job.mode, &job.bootstrap, &job.merge_base) {
+        (Mode::Coding, None, None) => coding::run(ctx, job, attempt, &reporter, &cancel).await,
+        (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
+        (Mode::Coding, None, Some(_)) => Err(unsupported("conflict-resolution")),
+        (Mode::Explore, _, _) => Err(unsupported("explore")),
+        (Mode::Preview, _, _) => Err(unsupported("preview")),
+    };
+    let failed_in = reporter.phase();
+    let breadcrumb = reporter.breadcrumb();
+
+    let body = match outcome {
+        Err(FlowError::Interrupted) => {
+            reporter.finish().await;
+            tracing::warn!(phase = %failed_in, "job interrupted: giving it back to the queue");
+            return JobEnd::Interrupted;
+        }
+        Ok(result) => {
+            let timings = reporter.finish_phases("done");
+            let result = redact_result(result, &redactor);
+            tracing::info!(
+                duration_ms = now_ms().saturating_sub(started_at),
+                job_error = result.error.as_deref(),
+                "job finished"
+            );
+            ResultBody {
+                job_id: job.job_id.clone(),
+                attempt,
+                state: JobState::Done,
+                started_at,
+                finished_at: now_ms(),
+                phase_timings_ms: timings,
+                failure_cause: result.error.as_ref().and(result.failure_cause),
+                result: Some(result),
+                error: None,
+                detail: None,
+            }
+        }
+        Err(e) => {
+            let timings = reporter.finish_phases("failed");
+            let cause = e.failure_cause();
+            let error = redactor.redact(&e.to_string());
+            let detail = redactor.redact(&failure_detail(&timings, &failed_in, &breadcrumb));
+            tracing::error!(
+                duration_ms = now_ms().saturating_sub(started_at),
+                reason = "error",
+                failure_cause = cause.as_str(),
+                error = %error,
+                "job failed"
+            );
+            ResultBody {
+                job_id: job.job_id.clone(),
+                attempt,
+                state: JobState::Failed,
+                started_at,
+                finished_at: now_ms(),
+                phase_timings_ms: timings,
+                result: None,
+                error: Some(error),
+                failure_cause: Some(cause),
+                detail: Some(detail),
+            }
+        }
+    };
+    // Every follow-up and progress message goes out before the result.
+    reporter.finish().await;
+    JobEnd::Finished(Box::new(body))
+}
+
+fn unsupported(flow: &str) -> FlowError {
+    FlowError::Unsupported(format!("{flow} jobs are not supported by this worker yet"))
+}
+
+fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
+    let mut v = vec![job.gh_token.clone()];
+    match &job.auth {
+        HarnessAuth::Pi { session_token, .. } => v.push(session_token.clone()),
+        HarnessAuth::Subscription {
+            subscription_token: Some(t),
+            ..
+        } => v.push(t.clone()),
+        HarnessAuth::Subscription { .. } => {}
+    }
+    v
+}
+
+/// `Phase timings: clone=3s, agent=41s. Failed in agent phase; <breadcrumb>.` (seed 3.7).
+pub fn failure_detail(timings: &PhaseTimings, phase: &str, breadcrumb: &str) -> String {
+    let list = timings.describe();
+    if list.is_empty() {
+        format!("Failed in {phase} phase; {breadcrumb}.")
+    } else {
+        format!("Phase timings: {list}. Failed in {phase} phase; {breadcrumb}.")
+    }
+}
+
+/// Every string of a result passes the job's redactor before it leaves the worker.
+fn redact_result(mut r: AgentResult, redactor: &Redactor) -> AgentResult {
+    for field in [&mut r.summary, &mut r.error, &mut r.pr_url] {
+        if let Some(s) = field.as_mut() {
+            *s = redactor.redact(s);
+        }
+    }
+    r
+}
+
+/// A `failed` result for a message that failed validation (contract 4.2).
+pub fn invalid_job_result(job_id: &str, attempt: u32, message: &str) -> ResultBody {
+    let now = now_ms();
+    ResultBody {
+        job_id: job_id.to_owned(),
+        attempt,
+        state: JobState::Failed,
+        started_at: now,
+        finished_at: now,
+        phase_timings_ms: PhaseTimings::default(),
+        result: None,
+        error: Some(Redactor::patterns_only().redact(message)),
+        failure_cause: Some(FailureCause::InvalidJob),
+        detail: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failure_detail_names_the_phase_timings_and_the_breadcrumb() {
+        let mut t = PhaseTimings::default();
+        t.add("starting", 100);
+        t.add("clone", 2500);
+        t.add("failed", 0);
+        assert_eq!(
+            failure_detail(&t, "clone", "no tool had completed yet"),
+            "Phase timings: starting=0s, clone=3s, failed=0s. Failed in clone phase; no tool had completed yet."
+        );
+        assert_eq!(
+            failure_detail(&PhaseTimings::default(), "starting", "x"),
+            "Failed in starting phase; x."
+        );
+    }
+}
