@@ -4,4 +4,5 @@ mod support;
 
 mod broker;
 mod git;
+mod real_pi;
 mod worker;

@@ -5,6 +5,7 @@
 //! - [`git_http`]: a real smart-HTTP git server with token auth that records every attempt.
 //! - [`broker`]: connections to the local RabbitMQ, unique names per test, clean-up.
 //! - [`agents`]: fake agent scripts that speak Pi's JSON event stream.
+//! - [`model_mock`]: a loopback OpenAI-compatible model API for driving the real `pi` CLI.
 //! - [`worker`]: an in-process worker on a test's own topology.
 
 #![allow(dead_code)]
@@ -12,5 +13,6 @@
 pub mod agents;
 pub mod broker;
 pub mod git_http;
+pub mod model_mock;
 pub mod repo;
 pub mod worker;
