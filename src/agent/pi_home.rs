@@ -102,25 +102,25 @@ fn models_json(job: &AgentJob) -> io::Result<Vec<u8>> {
             "the job has no model-proxy credentials for Pi",
         ));
     };
-    // Pi runs an apiKey starting with `!` as a shell command; a token must never be one.
-    if session_token.expose().starts_with('!') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the session token starts with '!', which Pi would run as a command",
-        ));
-    }
     let doc = json!({
         "providers": {
             "proxy": {
                 "baseUrl": proxy_base_url,
                 "api": "openai-completions",
-                "apiKey": session_token.expose(),
+                "apiKey": pi_literal(session_token.expose()),
                 "compat": {"supportsDeveloperRole": false, "supportsReasoningEffort": false},
                 "models": [{"id": job.model, "name": job.model, "maxTokens": PI_MAX_OUTPUT_TOKENS}],
             }
         }
     });
     Ok(serde_json::to_vec_pretty(&doc)?)
+}
+
+/// Pi reads `apiKey` as a template: a leading `!` runs a shell command and `$NAME` expands
+/// from the environment. `$$` and `$!` are its escapes for a literal `$` and `!`, so any token
+/// reaches the model proxy byte for byte (proven against the real CLI in `real_pi`).
+pub fn pi_literal(value: &str) -> String {
+    value.replace('$', "$$").replace('!', "$!")
 }
 
 /// Writes a file that is born with `mode`: an existing file (or link) is removed first, so

@@ -184,15 +184,20 @@ fn web_search_detection_follows_the_seed_priority() {
 }
 
 #[test]
-fn a_token_pi_would_run_as_a_command_is_refused() {
+fn a_token_with_template_characters_is_written_escaped_so_pi_sends_it_verbatim() {
     let mut j = job();
     j.auth = crate::job::HarnessAuth::Pi {
         proxy_base_url: "http://127.0.0.1:9/v1".into(),
-        session_token: crate::redact::Secret::new("!curl evil.example"),
+        session_token: crate::redact::Secret::new("!curl $HOME ${PATH} $$x!"),
     };
     let home = tempfile::tempdir().unwrap();
-    let err = prepare_pi_home_with(&j, home.path(), None, None).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    assert!(!err.to_string().contains("curl"));
-    assert!(!pi_agent_dir(home.path()).join("models.json").exists());
+    prepare_pi_home_with(&j, home.path(), None, None).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(pi_agent_dir(home.path()).join("models.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        doc["providers"]["proxy"]["apiKey"],
+        "$!curl $$HOME $${PATH} $$$$x$!"
+    );
 }
