@@ -3,6 +3,8 @@
 mod support;
 
 mod broker;
+mod cli;
 mod git;
 mod real_pi;
+mod secrets;
 mod worker;

@@ -1,0 +1,94 @@
+//! The command line as a newcomer meets it: `demo`, `run`, `--help`.
+
+use std::process::Command;
+
+use crate::support::agents::write_agent;
+use crate::support::repo::BareRepo;
+use crate::support::worker::coding_job;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_executor-harness"))
+}
+
+#[test]
+fn demo_runs_a_full_job_and_prints_the_outcome_and_the_pushed_log() {
+    let out = bin().args(["demo", "--json"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let result = events.iter().find(|e| e["type"] == "result").unwrap();
+    assert_eq!(result["state"], "done");
+    assert_eq!(result["result"]["pushed"], true);
+    assert!(events.iter().any(|e| e["type"] == "followup"));
+    assert!(events
+        .iter()
+        .any(|e| e["progress"]["completed"] == 3 && e["progress"]["total"] == 3));
+    // The agent's commit and the worker's safety-net commit, on the pushed branch.
+    assert!(stdout.contains("Add hello.txt"), "{stdout}");
+    assert!(stdout.contains("Polish the README"), "{stdout}");
+}
+
+#[test]
+fn run_prints_json_lines_and_exits_by_outcome() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nfinish 'done'",
+    );
+    let job_path = scratch.path().join("job.json");
+    let job = coding_job("job-run", &origin.url(), Some("work/run"));
+    std::fs::write(&job_path, job.to_string()).unwrap();
+    let out = bin()
+        .args(["run", "--json"])
+        .arg(&job_path)
+        .env("HARNESS_PI_COMMAND", &agent)
+        .env("HARNESS_WORK_DIR", scratch.path().join("work"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "result");
+    assert_eq!(last["result"]["branch"], "work/run");
+    assert!(origin.tip("work/run").is_some());
+
+    // An invalid job: exit 2 with the invalid-job result line.
+    let mut bad = job.clone();
+    bad["mode"] = serde_json::json!("deploy");
+    std::fs::write(&job_path, bad.to_string()).unwrap();
+    let out = bin()
+        .args(["run", "--json"])
+        .arg(&job_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["failureCause"], "invalid-job");
+    assert_eq!(
+        line["error"],
+        "Invalid job: 'mode' must be 'explore', 'coding' or 'preview'"
+    );
+}
+
+#[test]
+fn every_command_explains_itself_in_help() {
+    let out = bin().arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["worker", "run", "demo", "enqueue"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+    assert!(!text.contains("demo-agent"), "the internal agent is hidden");
+    let out = bin().args(["enqueue", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--wait"));
+}

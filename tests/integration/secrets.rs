@@ -1,0 +1,152 @@
+//! The job's tokens appear nowhere they must not: the worker runs as its own process (so its
+//! real logs are read), against a smart-HTTP remote that demands the git token, with an agent
+//! that tries to leak the session token through stderr, a follow-up and its summary.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::agents::write_agent;
+use crate::support::broker::TestBroker;
+use crate::support::git_http::GitHttpServer;
+use crate::support::repo::BareRepo;
+use crate::support::worker::{coding_job, drain_json, next_json, test_config};
+
+/// Neither token has a recognisable shape: only by-value redaction can catch them.
+const GIT_TOKEN: &str = "tok-git-SECRET-4f9a2b71";
+const SESSION_TOKEN: &str = "sess-SECRET-77aa0c3e";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_appear_in_no_config_message_log_argv_or_agent_environment() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = BareRepo::new_in(root.path(), "repo");
+    let server = GitHttpServer::start(root.path(), GIT_TOKEN);
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            r#"echo "$0 $*" > {s}/agent-argv.txt
+env > {s}/agent-env.txt
+cp .git/config {s}/git-config.txt
+TOKEN=$(sed -n 's/.*"apiKey": "\(.*\)".*/\1/p' "$HOME/.pi/agent/models.json")
+test -n "$TOKEN"
+echo "leaking $TOKEN on stderr" >&2
+printf '{{"title":"leak %s","detail":"detail %s"}}\n' "$TOKEN" "$TOKEN" >> .cat-follow-ups.jsonl
+echo x > x.txt
+commit_all 'Work'
+finish "summary with $TOKEN""#,
+            s = s.display()
+        ),
+    );
+
+    let broker = TestBroker::new(|_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let mut config = test_config(&broker, &agent, work.path());
+    config.job.allowed_hosts = vec!["127.0.0.1".into()];
+    config.log.level = "debug".into();
+    let config_path = s.join("config.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let log_path = s.join("worker.log");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_executor-harness"))
+        .args(["worker", "--config"])
+        .arg(&config_path)
+        .env("HARNESS_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+
+    let mut job = coding_job("job-secrets", &server.url("repo"), Some("work/secrets"));
+    job["ghToken"] = json!(GIT_TOKEN);
+    job["sessionToken"] = json!(SESSION_TOKEN);
+    job["streamFollowUps"] = json!(true);
+    let topo = broker.topo.clone();
+    // The worker declares the topology; enqueue once the jobs queue exists.
+    let mut enqueued = false;
+    for _ in 0..200 {
+        if executor_harness::broker::enqueue_job(
+            &broker.conn,
+            &topo.jobs_queue,
+            job.to_string().as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await
+        .is_ok()
+        {
+            enqueued = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(enqueued, "the worker never declared its jobs queue");
+    let result = next_json(&broker.conn, &topo.results_queue, Duration::from_secs(60))
+        .await
+        .expect("a result");
+    // SIGTERM: the worker drains and exits 0.
+    // SAFETY: plain kill(2) on the child we spawned.
+    unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) };
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "worker exit: {status:?}");
+
+    assert_eq!(result["state"], "done", "{result}");
+    assert_eq!(result["result"]["pushed"], true);
+    assert!(origin.tip("work/secrets").is_some());
+    // The token really was used, and only through the credential callback.
+    assert!(server.accepted_attempts() > 0);
+    // The leak attempts were redacted, not dropped.
+    assert_eq!(result["result"]["summary"], "summary with ***");
+
+    let mut published = vec![result.clone()];
+    published.extend(drain_json(&broker.conn, &topo.followups_queue).await);
+    published.extend(drain_json(&broker.conn, &topo.progress_queue).await);
+    assert!(published.iter().any(|m| m["title"] == "leak ***"));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("job started"), "the log was captured: {log}");
+    let places = [
+        (
+            "published messages",
+            serde_json::to_string(&published).unwrap(),
+        ),
+        ("worker log", log),
+        (
+            "agent environment",
+            std::fs::read_to_string(s.join("agent-env.txt")).unwrap(),
+        ),
+        (
+            "agent argv",
+            std::fs::read_to_string(s.join("agent-argv.txt")).unwrap(),
+        ),
+        (
+            "checkout .git/config",
+            std::fs::read_to_string(s.join("git-config.txt")).unwrap(),
+        ),
+    ];
+    for (place, text) in &places {
+        for token in [GIT_TOKEN, SESSION_TOKEN] {
+            assert!(!text.contains(token), "{token} found in the {place}");
+        }
+    }
+    // Nothing of the job is left on disk either.
+    let leftovers: Vec<_> = walk(work.path());
+    assert!(leftovers.is_empty(), "workspace left behind: {leftovers:?}");
+    drop(broker);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
