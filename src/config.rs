@@ -123,6 +123,9 @@ pub struct JobConfig {
     /// Fallback poll of the follow-up file (file-change notifications come first).
     /// Env `JOB_FOLLOWUP_POLL_INTERVAL_MS`.
     pub followup_poll_interval_ms: u64,
+    /// Timeout of one git operation; 0 derives it below the inactivity window, as the seed
+    /// does: `max(60 s, inactivity - 180 s)`. Env `JOB_GIT_TIMEOUT_MS`.
+    pub git_timeout_ms: u64,
     /// Extra hosts a token may be sent to, besides github.com and api.github.com. Env
     /// `GITHUB_ENTERPRISE_HOST` and `GITHUB_ALLOWED_HOSTS` (comma list) add to it.
     pub allowed_hosts: Vec<String>,
@@ -135,6 +138,7 @@ impl Default for JobConfig {
             inactivity_ms: 600_000,
             checkpoint_interval_ms: 60_000,
             followup_poll_interval_ms: 3_000,
+            git_timeout_ms: 0,
             allowed_hosts: Vec::new(),
         }
     }
@@ -298,7 +302,8 @@ impl Config {
                         message: "too large".into(),
                     })?;
         }
-        let knobs: [(&'static str, &mut u64); 7] = [
+        let knobs: [(&'static str, &mut u64); 8] = [
+            ("JOB_GIT_TIMEOUT_MS", &mut self.job.git_timeout_ms),
             ("JOB_MAX_DURATION_MS", &mut self.job.max_duration_ms),
             ("JOB_INACTIVITY_MS", &mut self.job.inactivity_ms),
             (
@@ -402,6 +407,16 @@ impl Config {
         }
     }
 
+    /// The timeout of one git operation (seed 4.0.3's rule unless set).
+    pub fn git_timeout(&self) -> std::time::Duration {
+        let ms = if self.job.git_timeout_ms > 0 {
+            self.job.git_timeout_ms
+        } else {
+            self.job.inactivity_ms.saturating_sub(180_000).max(60_000)
+        };
+        std::time::Duration::from_millis(ms)
+    }
+
     pub fn validation_policy(&self) -> ValidationPolicy {
         ValidationPolicy::with_hosts(&self.job.allowed_hosts, self.amqp.max_message_bytes)
     }
@@ -462,6 +477,16 @@ mod tests {
         let policy = c.validation_policy();
         assert!(policy.allowed_hosts.contains("github.com"));
         assert!(policy.allowed_hosts.contains("git.acme.io"));
+    }
+
+    #[test]
+    fn the_git_timeout_is_derived_below_the_inactivity_window_unless_set() {
+        let mut c = Config::default();
+        assert_eq!(c.git_timeout().as_millis(), 420_000);
+        c.job.inactivity_ms = 200_000;
+        assert_eq!(c.git_timeout().as_millis(), 60_000);
+        c.job.git_timeout_ms = 1_500;
+        assert_eq!(c.git_timeout().as_millis(), 1_500);
     }
 
     #[test]

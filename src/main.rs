@@ -99,6 +99,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before any git work starts, so a stalled remote cannot outlive a git step's timeout.
+    executor_harness::git::set_network_timeouts(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_secs(120),
+    );
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {

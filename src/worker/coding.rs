@@ -40,25 +40,72 @@ pub async fn run(
     result
 }
 
-/// Runs blocking git work off the async runtime, inside the job's span, timed by operation.
-async fn blocking<T, F>(metrics: &Metrics, op: &'static str, f: F) -> Result<T, FlowError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, GitError> + Send + 'static,
-{
-    let span = tracing::Span::current();
-    let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || span.in_scope(f))
-        .await
-        .map_err(|e| FlowError::Task(e.to_string()))?;
-    metrics.observe_git(op, started.elapsed().as_secs_f64());
-    out.map_err(|e| {
-        if e.is_cancelled() {
-            FlowError::Interrupted
-        } else {
-            FlowError::Git(e)
+/// Runs blocking git work off the async runtime, inside the job's span, timed by operation and
+/// bounded by the git timeout, which is reported as a `git` failure of its own.
+#[derive(Clone)]
+pub(crate) struct Git {
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+    cancel: CancellationToken,
+}
+
+impl Git {
+    pub(crate) fn new(metrics: Arc<Metrics>, timeout: Duration, cancel: CancellationToken) -> Self {
+        Self {
+            metrics,
+            timeout,
+            cancel,
         }
-    })
+    }
+
+    /// The same runner with another cancellation token (the last push of a stopped run).
+    fn with_cancel(&self, cancel: CancellationToken) -> Self {
+        Self {
+            cancel,
+            ..self.clone()
+        }
+    }
+
+    async fn run<T, F>(&self, op: &'static str, f: F) -> Result<T, FlowError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancellationToken) -> Result<T, GitError> + Send + 'static,
+    {
+        let span = tracing::Span::current();
+        let op_token = self.cancel.child_token();
+        let token = op_token.clone();
+        let started = Instant::now();
+        let handle = tokio::task::spawn_blocking(move || span.in_scope(|| f(&token)));
+        let out = tokio::select! {
+            joined = handle => joined.map_err(|e| FlowError::Task(e.to_string()))?,
+            _ = tokio::time::sleep(self.timeout) => {
+                // The blocking call stops at its next transfer callback.
+                op_token.cancel();
+                self.metrics.observe_git(op, started.elapsed().as_secs_f64());
+                return Err(FlowError::Git(GitError::Git {
+                    op,
+                    message: format!("timed out after {}", human_duration(self.timeout)),
+                }));
+            }
+        };
+        self.metrics
+            .observe_git(op, started.elapsed().as_secs_f64());
+        out.map_err(|e| {
+            if e.is_cancelled() && self.cancel.is_cancelled() {
+                FlowError::Interrupted
+            } else {
+                FlowError::Git(e)
+            }
+        })
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.as_millis().is_multiple_of(1000) {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 async fn run_in(
@@ -69,6 +116,11 @@ async fn run_in(
     ws: &Workspace,
 ) -> Result<AgentResult, FlowError> {
     let m = ctx.metrics.as_ref();
+    let g = Git::new(
+        ctx.metrics.clone(),
+        ctx.config.git_timeout(),
+        cancel.clone(),
+    );
     let dir = ws.checkout();
     let auth = GitAuth::token(job.gh_token.clone());
     let url = job.repo.clone_url.clone();
@@ -82,9 +134,9 @@ async fn run_in(
     // Resume probe: only a fresh work branch can have been started by an earlier attempt.
     let resumed = match &job.new_branch {
         Some(nb) => {
-            let (url, nb, auth, c) = (url.clone(), nb.clone(), auth.clone(), cancel.clone());
-            blocking(m, "probe", move || {
-                git::remote_branch_exists(&url, &nb, &auth, &c)
+            let (url, nb, auth) = (url.clone(), nb.clone(), auth.clone());
+            g.run("probe", move |c| {
+                git::remote_branch_exists(&url, &nb, &auth, c)
             })
             .await?
         }
@@ -93,20 +145,20 @@ async fn run_in(
 
     reporter.mark_phase("clone");
     {
-        let (url, d, auth, c) = (url.clone(), dir.clone(), auth.clone(), cancel.clone());
+        let (url, d, auth) = (url.clone(), dir.clone(), auth.clone());
         if resumed {
             tracing::info!(branch = %local_branch, "coding-agent: resuming existing branch");
             let b = local_branch.clone();
-            blocking(m, "clone", move || {
-                git::clone_branch(&url, &b, &d, &auth, false, &c)
+            g.run("clone", move |c| {
+                git::clone_branch(&url, &b, &d, &auth, false, c)
             })
             .await?;
         } else {
             tracing::info!(clone_branch = %job.branch, "coding-agent: cloning");
             let base = job.branch.clone();
             let nb = job.new_branch.clone();
-            blocking(m, "clone", move || {
-                git::clone_branch(&url, &base, &d, &auth, true, &c)?;
+            g.run("clone", move |c| {
+                git::clone_branch(&url, &base, &d, &auth, true, c)?;
                 match nb {
                     Some(nb) => git::create_branch(&d, &nb),
                     None => Ok(()),
@@ -117,24 +169,24 @@ async fn run_in(
     }
     let base_sha = {
         let (d, id) = (dir.clone(), identity.clone());
-        blocking(m, "commit", move || {
+        g.run("commit", move |_| {
             git::set_identity(&d, &id)?;
             git::head_oid(&d)
         })
         .await?
     };
     if resumed {
-        let (d, base, auth, id, c) = (
+        let (d, base, auth, id) = (
             dir.clone(),
             job.branch.clone(),
             auth.clone(),
             identity.clone(),
-            cancel.clone(),
         );
-        let refreshed = blocking(m, "refresh", move || {
-            git::refresh_from_base_if_clean(&d, &base, &auth, &id, &c)
-        })
-        .await;
+        let refreshed = g
+            .run("refresh", move |c| {
+                git::refresh_from_base_if_clean(&d, &base, &auth, &id, c)
+            })
+            .await;
         match refreshed {
             Ok(Refresh::Conflicted) => {
                 tracing::info!(base = %job.branch, "coding-agent: resume base refresh skipped (conflict or error)")
@@ -155,13 +207,13 @@ async fn run_in(
         base_sha: base_sha.clone(),
         last_pushed: Mutex::new(None),
         metrics: ctx.metrics.clone(),
+        git: g.clone(),
     });
     let stop_checkpoints = CancellationToken::new();
     let checkpoint_task = tokio::spawn(checkpoint_loop(
         checkpoints.clone(),
         Duration::from_millis(ctx.config.job.checkpoint_interval_ms),
         stop_checkpoints.clone(),
-        cancel.clone(),
     ));
 
     let work_dir = match &job.repo.service_directory {
@@ -174,7 +226,7 @@ async fn run_in(
 
     let follow = if job.stream_follow_ups {
         let d = dir.clone();
-        blocking(m, "commit", move || {
+        g.run("commit", move |_| {
             git::exclude_path(&d, FOLLOW_UPS_FILENAME)
         })
         .await?;
@@ -189,7 +241,9 @@ async fn run_in(
 
     reporter.mark_phase("agent");
     tracing::info!(service_directory = ?job.repo.service_directory, "coding-agent: running agent");
+    reporter.agent_running(true);
     let run = run_agent(ctx, job, ws, &work_dir, reporter, cancel).await;
+    reporter.agent_running(false);
 
     // Whatever the agent did, what it wrote is surfaced before the result.
     if let Some(f) = follow {
@@ -202,10 +256,10 @@ async fn run_in(
             // Committed work is kept for the next attempt (the seed dropped it, Q8).
             stop_checkpoints.cancel();
             let _ = checkpoint_task.await;
-            let push_cancel = CancellationToken::new();
+            // A fresh token: the job's own may be what stopped the agent.
+            let git = checkpoints.git.with_cancel(CancellationToken::new());
             let last =
-                tokio::time::timeout(INTERRUPT_PUSH_TIMEOUT, checkpoints.push_once(&push_cancel))
-                    .await;
+                tokio::time::timeout(INTERRUPT_PUSH_TIMEOUT, checkpoints.push_once(&git)).await;
             if !matches!(last, Ok(Ok(_))) {
                 tracing::warn!("coding-agent: could not push the committed work of a stopped run");
             }
@@ -231,17 +285,15 @@ async fn run_in(
             job.safety_net_message().to_owned(),
             identity.clone(),
         );
-        blocking(m, "commit", move || {
-            git::commit_tracked_edits(&d, &msg, &id)
-        })
-        .await?;
+        g.run("commit", move |_| git::commit_tracked_edits(&d, &msg, &id))
+            .await?;
     }
     stop_checkpoints.cancel();
     let _ = checkpoint_task.await;
 
     let leftovers = {
         let d = dir.clone();
-        blocking(m, "commit", move || git::untracked_files(&d)).await?
+        g.run("commit", move |_| git::untracked_files(&d)).await?
     };
     if !leftovers.is_empty() {
         let files: Vec<&String> = leftovers.iter().take(UNTRACKED_LISTED).collect();
@@ -250,7 +302,7 @@ async fn run_in(
 
     let head = {
         let d = dir.clone();
-        blocking(m, "commit", move || git::head_oid(&d)).await?
+        g.run("commit", move |_| git::head_oid(&d)).await?
     };
     let has_work = resumed || head != base_sha;
     let stats = run.stats;
@@ -283,7 +335,7 @@ async fn run_in(
         assistant_chars = stats.assistant_chars,
         "coding-agent: pushing"
     );
-    checkpoints.push_once(cancel).await?;
+    checkpoints.push_once(&g).await?;
     result.pushed = Some(true);
 
     if let Some(pr_spec) = &job.pr {
@@ -365,7 +417,9 @@ struct FlowObserver {
 }
 
 impl AgentObserver for FlowObserver {
-    fn on_activity(&self) {}
+    fn on_activity(&self) {
+        self.reporter.activity();
+    }
 
     fn on_progress(&self, progress: TodoProgress) {
         self.reporter.todo(progress);
@@ -387,52 +441,43 @@ struct Checkpointer {
     /// The tip the remote is known to hold; also the push lock.
     last_pushed: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
+    git: Git,
 }
 
 impl Checkpointer {
     /// Pushes the branch if it advanced past the pre-run tip and past what was pushed already.
     /// Returns whether a push happened.
-    async fn push_once(&self, cancel: &CancellationToken) -> Result<bool, FlowError> {
+    async fn push_once(&self, git: &Git) -> Result<bool, FlowError> {
         let mut last = self.last_pushed.lock().await;
-        self.push_locked(&mut last, cancel).await
+        self.push_locked(&mut last, git).await
     }
 
     /// A tick skips when a push is already in flight (coalescing).
-    async fn tick(&self, cancel: &CancellationToken) -> Option<Result<bool, FlowError>> {
+    async fn tick(&self) -> Option<Result<bool, FlowError>> {
         let mut last = self.last_pushed.try_lock().ok()?;
-        Some(self.push_locked(&mut last, cancel).await)
+        Some(self.push_locked(&mut last, &self.git).await)
     }
 
-    async fn push_locked(
-        &self,
-        last: &mut Option<String>,
-        cancel: &CancellationToken,
-    ) -> Result<bool, FlowError> {
-        let m = self.metrics.as_ref();
+    async fn push_locked(&self, last: &mut Option<String>, git: &Git) -> Result<bool, FlowError> {
         let d = self.dir.clone();
-        let head = blocking(m, "commit", move || git::head_oid(&d)).await?;
+        let head = git.run("commit", move |_| git::head_oid(&d)).await?;
         if head == self.base_sha || last.as_deref() == Some(head.as_str()) {
             return Ok(false);
         }
-        let (d, lb, rb, auth, c) = (
+        let (d, lb, rb, auth) = (
             self.dir.clone(),
             self.local_branch.clone(),
             self.remote_branch.clone(),
             self.auth.clone(),
-            cancel.clone(),
         );
-        blocking(m, "push", move || git::push_branch(&d, &lb, &rb, &auth, &c)).await?;
+        git.run("push", move |c| git::push_branch(&d, &lb, &rb, &auth, c))
+            .await?;
         *last = Some(head);
         Ok(true)
     }
 }
 
-async fn checkpoint_loop(
-    cp: Arc<Checkpointer>,
-    every: Duration,
-    stop: CancellationToken,
-    cancel: CancellationToken,
-) {
+async fn checkpoint_loop(cp: Arc<Checkpointer>, every: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0u64;
@@ -441,7 +486,7 @@ async fn checkpoint_loop(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match cp.tick(&cancel).await {
+        match cp.tick().await {
             Some(Ok(true)) => {
                 cp.metrics
                     .checkpoint_pushes

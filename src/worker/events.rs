@@ -16,6 +16,7 @@ use crate::job::outcome::{
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
+use crate::worker::watchdog::{ActivityClock, JobState};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -209,6 +210,8 @@ pub struct JobReporter {
     redactor: Redactor,
     phases: Mutex<Phases>,
     todo: Mutex<Option<TodoProgress>>,
+    /// Agent activity, read by the inactivity watchdog.
+    clock: Arc<ActivityClock>,
     /// The last completed tool and when, for the failure breadcrumb.
     last_tool: Mutex<Option<(String, Instant)>>,
     seq: Mutex<(u64, u64)>,
@@ -252,6 +255,7 @@ impl JobReporter {
             }),
             todo: Mutex::new(None),
             last_tool: Mutex::new(None),
+            clock: Arc::new(ActivityClock::default()),
             seq: Mutex::new((0, 0)),
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
@@ -337,6 +341,20 @@ impl JobReporter {
         self.send(event);
     }
 
+    pub fn clock(&self) -> Arc<ActivityClock> {
+        self.clock.clone()
+    }
+
+    /// Agent output (stdout or stderr): the agent is alive.
+    pub fn activity(&self) {
+        self.clock.touch();
+    }
+
+    /// Silence counts against the inactivity window only while the agent runs.
+    pub fn agent_running(&self, on: bool) {
+        self.clock.watch(on);
+    }
+
     /// Records a completed tool call (the breadcrumb; span batches come with supervision).
     pub fn span(&self, span: ToolSpan) {
         *self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) =
@@ -383,6 +401,16 @@ impl JobReporter {
             Some(t) => t.await.unwrap_or_default(),
             None => 0,
         }
+    }
+}
+
+impl JobState for JobReporter {
+    fn phase(&self) -> String {
+        JobReporter::phase(self)
+    }
+
+    fn breadcrumb(&self) -> String {
+        JobReporter::breadcrumb(self)
     }
 }
 

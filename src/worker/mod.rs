@@ -4,11 +4,13 @@
 //! - [`run`]: the job driver (phases, result body, failure mapping).
 //! - [`coding`]: the ordinary coding flow.
 //! - [`events`]: where events go (broker, stdout, memory) and the per-job reporter.
+//! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
 //! - [`workspace`]: the job's private checkout and HOME.
 
 pub mod coding;
 pub mod events;
 pub mod run;
+pub mod watchdog;
 pub mod workspace;
 
 use std::collections::HashMap;

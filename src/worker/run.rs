@@ -3,6 +3,7 @@
 //! publishes nothing and gives the delivery back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +18,7 @@ use crate::redact::Redactor;
 use crate::telemetry::SecretRegistry;
 use crate::worker::coding;
 use crate::worker::events::{now_ms, EventSink, JobReporter};
+use crate::worker::watchdog::{KillReason, Watchdog};
 
 /// What every job shares: configuration, metrics, the HTTP client for the PR API.
 #[derive(Clone)]
@@ -110,18 +112,36 @@ pub async fn run_job(
     tracing::info!("job started");
     reporter.announce();
 
+    // The job's own token: a watchdog cancels it; an interruption (shutdown, lost channel)
+    // reaches it through its parent.
+    let job_token = cancel.child_token();
+    let watchdog = Watchdog::start(
+        reporter.clock(),
+        Duration::from_millis(ctx.config.job.inactivity_ms),
+        Duration::from_millis(ctx.config.job.max_duration_ms),
+        reporter.clone(),
+        job_token.clone(),
+    );
     let outcome = match (job.mode, &job.bootstrap, &job.merge_base) {
-        (Mode::Coding, None, None) => coding::run(ctx, job, attempt, &reporter, &cancel).await,
+        (Mode::Coding, None, None) => coding::run(ctx, job, attempt, &reporter, &job_token).await,
         (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
         (Mode::Coding, None, Some(_)) => Err(unsupported("conflict-resolution")),
         (Mode::Explore, _, _) => Err(unsupported("explore")),
         (Mode::Preview, _, _) => Err(unsupported("preview")),
     };
+    let killed = watchdog.stop().await;
     let failed_in = reporter.phase();
     let breadcrumb = reporter.breadcrumb();
+    // A watchdog's verdict wins over whatever the stopped flow reported (seed 3.6); a flow that
+    // returned normally keeps its result (Q20).
+    let outcome = match (outcome, killed) {
+        (Err(_), Some(reason)) => Err(Killed(reason)),
+        (Err(e), None) => Err(Failed(e)),
+        (Ok(r), _) => Ok(r),
+    };
 
     let body = match outcome {
-        Err(FlowError::Interrupted) => {
+        Err(Failed(FlowError::Interrupted)) => {
             reporter.finish().await;
             tracing::warn!(phase = %failed_in, "job interrupted: giving it back to the queue");
             return JobEnd::Interrupted;
@@ -147,14 +167,43 @@ pub async fn run_job(
                 detail: None,
             }
         }
-        Err(e) => {
+        Err(end) => {
             let timings = reporter.finish_phases("failed");
-            let cause = e.failure_cause();
-            let error = redactor.redact(&e.to_string());
-            let detail = redactor.redact(&failure_detail(&timings, &failed_in, &breadcrumb));
+            let (cause, error, detail, reason) = match end {
+                Killed(k) => {
+                    let list = timings.describe();
+                    let list = if list.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        list
+                    };
+                    let crumb = match &k {
+                        KillReason::Inactivity { breadcrumb, .. } => breadcrumb.clone(),
+                        KillReason::MaxDuration { .. } => breadcrumb.clone(),
+                    };
+                    let reason = match k {
+                        KillReason::Inactivity { .. } => "inactivity",
+                        KillReason::MaxDuration { .. } => "max-duration",
+                    };
+                    (
+                        k.failure_cause(),
+                        k.message(),
+                        format!("Phase timings: {list}. {crumb}."),
+                        reason,
+                    )
+                }
+                Failed(e) => (
+                    e.failure_cause(),
+                    e.to_string(),
+                    failure_detail(&timings, &failed_in, &breadcrumb),
+                    "error",
+                ),
+            };
+            let error = redactor.redact(&error);
+            let detail = redactor.redact(&detail);
             tracing::error!(
                 duration_ms = now_ms().saturating_sub(started_at),
-                reason = "error",
+                reason,
                 failure_cause = cause.as_str(),
                 error = %error,
                 "job failed"
@@ -177,6 +226,13 @@ pub async fn run_job(
     reporter.finish().await;
     JobEnd::Finished(Box::new(body))
 }
+
+/// How a flow ended badly: killed by a watchdog, or failed on its own.
+enum End {
+    Killed(KillReason),
+    Failed(FlowError),
+}
+use End::{Failed, Killed};
 
 fn unsupported(flow: &str) -> FlowError {
     FlowError::Unsupported(format!("{flow} jobs are not supported by this worker yet"))

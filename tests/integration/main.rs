@@ -7,4 +7,5 @@ mod cli;
 mod git;
 mod real_pi;
 mod secrets;
+mod supervision;
 mod worker;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::agents::write_agent;
-use crate::support::broker::TestBroker;
+use crate::support::broker::{passive_queue, TestBroker};
 use crate::support::git_http::GitHttpServer;
 use crate::support::repo::BareRepo;
 use crate::support::worker::{coding_job, drain_json, next_json, test_config};
@@ -65,24 +65,28 @@ finish "summary with $TOKEN""#,
     job["sessionToken"] = json!(SESSION_TOKEN);
     job["streamFollowUps"] = json!(true);
     let topo = broker.topo.clone();
-    // The worker declares the topology; enqueue once the jobs queue exists.
-    let mut enqueued = false;
+    // The worker declares the topology; enqueue once all of it exists.
+    let mut declared = false;
     for _ in 0..200 {
-        if executor_harness::broker::enqueue_job(
-            &broker.conn,
-            &topo.jobs_queue,
-            job.to_string().as_bytes(),
-            Duration::from_secs(5),
-        )
-        .await
-        .is_ok()
-        {
-            enqueued = true;
+        let mut all = true;
+        for q in topo.queues() {
+            all &= passive_queue(&broker.conn, q).await.is_ok();
+        }
+        if all {
+            declared = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(enqueued, "the worker never declared its jobs queue");
+    assert!(declared, "the worker never declared its topology");
+    executor_harness::broker::enqueue_job(
+        &broker.conn,
+        &topo.jobs_queue,
+        job.to_string().as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     let result = next_json(&broker.conn, &topo.results_queue, Duration::from_secs(60))
         .await
         .expect("a result");

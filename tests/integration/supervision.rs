@@ -1,0 +1,165 @@
+//! Watchdogs through the worker: a hung agent, an endless one, and slow git steps.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::agents::write_agent;
+use crate::support::git_http::GitHttpServer;
+use crate::support::repo::BareRepo;
+use crate::support::worker::{coding_job, TestWorker};
+
+const WAIT: Duration = Duration::from_secs(30);
+const TOKEN: &str = "ghs_TESTgittoken000000000000000000001";
+
+/// A process is gone when it no longer exists or is a zombie nobody reaped yet.
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn pid_in(path: &Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_hung_agent_fails_with_inactivity_naming_its_phase_and_leaves_nothing_running() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "echo x > x.txt\ncommit_all 'Before the hang'\ntool bash\nsleep 1000 &\necho $! > {s}/grandchild\nwait",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| c.job.inactivity_ms = 1_000).await;
+    w.enqueue(&coding_job("job-hung", &origin.url(), Some("work/hung")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "inactivity-timeout");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "Aborted: no agent activity for 1s (likely hung in agent phase; last completed tool bash "
+        ) && error.ends_with("s ago)"),
+        "{error}"
+    );
+    let detail = r["detail"].as_str().unwrap();
+    assert!(detail.starts_with("Phase timings: starting="), "{detail}");
+    assert!(
+        detail.contains("agent=") && detail.ends_with("s ago."),
+        "{detail}"
+    );
+    assert!(
+        gone(pid_in(&s.join("grandchild"))),
+        "the grandchild sleep survived"
+    );
+    // What the agent had committed was pushed before the job failed.
+    assert_eq!(origin.subjects("work/hung")[0], "Before the hang");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_endless_agent_fails_with_max_duration_and_leaves_nothing_running() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "sleep 1000 &\necho $! > {s}/grandchild\nwhile true; do tool read; sleep 0.05; done",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| {
+        c.job.max_duration_ms = 1_500;
+        c.job.inactivity_ms = 60_000;
+    })
+    .await;
+    w.enqueue(&coding_job("job-busy", &origin.url(), Some("work/busy")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["failureCause"], "max-duration", "{r}");
+    assert_eq!(r["error"], "Aborted: exceeded max duration of 2s");
+    assert!(r["detail"].as_str().unwrap().starts_with("Phase timings: "));
+    assert!(
+        gone(pid_in(&s.join("grandchild"))),
+        "the grandchild sleep survived"
+    );
+    assert_eq!(origin.tip("work/busy"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_git_step_fails_as_git_not_as_agent_inactivity() {
+    let root = tempfile::tempdir().unwrap();
+    let _origin = BareRepo::new_in(root.path(), "repo");
+    let server = GitHttpServer::start(root.path(), TOKEN);
+    server.before_upload_pack(|| std::thread::sleep(Duration::from_secs(3)));
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(scratch.path(), "agent", "finish 'never runs'");
+    let w = TestWorker::start(&agent, |c| {
+        c.job.allowed_hosts = vec!["127.0.0.1".into()];
+        c.job.inactivity_ms = 1_000;
+        c.job.git_timeout_ms = 500;
+    })
+    .await;
+    w.enqueue(&coding_job(
+        "job-slowgit",
+        &server.url("repo"),
+        Some("w/slow"),
+    ))
+    .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git", "{r}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("clone") && error.contains("timed out after 500ms"),
+        "{error}"
+    );
+    assert!(r["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Failed in clone phase"));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_steps_longer_than_the_inactivity_window_do_not_kill_the_job() {
+    let root = tempfile::tempdir().unwrap();
+    let origin = BareRepo::new_in(root.path(), "repo");
+    let server = GitHttpServer::start(root.path(), TOKEN);
+    // Clone slower than the whole inactivity window: the seed would call this a hung agent.
+    server.before_upload_pack(|| std::thread::sleep(Duration::from_millis(1_500)));
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nfinish 'done'",
+    );
+    let w = TestWorker::start(&agent, |c| {
+        c.job.allowed_hosts = vec!["127.0.0.1".into()];
+        c.job.inactivity_ms = 1_000;
+    })
+    .await;
+    w.enqueue(&coding_job("job-slowok", &server.url("repo"), Some("w/ok")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["result"]["pushed"], true);
+    assert!(origin.tip("w/ok").is_some());
+    w.stop().await;
+}
