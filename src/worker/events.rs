@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::worker::watchdog::{ActivityClock, JobState};
 
+/// Tool spans go out in batches, at most one a second (contract 3.2).
+const SPAN_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +217,8 @@ pub struct JobReporter {
     clock: Arc<ActivityClock>,
     /// The last completed tool and when, for the failure breadcrumb.
     last_tool: Mutex<Option<(String, Instant)>>,
+    /// Completed tool calls not yet published; sent in batches, at most one a second.
+    spans: Mutex<Vec<ToolSpan>>,
     seq: Mutex<(u64, u64)>,
     tx: Mutex<Option<mpsc::UnboundedSender<Event>>>,
     task: Mutex<Option<tokio::task::JoinHandle<u64>>>,
@@ -244,7 +249,7 @@ impl JobReporter {
             }
             failures
         });
-        Arc::new(Self {
+        let reporter = Arc::new(Self {
             job_id: job_id.to_owned(),
             attempt,
             redactor,
@@ -255,11 +260,47 @@ impl JobReporter {
             }),
             todo: Mutex::new(None),
             last_tool: Mutex::new(None),
+            spans: Mutex::new(Vec::new()),
             clock: Arc::new(ActivityClock::default()),
             seq: Mutex::new((0, 0)),
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
-        })
+        });
+        let weak = Arc::downgrade(&reporter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SPAN_BATCH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(r) if r.is_open() => r.flush_spans(),
+                    _ => return,
+                }
+            }
+        });
+        reporter
+    }
+
+    fn is_open(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Publishes the buffered tool spans as one progress message.
+    fn flush_spans(&self) {
+        let spans = std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()));
+        if spans.is_empty() {
+            return;
+        }
+        let event = Event::Progress(ProgressBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq: self.next_progress_seq(),
+            at: now_ms(),
+            phase: self.phase(),
+            progress: None,
+            spans: Some(spans),
+        });
+        self.send(event);
     }
 
     fn send(&self, event: Event) {
@@ -355,10 +396,15 @@ impl JobReporter {
         self.clock.watch(on);
     }
 
-    /// Records a completed tool call (the breadcrumb; span batches come with supervision).
-    pub fn span(&self, span: ToolSpan) {
+    /// Records a completed tool call: the breadcrumb, and the next span batch.
+    pub fn span(&self, mut span: ToolSpan) {
+        span.tool = self.redactor.redact(&span.tool);
         *self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((span.tool, Instant::now()));
+            Some((span.tool.clone(), Instant::now()));
+        self.spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(span);
     }
 
     /// `last completed tool <name> <N>s ago`, or `no tool had completed yet` (seed 3.7).
@@ -395,6 +441,7 @@ impl JobReporter {
     /// Publishes everything queued and stops the background task. Returns the number of events
     /// that could not be published.
     pub async fn finish(&self) -> u64 {
+        self.flush_spans();
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         match task {

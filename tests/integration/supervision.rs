@@ -163,3 +163,59 @@ async fn git_steps_longer_than_the_inactivity_window_do_not_kill_the_job() {
     assert!(origin.tip("w/ok").is_some());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn todo_progress_and_tool_spans_reach_the_progress_queue_while_the_agent_runs() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let todo = r#"{"type":"tool_execution_end","toolName":"todo","isError":false,"result":{"details":{"tasks":[{"id":1,"subject":"Plan","status":"completed"},{"id":2,"subject":"Build","status":"in_progress"},{"id":3,"subject":"Test","status":"pending"}]}}}"#;
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "echo '{todo}'\ntool read\ntool bash\ntouch {s}/emitted\nwait_for {s}/go\nfinish 'done'",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| c.job.inactivity_ms = 60_000).await;
+    let mut job = coding_job("job-progress", &origin.url(), Some("work/p"));
+    job["noChangesIsError"] = serde_json::json!(false);
+    w.enqueue(&job).await;
+    let q = w.broker.topo.progress_queue.clone();
+    let (mut todo_seen, mut spans_seen) = (None, Vec::new());
+    let deadline = std::time::Instant::now() + WAIT;
+    while (todo_seen.is_none() || spans_seen.len() < 3) && std::time::Instant::now() < deadline {
+        let Some(m) = crate::support::worker::next_json(w.conn(), &q, Duration::from_secs(5)).await
+        else {
+            continue;
+        };
+        if m["progress"].is_object() {
+            todo_seen = Some(m["progress"].clone());
+        }
+        if let Some(spans) = m["spans"].as_array() {
+            spans_seen.extend(spans.iter().map(|s| s["tool"].as_str().unwrap().to_owned()));
+        }
+    }
+    // All of it arrived before the agent was let go.
+    assert!(!s.join("go").exists());
+    let todo_seen = todo_seen.expect("todo progress");
+    assert_eq!(
+        (
+            &todo_seen["completed"],
+            &todo_seen["inProgress"],
+            &todo_seen["total"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(3)
+        )
+    );
+    assert_eq!(todo_seen["items"][1]["label"], "Build");
+    assert_eq!(spans_seen, ["todo", "read", "bash"]);
+    std::fs::write(s.join("go"), b"").unwrap();
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    w.stop().await;
+}
