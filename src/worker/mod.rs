@@ -99,67 +99,213 @@ pub fn topology(config: &Config) -> Topology {
 /// settled with the running one (contract 4.6).
 type Running = Arc<Mutex<HashMap<String, Vec<JobDelivery>>>>;
 
+/// One connection to the broker with its publisher and consumer.
+struct Session {
+    conn: lapin::Connection,
+    publisher: Publisher,
+    sink: Arc<dyn EventSink>,
+    consumer: JobConsumer,
+}
+
+impl Session {
+    async fn open(config: &Config) -> Result<Self, BrokerError> {
+        let name = format!(
+            "executor-harness pid={} host={}",
+            std::process::id(),
+            hostname()
+        );
+        let conn = broker::connect(&config.amqp.url, &name, config.amqp.heartbeat_secs).await?;
+        let topo = topology(config);
+        if config.amqp.declare {
+            broker::declare_topology(&conn, &topo).await?;
+        }
+        let confirm_timeout = Duration::from_millis(config.amqp.confirm_timeout_ms);
+        let publisher = Publisher::open(&conn, confirm_timeout).await?;
+        let sink: Arc<dyn EventSink> = Arc::new(BrokerSink {
+            publisher: publisher.clone(),
+            exchange: config.amqp.events_exchange.clone(),
+        });
+        let consumer = JobConsumer::open(
+            &conn,
+            &topo.jobs_queue,
+            config.worker.concurrency,
+            &format!("executor-harness-{}", std::process::id()),
+        )
+        .await?;
+        Ok(Self {
+            conn,
+            publisher,
+            sink,
+            consumer,
+        })
+    }
+
+    /// Connection, consumer channel and publisher channel all still open.
+    fn healthy(&self) -> bool {
+        self.conn.status().connected() && self.consumer.is_open() && self.publisher.is_open()
+    }
+}
+
+/// Opens a session, retrying with backoff while the failure can pass (the broker is down or
+/// restarting). A failure that cannot pass (bad credentials, a conflicting topology) is fatal.
+async fn open_session(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Option<Result<Session, BrokerError>> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match Session::open(config).await {
+            Ok(s) => return Some(Ok(s)),
+            Err(e) if !e.can_be_recovered() => return Some(Err(e)),
+            Err(e) => {
+                // Jitter keeps a fleet from reconnecting in lockstep.
+                let wait = delay + delay.mul_f64(fastrand::f64() * 0.25);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach the broker");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+/// Longest wait between two connection attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
+/// How often the consume loop checks that its connection and channels are still open: a lost
+/// channel is noticed within this, even when no delivery arrives.
+const HEALTH_CHECK: Duration = Duration::from_millis(500);
+
+/// Why a session stopped consuming.
+enum SessionEnd {
+    Shutdown,
+    Lost(String),
+}
+
 /// Consumes jobs until `shutdown` is cancelled, then drains: in-flight jobs get
-/// `worker.shutdown_grace_ms`, whatever still runs is interrupted and requeued.
+/// `worker.shutdown_grace_ms`, whatever still runs is interrupted and requeued. A lost
+/// connection or channel interrupts the jobs it carried (their deliveries go back to the
+/// queue) and the worker reconnects, re-declares and consumes again.
 pub async fn run_worker(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     secrets: SecretRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let name = format!(
-        "executor-harness pid={} host={}",
-        std::process::id(),
-        hostname()
-    );
-    let conn = broker::connect(&config.amqp.url, &name, config.amqp.heartbeat_secs).await?;
-    let topo = topology(&config);
-    if config.amqp.declare {
-        broker::declare_topology(&conn, &topo).await?;
-    }
-    let confirm_timeout = Duration::from_millis(config.amqp.confirm_timeout_ms);
-    let publisher = Publisher::open(&conn, confirm_timeout).await?;
-    let sink: Arc<dyn EventSink> = Arc::new(BrokerSink {
-        publisher,
-        exchange: config.amqp.events_exchange.clone(),
-    });
-    let mut consumer = JobConsumer::open(
-        &conn,
-        &topo.jobs_queue,
-        config.worker.concurrency,
-        &format!("executor-harness-{}", std::process::id()),
-    )
-    .await?;
-    metrics.amqp_connected.set(1);
-    metrics.set_ready(true);
-    tracing::info!(queue = %topo.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
-
     let ctx = JobContext::new(config.clone(), metrics.clone(), secrets);
     let tracker = TaskTracker::new();
     let interrupt = CancellationToken::new();
     let running: Running = Arc::default();
     let policy = config.validation_policy();
+    let mut sessions = 0u64;
 
     loop {
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            next = consumer.next() => next,
+        let mut session = match open_session(&config, &shutdown).await {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                interrupt.cancel();
+                tracker.close();
+                tracker.wait().await;
+                return Err(e.into());
+            }
+        };
+        sessions += 1;
+        if sessions > 1 {
+            metrics.amqp_reconnects.inc();
+            tracing::info!("reconnected to the broker");
+        }
+        metrics.amqp_connected.set(1);
+        metrics.set_ready(true);
+        tracing::info!(queue = %config.amqp.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
+
+        // Cancelled when this session is lost: its jobs' deliveries are gone with it.
+        let lost = interrupt.child_token();
+        let end = consume(
+            &mut session,
+            &ctx,
+            &tracker,
+            &running,
+            &policy,
+            &lost,
+            &shutdown,
+        )
+        .await;
+        metrics.set_ready(false);
+        match end {
+            SessionEnd::Shutdown => {
+                if let Err(e) = session.consumer.cancel().await {
+                    tracing::warn!(error = %e, "cannot cancel the consumer");
+                }
+                drain(&config, &tracker, &interrupt).await;
+                metrics.amqp_connected.set(0);
+                let _ = session.conn.close(200, "worker shutdown".into()).await;
+                return Ok(());
+            }
+            SessionEnd::Lost(why) => {
+                metrics.amqp_connected.set(0);
+                tracing::warn!(reason = %why, in_flight = tracker.len(), "lost the broker: interrupting this session's jobs and reconnecting");
+                lost.cancel();
+                let _ = session.conn.close(200, "session lost".into()).await;
+            }
+        }
+    }
+    // Shut down while disconnected.
+    drain(&config, &tracker, &interrupt).await;
+    Ok(())
+}
+
+async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationToken) {
+    tracker.close();
+    let grace = Duration::from_millis(config.worker.shutdown_grace_ms);
+    tracing::info!(in_flight = tracker.len(), grace_ms = grace.as_millis() as u64, "draining");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("grace period over: interrupting the jobs still running");
+        interrupt.cancel();
+        tracker.wait().await;
+    }
+}
+
+enum Step {
+    Shutdown,
+    Check,
+    Next(Option<Result<JobDelivery, BrokerError>>),
+}
+
+async fn consume(
+    session: &mut Session,
+    ctx: &JobContext,
+    tracker: &TaskTracker,
+    running: &Running,
+    policy: &crate::job::ValidationPolicy,
+    lost: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
+    let config = &ctx.config;
+    let metrics = &ctx.metrics;
+    let mut health = tokio::time::interval(HEALTH_CHECK);
+    loop {
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => Step::Shutdown,
+            _ = health.tick() => Step::Check,
+            next = session.consumer.next() => Step::Next(next),
+        };
+        let next = match step {
+            Step::Shutdown => return SessionEnd::Shutdown,
+            Step::Check if session.healthy() => continue,
+            Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
+            Step::Next(next) => next,
         };
         let delivery = match next {
             Some(Ok(d)) => d,
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "consumer failed");
-                break;
-            }
-            None => {
-                tracing::error!("the broker ended the consumer");
-                break;
-            }
+            Some(Err(e)) => return SessionEnd::Lost(format!("consumer failed: {e}")),
+            None => return SessionEnd::Lost("the broker ended the consumer".into()),
         };
         let attempt = delivery.attempt;
-        match parse_job(&delivery.body, &policy) {
+        match parse_job(&delivery.body, policy) {
             Err(invalid) => {
-                let sink = sink.clone();
+                let sink = session.sink.clone();
                 let metrics = metrics.clone();
                 let attempts = config.amqp.publish_attempts;
                 tracker.spawn(async move {
@@ -171,8 +317,7 @@ pub async fn run_worker(
                     } else {
                         "invalid-job"
                     };
-                    if settle(&delivery, settlement(end)).await
-                        && end == DeliveryEnd::InvalidSettled
+                    if settle(&delivery, settlement(end)).await && end == DeliveryEnd::InvalidSettled
                     {
                         metrics.jobs_rejected.with_label_values(&[reason]).inc();
                     }
@@ -206,34 +351,14 @@ pub async fn run_worker(
                 );
                 let task = JobTask {
                     ctx: ctx.clone(),
-                    sink: sink.clone(),
+                    sink: session.sink.clone(),
                     running: running.clone(),
-                    cancel: interrupt.child_token(),
+                    cancel: lost.child_token(),
                 };
                 tracker.spawn(task.run(job, delivery).instrument(span));
             }
         }
     }
-
-    metrics.set_ready(false);
-    if let Err(e) = consumer.cancel().await {
-        tracing::warn!(error = %e, "cannot cancel the consumer");
-    }
-    tracker.close();
-    let grace = Duration::from_millis(config.worker.shutdown_grace_ms);
-    tracing::info!(
-        in_flight = tracker.len(),
-        grace_ms = grace.as_millis() as u64,
-        "draining"
-    );
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("grace period over: interrupting the jobs still running");
-        interrupt.cancel();
-        tracker.wait().await;
-    }
-    metrics.amqp_connected.set(0);
-    let _ = conn.close(200, "worker shutdown".into()).await;
-    Ok(())
 }
 
 struct JobTask {
@@ -250,8 +375,18 @@ impl JobTask {
         m.jobs_received.with_label_values(&[mode]).inc();
         m.jobs_in_flight.inc();
         let started = Instant::now();
+        let started_at = events::now_ms();
         let attempt = delivery.attempt;
         let end = run_job(&self.ctx, &job, attempt, self.sink.clone(), self.cancel).await;
+        let last_chance = is_last_attempt(attempt, self.ctx.config.amqp.delivery_limit);
+        let end = match end {
+            // One more requeue would dead-letter it unannounced: finish it instead (4.5).
+            JobEnd::Interrupted if last_chance => {
+                tracing::warn!(attempt, "interrupted on its last allowed delivery: finishing it as failed");
+                JobEnd::Finished(Box::new(last_attempt_result(&job.job_id, attempt, started_at)))
+            }
+            other => other,
+        };
         let outcome = match end {
             JobEnd::Interrupted => {
                 m.jobs_requeued.with_label_values(&["interrupted"]).inc();
@@ -293,6 +428,30 @@ impl JobTask {
         for dup in duplicates {
             settle(&dup, how).await;
         }
+    }
+}
+
+/// With `x-delivery-limit = L` the broker delivers a message at most `L + 1` times; the last of
+/// those must not be requeued again.
+pub fn is_last_attempt(attempt: u32, delivery_limit: u32) -> bool {
+    attempt > delivery_limit
+}
+
+/// The result of a job whose last allowed delivery was interrupted.
+fn last_attempt_result(job_id: &str, attempt: u32, started_at: u64) -> ResultBody {
+    ResultBody {
+        job_id: job_id.to_owned(),
+        attempt,
+        state: JobState::Failed,
+        started_at,
+        finished_at: events::now_ms(),
+        phase_timings_ms: Default::default(),
+        result: None,
+        error: Some(format!(
+            "the job was interrupted on its last allowed delivery (attempt {attempt}); its committed work was pushed to its branch"
+        )),
+        failure_cause: Some(crate::job::outcome::FailureCause::Agent),
+        detail: None,
     }
 }
 
@@ -360,6 +519,14 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_attempt_is_the_one_past_the_delivery_limit() {
+        assert!(!is_last_attempt(1, 5));
+        assert!(!is_last_attempt(5, 5));
+        assert!(is_last_attempt(6, 5));
+        assert!(is_last_attempt(1, 0));
+    }
 
     #[test]
     fn only_a_confirmed_result_or_a_settled_refusal_removes_a_delivery_for_good() {
