@@ -390,6 +390,19 @@ impl Config {
                 self.job.followup_poll_interval_ms,
             ),
             ("amqp.confirm_timeout_ms", self.amqp.confirm_timeout_ms),
+            // A zero bound would stop every agent at its first tool call.
+            (
+                "guard.max_tool_calls_without_edit",
+                self.guard.max_tool_calls_without_edit,
+            ),
+            (
+                "guard.max_consecutive_errors",
+                self.guard.max_consecutive_errors,
+            ),
+            (
+                "guard.max_consecutive_web_calls",
+                self.guard.max_consecutive_web_calls,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be positive")));
@@ -500,6 +513,15 @@ mod tests {
             .apply_env(env(&[("JOB_INACTIVITY_MS", "-3")]))
             .unwrap_err();
         assert!(err.to_string().contains("JOB_INACTIVITY_MS"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_guard_bound_is_refused_as_it_would_stop_every_agent_at_once() {
+        let mut c = Config::default();
+        assert!(c.check().is_ok());
+        c.guard.max_consecutive_errors = 0;
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("guard.max_consecutive_errors"), "{err}");
     }
 
     #[test]

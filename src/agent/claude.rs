@@ -1,54 +1,27 @@
 //! The Claude Code subscription harness (seed 5.3, 4.11.3): its argv, its isolated config home,
 //! its system prompt, and the parser of its `stream-json` output. Spawning and supervision are
-//! the runner's job; everything here is synchronous and process-free.
-//!
-//! Also home of the stream types both subscription parsers share ([`LineEffects`],
-//! [`ToolCall`], [`StreamOutcome`]).
+//! the runner's ([`super::subscription`]); everything here is synchronous and process-free.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
+use super::subscription::{
+    create_private_dir, path_string, subscription_credentials, system_prompt_with_context,
+    write_private,
+};
+use super::subscription_stream::{
+    count, parse_line, progress_of, todo_status, CliStream, LineEffects, StreamOutcome, ToolCall,
+};
 use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
-use crate::job::{AgentJob, HarnessAuth};
+use crate::job::AgentJob;
 use crate::redact::{head_chars, Redactor};
 
 /// Failure texts quote at most this much of what the CLI said.
 const MAX_DETAIL_CHARS: usize = 2000;
-
-/// What one stdout line changed.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct LineEffects {
-    /// The new todo snapshot, when this line carried one (it replaces the previous one).
-    pub progress: Option<TodoProgress>,
-    /// Tool calls this line completed, in stream order.
-    pub tools: Vec<ToolCall>,
-}
-
-/// A completed tool call: its name as the CLI spells it, and whether it failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolCall {
-    pub name: String,
-    pub is_error: bool,
-    /// Time between the line that started the call and the line that completed it; `None` when
-    /// the stream never announced the start (the span then starts when it ends).
-    pub duration: Option<Duration>,
-}
-
-/// What a clean stream amounts to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamOutcome {
-    /// The agent's final answer (not redacted, as the seed's summary is not).
-    pub summary: String,
-    pub stats: RunStats,
-    /// `None` when the stream reported no (or only zero) token counts.
-    pub usage: Option<Usage>,
-}
 
 /// The argv after the program name (seed 5.3). The user prompt goes in on stdin; the system
 /// prompt is an argv value, as the CLI offers no other way to append one.
@@ -71,30 +44,6 @@ pub fn claude_args(job: &AgentJob, system_prompt: &str) -> Vec<String> {
         args.push(system_prompt.to_owned());
     }
     args
-}
-
-/// The system prompt with the pointer to `.cat-context/` when the job has context files
-/// (seed 4.11.3). Codex composes its stdin prompt from the same text (seed 4.11.4).
-pub fn system_prompt_with_context(job: &AgentJob) -> String {
-    if job.context_files.is_empty() {
-        return job.system_prompt.clone();
-    }
-    let mut pointer = String::from(
-        "Linked context (requirements / RFCs / PRDs / tracker issues) for this task is in the \
-         .cat-context/ directory. Read the files there when they bear on the task; do not try to \
-         reach Jira, Confluence or GitHub for them.",
-    );
-    for file in &job.context_files {
-        pointer.push_str(&format!(
-            "\n- .cat-context/{} \u{2014} {}",
-            file.path, file.title
-        ));
-    }
-    if job.system_prompt.is_empty() {
-        pointer
-    } else {
-        format!("{}\n\n{pointer}", job.system_prompt)
-    }
 }
 
 /// The `--append-system-prompt` value.
@@ -133,100 +82,6 @@ pub fn prepare_claude_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(Strin
         None => env.push(("CLAUDE_CODE_OAUTH_TOKEN".into(), token.to_owned())),
     }
     Ok(env)
-}
-
-/// The subscription token and base URL, `None` for ambient auth, or the seed's runtime refusal
-/// when the job carries no usable credential (the parser normally makes that unreachable).
-pub(super) fn subscription_credentials<'a>(
-    job: &'a AgentJob,
-    harness: &str,
-) -> io::Result<Option<(&'a str, Option<&'a str>)>> {
-    let refusal = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{harness} harness requires a subscription token (or ambientAuth)"),
-        )
-    };
-    match &job.auth {
-        HarnessAuth::Subscription {
-            ambient_auth: true, ..
-        } => Ok(None),
-        HarnessAuth::Subscription {
-            subscription_token: Some(token),
-            subscription_base_url,
-            ..
-        } if !token.expose().is_empty() => Ok(Some((
-            token.expose(),
-            subscription_base_url.as_deref().filter(|u| !u.is_empty()),
-        ))),
-        HarnessAuth::Subscription { .. } | HarnessAuth::Pi { .. } => Err(refusal()),
-    }
-}
-
-/// Creates the run's home (0700) if it does not exist yet.
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Writes a file only its owner can read, whatever mode an older file had.
-pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-pub(super) fn path_string(path: &Path) -> io::Result<String> {
-    path.to_str().map(str::to_owned).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the agent home path is not valid UTF-8",
-        )
-    })
-}
-
-/// Lines that are not JSON objects are skipped, as are malformed ones (seed 5.5).
-pub(super) fn parse_line(line: &str) -> Option<Value> {
-    let line = line.trim();
-    if !line.starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<Value>(line)
-        .ok()
-        .filter(Value::is_object)
-}
-
-pub(super) fn progress_of(items: Vec<TodoItem>) -> TodoProgress {
-    let count = |s: TodoStatus| items.iter().filter(|i| i.status == s).count() as u64;
-    TodoProgress {
-        completed: count(TodoStatus::Completed),
-        in_progress: count(TodoStatus::InProgress),
-        total: items.len() as u64,
-        items: Some(items),
-    }
-}
-
-pub(super) fn todo_status(status: Option<&str>) -> TodoStatus {
-    match status {
-        Some("completed") => TodoStatus::Completed,
-        Some("in_progress") => TodoStatus::InProgress,
-        _ => TodoStatus::Pending,
-    }
-}
-
-pub(super) fn count(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
 }
 
 /// A JSON value as a label: strings as they are, anything else as JSON text.
@@ -283,39 +138,6 @@ impl ClaudeStream {
             pending: HashMap::new(),
             tasks: Vec::new(),
         }
-    }
-
-    /// One stdout line (without its newline), as it arrives.
-    pub fn feed(&mut self, line: &str) -> LineEffects {
-        self.feed_at(line, Instant::now())
-    }
-
-    /// [`feed`](Self::feed) with the arrival time given, so tests control tool durations.
-    pub fn feed_at(&mut self, line: &str, now: Instant) -> LineEffects {
-        let mut effects = LineEffects::default();
-        let Some(event) = parse_line(line) else {
-            return effects;
-        };
-        match event.get("type").and_then(Value::as_str) {
-            Some("assistant") => self.on_assistant(&event, now, &mut effects),
-            Some("user") => self.on_user(&event, now, &mut effects),
-            Some("result") => self.on_result(&event),
-            _ => {}
-        }
-        effects
-    }
-
-    /// The run's outcome once stdout closed cleanly, or the failure the CLI reported in its
-    /// `result` event (Q18: `is_error`, or a `subtype` other than `success`).
-    pub fn finish(self) -> Result<StreamOutcome, String> {
-        if let Some(Verdict::Failure(message)) = self.verdict {
-            return Err(message);
-        }
-        Ok(StreamOutcome {
-            summary: self.summary,
-            stats: self.stats,
-            usage: self.usage,
-        })
     }
 
     fn on_assistant(&mut self, event: &Value, now: Instant, effects: &mut LineEffects) {
@@ -509,6 +331,53 @@ impl ClaudeStream {
     }
 }
 
+impl CliStream for ClaudeStream {
+    fn feed_at(&mut self, line: &str, now: Instant) -> LineEffects {
+        let mut effects = LineEffects::default();
+        let Some(event) = parse_line(line) else {
+            return effects;
+        };
+        match event.get("type").and_then(Value::as_str) {
+            Some("assistant") => self.on_assistant(&event, now, &mut effects),
+            Some("user") => self.on_user(&event, now, &mut effects),
+            Some("result") => self.on_result(&event),
+            _ => {}
+        }
+        effects
+    }
+
+    /// The failure is the one the CLI reported in its `result` event (Q18: `is_error`, or a
+    /// `subtype` other than `success`).
+    fn into_outcome(self) -> (StreamOutcome, Option<String>) {
+        let failure = match self.verdict {
+            Some(Verdict::Failure(message)) => Some(message),
+            Some(Verdict::Success) | None => None,
+        };
+        let outcome = StreamOutcome {
+            summary: self.summary,
+            stats: self.stats,
+            usage: self.usage,
+        };
+        (outcome, failure)
+    }
+
+    fn guard_name(tool: &str) -> &str {
+        claude_guard_name(tool)
+    }
+}
+
+/// Claude Code's tool names in the progress guard's vocabulary (seed 5.2 classes): its web
+/// and task-list tools would otherwise count as plain tool calls.
+pub fn claude_guard_name(tool: &str) -> &str {
+    match tool {
+        "WebSearch" => "web_search",
+        "WebFetch" => "web_fetch",
+        "TodoWrite" | "TaskCreate" | "TaskUpdate" | "TaskList" | "TaskGet" => "todo",
+        "NotebookEdit" => "edit",
+        other => other,
+    }
+}
+
 fn content_blocks(event: &Value) -> Option<&Vec<Value>> {
     event.pointer("/message/content").and_then(Value::as_array)
 }
@@ -544,336 +413,5 @@ fn created_task_id(result: &Value) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-    use crate::job::{parse_job, ValidationPolicy};
-    use crate::redact::Secret;
-
-    const HAPPY: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/agent-streams/claude-code-2.1.330-happy.events.jsonl"
-    ));
-
-    const TOKEN: &str = "sk-ant-oat01-unit-test-token-value";
-
-    /// A valid job of `harness` with `extra` fields merged in.
-    pub(in crate::agent) fn job(harness: &str, extra: Value) -> AgentJob {
-        let mut body = serde_json::json!({
-            "jobId": "job-1",
-            "mode": "coding",
-            "systemPrompt": "You are the implementer.",
-            "userPrompt": "Add a CONTRIBUTING.md.",
-            "model": "example-model",
-            "ghToken": "ghs_EXAMPLEnotarealtoken000000000000000",
-            "repo": {
-                "owner": "acme",
-                "name": "widgets",
-                "baseBranch": "main",
-                "cloneUrl": "https://github.com/acme/widgets.git"
-            },
-            "branch": "main",
-            "harness": harness,
-        });
-        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        let policy = ValidationPolicy::with_hosts(Vec::<String>::new(), 1 << 20);
-        parse_job(body.to_string().as_bytes(), &policy).unwrap()
-    }
-
-    fn feed_all(stream: &mut ClaudeStream, text: &str) -> Vec<LineEffects> {
-        text.lines().map(|l| stream.feed(l)).collect()
-    }
-
-    fn stream() -> ClaudeStream {
-        ClaudeStream::new(Redactor::patterns_only().with_secret(&Secret::new(TOKEN)))
-    }
-
-    #[test]
-    fn the_real_happy_stream_yields_its_summary_stats_and_usage() {
-        let mut s = stream();
-        let effects = feed_all(&mut s, HAPPY);
-        let tools: Vec<(String, bool)> = effects
-            .iter()
-            .flat_map(|e| e.tools.iter().map(|t| (t.name.clone(), t.is_error)))
-            .collect();
-        assert_eq!(
-            tools,
-            [("Write".to_owned(), false), ("Bash".to_owned(), false)]
-        );
-        assert!(effects.iter().all(|e| e.progress.is_none()));
-        let outcome = s.finish().unwrap();
-        assert_eq!(outcome.summary, "Created hello.txt and committed it.");
-        assert_eq!(
-            outcome.stats,
-            RunStats {
-                tool_calls: 2,
-                assistant_chars: "Created hello.txt and committed it.".len() as u64,
-            }
-        );
-        assert_eq!(
-            outcome.usage,
-            Some(Usage {
-                input_tokens: 300,
-                output_tokens: 27
-            })
-        );
-    }
-
-    #[test]
-    fn cache_reads_and_writes_count_as_input() {
-        let mut s = stream();
-        s.feed(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":1000,"output_tokens":7}}"#);
-        let usage = s.finish().unwrap().usage;
-        assert_eq!(
-            usage,
-            Some(Usage {
-                input_tokens: 1110,
-                output_tokens: 7
-            })
-        );
-    }
-
-    #[test]
-    fn a_result_flagged_is_error_fails_the_run_with_its_text_redacted() {
-        let mut s = stream();
-        s.feed(&format!(
-            r#"{{"type":"result","subtype":"success","is_error":true,"api_error_status":401,"result":"Invalid API key {TOKEN} · Please run /login"}}"#
-        ));
-        let err = s.finish().unwrap_err();
-        assert!(
-            err.starts_with("claude-code reported an error (API status 401): Invalid API key"),
-            "{err}"
-        );
-        assert!(err.contains("Please run /login"), "{err}");
-        assert!(!err.contains(TOKEN), "{err}");
-    }
-
-    #[test]
-    fn a_result_subtype_other_than_success_fails_the_run_and_names_the_subtype() {
-        let mut s = stream();
-        s.feed(r#"{"type":"result","subtype":"error_max_turns","is_error":false,"num_turns":50}"#);
-        assert_eq!(
-            s.finish().unwrap_err(),
-            "claude-code run ended with error_max_turns"
-        );
-
-        let mut s = stream();
-        s.feed(r#"{"type":"result","subtype":"error_during_execution","errors":["tool crashed","then gave up"]}"#);
-        assert_eq!(
-            s.finish().unwrap_err(),
-            "claude-code run ended with error_during_execution: tool crashed; then gave up"
-        );
-    }
-
-    #[test]
-    fn todo_write_emits_the_snapshot_it_carries() {
-        let mut s = stream();
-        let effects = s.feed(r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t1","name":"TodoWrite","input":{"todos":[{"content":"read code","status":"completed","activeForm":"Reading"},{"content":"write code","status":"in_progress"},{"content":"test","status":"pending"}]}}]}}"#);
-        let progress = effects.progress.unwrap();
-        assert_eq!(
-            (progress.completed, progress.in_progress, progress.total),
-            (1, 1, 3)
-        );
-        let items = progress.items.unwrap();
-        assert_eq!(items[1].label, "write code");
-        assert_eq!(items[1].status, TodoStatus::InProgress);
-        assert!(
-            effects.tools.is_empty(),
-            "the call completes with its result"
-        );
-    }
-
-    #[test]
-    fn task_create_and_update_results_rebuild_the_snapshot() {
-        let mut s = stream();
-        let lines = [
-            r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"c1","name":"TaskCreate","input":{"subject":"Audit","description":"d"}}]}}"#,
-            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"c1","content":"Task #1 created successfully: Audit"}]},"tool_use_result":{"task":{"id":"1","subject":"Audit"}}}"#,
-            r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"c2","name":"TaskCreate","input":{"subject":"Test","description":"d"}},{"type":"tool_use","id":"c3","name":"TaskCreate","input":{"subject":"Drop me","description":"d"}}]}}"#,
-            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"c2","content":"Task #2 created successfully: Test"},{"type":"tool_result","tool_use_id":"c3","content":"Task #3 created successfully: Drop me"}]}}"#,
-            r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"u1","name":"TaskUpdate","input":{"taskId":"1","status":"completed"}},{"type":"tool_use","id":"u2","name":"TaskUpdate","input":{"taskId":"2","status":"in_progress"}},{"type":"tool_use","id":"u3","name":"TaskUpdate","input":{"taskId":"3","status":"deleted"}}]}}"#,
-            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"u1","content":"Updated task #1 status"},{"type":"tool_result","tool_use_id":"u2","content":"Updated task #2 status"},{"type":"tool_result","tool_use_id":"u3","content":"Updated task #3 deleted"}]}}"#,
-        ];
-        let effects: Vec<LineEffects> = lines.iter().map(|l| s.feed(l)).collect();
-        let first = effects[1].progress.clone().unwrap();
-        assert_eq!((first.completed, first.in_progress, first.total), (0, 0, 1));
-        let last = effects[5].progress.clone().unwrap();
-        assert_eq!((last.completed, last.in_progress, last.total), (1, 1, 2));
-        let labels: Vec<&str> = last
-            .items
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|i| i.label.as_str())
-            .collect();
-        assert_eq!(labels, ["Audit", "Test"]);
-        assert_eq!(effects[5].tools.len(), 3);
-    }
-
-    #[test]
-    fn a_failing_tool_result_is_reported_with_its_name_and_duration() {
-        let mut s = stream();
-        let t0 = Instant::now();
-        s.feed_at(
-            r#"{"type":"assistant","message":{"content":[{"type":"tool_use","id":"b1","name":"Bash","input":{"command":"false"}}]}}"#,
-            t0,
-        );
-        let effects = s.feed_at(
-            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"b1","content":"exit 1","is_error":true}]}}"#,
-            t0 + Duration::from_millis(250),
-        );
-        assert_eq!(
-            effects.tools,
-            [ToolCall {
-                name: "Bash".into(),
-                is_error: true,
-                duration: Some(Duration::from_millis(250)),
-            }]
-        );
-    }
-
-    #[test]
-    fn noise_and_malformed_lines_change_nothing() {
-        let mut s = stream();
-        for line in ["", "not json", "{broken", "[1,2]", r#"{"type":"system"}"#] {
-            assert_eq!(s.feed(line), LineEffects::default());
-        }
-        let outcome = s.finish().unwrap();
-        assert_eq!(outcome.summary, "");
-        assert!(outcome.stats.never_acted());
-        assert_eq!(outcome.usage, None);
-    }
-
-    #[test]
-    fn args_follow_the_seed_invocation_and_carry_no_token() {
-        let job = job(
-            "claude-code",
-            serde_json::json!({ "subscriptionToken": TOKEN }),
-        );
-        let args = claude_args(&job, "be brief");
-        assert_eq!(
-            args,
-            [
-                "-p",
-                "--output-format",
-                "stream-json",
-                "--verbose",
-                "--permission-mode",
-                "bypassPermissions",
-                "--model",
-                "example-model",
-                "--append-system-prompt",
-                "be brief"
-            ]
-        );
-        assert!(args.iter().all(|a| !a.contains(TOKEN)));
-    }
-
-    #[test]
-    fn the_system_prompt_points_at_the_context_files() {
-        let plain = job(
-            "claude-code",
-            serde_json::json!({ "subscriptionToken": TOKEN }),
-        );
-        assert_eq!(claude_system_prompt(&plain), "You are the implementer.");
-
-        let with_files = job(
-            "claude-code",
-            serde_json::json!({
-                "subscriptionToken": TOKEN,
-                "contextFiles": [
-                    {"path": "PROJ-1.md", "title": "The ticket", "url": "https://x/1", "content": "c"},
-                    {"path": "rfc.md", "title": "The RFC", "content": "c"}
-                ]
-            }),
-        );
-        let prompt = claude_system_prompt(&with_files);
-        assert!(prompt.starts_with("You are the implementer.\n\nLinked context (requirements / RFCs / PRDs / tracker issues) for this task is in the .cat-context/ directory."), "{prompt}");
-        assert!(prompt.ends_with("\n- .cat-context/PROJ-1.md \u{2014} The ticket\n- .cat-context/rfc.md \u{2014} The RFC"), "{prompt}");
-    }
-
-    fn mode(path: &Path) -> u32 {
-        fs::metadata(path).unwrap().permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn the_home_holds_a_private_onboarding_file_and_the_token_goes_only_in_env() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("claude-home");
-        let job = job(
-            "claude-code",
-            serde_json::json!({ "subscriptionToken": TOKEN }),
-        );
-        let env = prepare_claude_home(&job, &home).unwrap();
-
-        let file = home.join(".claude.json");
-        assert_eq!(mode(&file), 0o600);
-        assert_eq!(mode(&home), 0o700);
-        let written: Value = serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
-        assert_eq!(written["hasCompletedOnboarding"], true);
-        assert_eq!(written["hasTrustDialogAccepted"], true);
-        assert_eq!(written["bypassPermissionsModeAccepted"], true);
-        for entry in fs::read_dir(&home).unwrap() {
-            let contents = fs::read_to_string(entry.unwrap().path()).unwrap();
-            assert!(!contents.contains(TOKEN));
-        }
-        assert_eq!(
-            env,
-            [
-                (
-                    "CLAUDE_CONFIG_DIR".to_owned(),
-                    home.to_str().unwrap().to_owned()
-                ),
-                ("CLAUDE_CODE_OAUTH_TOKEN".to_owned(), TOKEN.to_owned()),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_vendor_base_url_sends_the_token_as_an_auth_token_beside_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let job = job(
-            "claude-code",
-            serde_json::json!({
-                "subscriptionToken": TOKEN,
-                "subscriptionBaseUrl": "https://api.z.ai/api/anthropic"
-            }),
-        );
-        let env = prepare_claude_home(&job, dir.path()).unwrap();
-        assert_eq!(
-            env[1..],
-            [
-                (
-                    "ANTHROPIC_BASE_URL".to_owned(),
-                    "https://api.z.ai/api/anthropic".to_owned()
-                ),
-                ("ANTHROPIC_AUTH_TOKEN".to_owned(), TOKEN.to_owned()),
-            ]
-        );
-        assert!(env.iter().all(|(k, _)| k != "CLAUDE_CODE_OAUTH_TOKEN"));
-    }
-
-    #[test]
-    fn ambient_auth_writes_no_home_and_adds_no_env() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("unused");
-        let job = job("claude-code", serde_json::json!({ "ambientAuth": true }));
-        assert_eq!(prepare_claude_home(&job, &home).unwrap(), []);
-        assert!(!home.exists());
-    }
-
-    #[test]
-    fn a_job_without_subscription_auth_is_refused_with_the_seed_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let pi = job(
-            "pi",
-            serde_json::json!({ "proxyBaseUrl": "https://proxy", "sessionToken": "sess-123456" }),
-        );
-        let err = prepare_claude_home(&pi, dir.path()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "claude-code harness requires a subscription token (or ambientAuth)"
-        );
-    }
-}
+#[path = "claude_tests.rs"]
+mod tests;

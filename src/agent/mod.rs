@@ -1,28 +1,70 @@
 //! Agent runners and their supervision.
 //!
-//! - [`claude`], [`codex`]: the subscription CLIs' stream parsers, arguments and isolated
-//!   config homes (their runner comes with supervision).
+//! - [`run_agent`]: runs the job's harness as an [`Invocation`] says.
 //! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
 //!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
 //!   cancellation or when the future is dropped.
+//! - [`invocation`]: what a run is started with, and the environment the agent gets.
+//! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
 //! - [`pi_home`]: the per-job HOME Pi reads (`AGENTS.md`, `models.json`, installed extensions).
 //! - [`pi`]: the Pi runner: invocation, environment, and the exit decision (seed 5.1).
 //! - [`pi_stream`]: the parser of Pi's JSON event stream (summary, stats, usage, todo progress,
 //!   tool spans, terminal errors).
+//! - [`subscription`]: the Claude Code and Codex runners (seed 5.3 to 5.5).
+//! - [`claude`], [`codex`]: those CLIs' arguments, isolated config homes and stream parsers,
+//!   over the shared stream types of [`subscription_stream`].
 
 pub mod claude;
 pub mod codex;
+pub mod guard;
+pub mod invocation;
 pub mod pi;
 pub mod pi_home;
 pub mod pi_stream;
 pub mod process;
+pub mod subscription;
+pub mod subscription_stream;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
 
 use crate::job::outcome::{FailureCause, RunStats, TodoProgress, ToolSpan, Usage};
+use crate::job::{AgentJob, Harness};
 
-pub use pi::{run_pi, PiInvocation};
+pub use guard::{GuardLimits, ProgressGuard};
+pub use invocation::Invocation;
+pub use pi::run_pi;
 pub use pi_home::{
     compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with,
 };
+pub use subscription::{run_claude, run_codex};
+
+/// The name the Pi-only code knew the invocation by.
+pub type PiInvocation = Invocation;
+
+/// Runs the job's harness (Pi, Claude Code or Codex) as `inv` says; `inv.command` must be
+/// that harness's program. See [`run_pi`], [`run_claude`] and [`run_codex`].
+pub async fn run_agent(
+    job: &AgentJob,
+    inv: &Invocation,
+    observer: Arc<dyn AgentObserver>,
+    cancel: CancellationToken,
+) -> Result<AgentRun, AgentError> {
+    match job.auth.harness() {
+        Harness::Pi => run_pi(job, inv, observer, cancel).await,
+        Harness::ClaudeCode => run_claude(job, inv, observer, cancel).await,
+        Harness::Codex => run_codex(job, inv, observer, cancel).await,
+    }
+}
+
+/// Epoch milliseconds, the clock of tool spans.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Receives what an agent run reports while it runs. Called from the runner's task, so
 /// implementations must be quick and must not block.
@@ -63,24 +105,28 @@ pub struct AgentRun {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// The cancel token fired (a watchdog or shutdown); the caller knows why and reports that.
-    #[error("pi aborted")]
+    #[error("agent run aborted")]
     Cancelled,
-    /// The run was stopped from inside (the seam for the progress guard, seed 5.2).
+    /// The run was stopped from inside: the progress guard tripped (seed 5.2).
     #[error("{reason}{}", stderr_suffix(.stderr_tail))]
     Stopped {
         reason: String,
         stderr_tail: Option<String>,
     },
     /// The process exited non-zero or was killed by a signal (`code` is then `None`).
-    #[error("pi exited with code {}: {output_tail}", display_code(*.code))]
+    #[error("{command} exited with code {}: {output_tail}", display_code(*.code))]
     Exited {
+        /// The harness's CLI as the seed names it: `pi`, `claude` or `codex`.
+        command: &'static str,
         code: Option<i32>,
         signal: Option<i32>,
-        /// The redacted last 500 chars of stderr, or of stdout when stderr was empty.
+        /// Redacted: Pi's last 500 chars of stderr (or of stdout when stderr was empty), a
+        /// subscription CLI's last 700 chars of stderr.
         output_tail: String,
     },
-    /// Pi exited 0 but its last model call failed or its retries ran out (seed 5.1.5, with the
-    /// failed-last-message rule the seed missed).
+    /// The CLI exited 0 but the run failed: Pi's last model call failed or its retries ran
+    /// out (seed 5.1.5, with the failed-last-message rule the seed missed), Claude Code's
+    /// result was an error (Q18), Codex's last turn failed.
     #[error("{message}{}", stderr_suffix(.stderr_tail))]
     RunFailed {
         message: String,
@@ -90,8 +136,10 @@ pub enum AgentError {
         usage: Option<Usage>,
     },
     /// The program could not be started (not found, not executable).
-    #[error("could not start pi ({program}): {source}")]
+    #[error("could not start {command} ({program}): {source}")]
     Spawn {
+        /// The harness's CLI, as in [`AgentError::Exited`].
+        command: &'static str,
         program: String,
         #[source]
         source: std::io::Error,
@@ -146,7 +194,7 @@ pub(crate) mod test_support {
 
     use super::AgentObserver;
     use crate::job::outcome::{TodoProgress, ToolSpan};
-    use crate::job::{AgentJob, HarnessAuth, Mode, RepoSpec};
+    use crate::job::{parse_job, AgentJob, HarnessAuth, Mode, RepoSpec, ValidationPolicy};
     use crate::redact::Secret;
 
     pub const SESSION_TOKEN: &str = "sess-TEST-token-0123456789";
@@ -193,6 +241,31 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A valid job of `harness` (`pi`, `claude-code`, `codex`) with `extra` fields merged in.
+    pub fn subscription_job(harness: &str, extra: serde_json::Value) -> AgentJob {
+        let mut body = serde_json::json!({
+            "jobId": "job-1",
+            "mode": "coding",
+            "systemPrompt": "You are the implementer.",
+            "userPrompt": "Add a CONTRIBUTING.md.",
+            "model": "example-model",
+            "ghToken": "ghs_EXAMPLEnotarealtoken000000000000000",
+            "repo": {
+                "owner": "acme",
+                "name": "widgets",
+                "baseBranch": "main",
+                "cloneUrl": "https://github.com/acme/widgets.git"
+            },
+            "branch": "main",
+            "harness": harness,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        let policy = ValidationPolicy::with_hosts(Vec::<String>::new(), 1 << 20);
+        parse_job(body.to_string().as_bytes(), &policy).unwrap()
+    }
+
     /// Records everything and forwards activity to a channel so tests can sequence on it.
     pub struct Recorder {
         pub progress: Mutex<Vec<TodoProgress>>,
@@ -232,17 +305,19 @@ mod tests {
     #[test]
     fn error_texts_follow_the_seed() {
         let exited = AgentError::Exited {
+            command: "pi",
             code: Some(1),
             signal: None,
             output_tail: "boom".into(),
         };
         assert_eq!(exited.to_string(), "pi exited with code 1: boom");
         let signalled = AgentError::Exited {
+            command: "claude",
             code: None,
             signal: Some(9),
             output_tail: String::new(),
         };
-        assert_eq!(signalled.to_string(), "pi exited with code null: ");
+        assert_eq!(signalled.to_string(), "claude exited with code null: ");
         let failed = AgentError::RunFailed {
             message: "401: denied".into(),
             stderr_tail: Some("warn".into()),
@@ -257,7 +332,7 @@ mod tests {
             usage: None,
         };
         assert_eq!(quiet.to_string(), "401: denied");
-        assert_eq!(AgentError::Cancelled.to_string(), "pi aborted");
+        assert_eq!(AgentError::Cancelled.to_string(), "agent run aborted");
         assert!(AgentError::Cancelled.is_cancelled());
         assert_eq!(exited.failure_cause(), FailureCause::Agent);
     }

@@ -5,21 +5,21 @@
 //! The session token reaches Pi only through `models.json` (see [`super::pi_home`]): it is
 //! never in the child's argv or environment, which every tool the agent runs would inherit.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::ProgressGuard;
+use super::invocation::{compose_env, job_secrets, Invocation};
 use super::pi_home::pi_agent_dir;
 use super::pi_stream::{PiOutcome, PiStream};
 use super::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
-use super::{AgentError, AgentObserver, AgentRun};
-use crate::job::{AgentJob, HarnessAuth};
+use super::{now_ms, AgentError, AgentObserver, AgentRun};
+use crate::job::AgentJob;
 use crate::redact::{head_chars, tail_chars, Redactor};
 
 /// Rolling stderr kept while Pi runs.
@@ -33,39 +33,7 @@ const EXIT_OUTPUT_CHARS: usize = 500;
 /// A terminal run error's own message.
 const TERMINAL_MESSAGE_CHARS: usize = 1000;
 
-/// How to start Pi for one job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PiInvocation {
-    /// argv prefix of the Pi program, default ["pi"]; tests and the demo point it elsewhere.
-    /// The runner appends `-p --mode json --model proxy/<model> --approve`.
-    pub command: Vec<String>,
-    /// The agent's cwd (the checkout, or its serviceDirectory).
-    pub work_dir: PathBuf,
-    /// The per-job HOME, prepared by [`super::prepare_pi_home`].
-    pub home_dir: PathBuf,
-    /// Added to the environment. Entries carrying one of the job's tokens are dropped.
-    pub extra_env: Vec<(String, String)>,
-    /// Worker environment variables the agent must not inherit (e.g. `AMQP_URL`).
-    pub env_remove: Vec<String>,
-    /// SIGTERM to the group, this long, then SIGKILL.
-    pub kill_grace: Duration,
-}
-
-impl PiInvocation {
-    /// `pi` in `work_dir` with `home_dir`, no extra environment, a 5 s kill grace.
-    pub fn new(work_dir: impl Into<PathBuf>, home_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            command: vec!["pi".to_owned()],
-            work_dir: work_dir.into(),
-            home_dir: home_dir.into(),
-            extra_env: Vec::new(),
-            env_remove: Vec::new(),
-            kill_grace: Duration::from_secs(5),
-        }
-    }
-}
-
-/// The arguments appended to [`PiInvocation::command`]. The prompt is never among them: Pi has
+/// The arguments appended to [`Invocation::command`]. The prompt is never among them: Pi has
 /// no `--` terminator, so a prompt starting with `-` would read as a flag.
 pub fn pi_args(model: &str) -> Vec<String> {
     vec![
@@ -78,81 +46,27 @@ pub fn pi_args(model: &str) -> Vec<String> {
     ]
 }
 
-/// Every token the job carries, by value.
-fn job_secrets(job: &AgentJob) -> Vec<&str> {
-    let mut out = vec![job.gh_token.expose()];
-    match &job.auth {
-        HarnessAuth::Pi { session_token, .. } => out.push(session_token.expose()),
-        HarnessAuth::Subscription {
-            subscription_token: Some(t),
-            ..
-        } => out.push(t.expose()),
-        HarnessAuth::Subscription { .. } => {}
-    }
-    // Too short to search for without dropping unrelated values (the redactor's bound too).
-    out.retain(|s| s.chars().count() >= 6);
-    out
-}
-
-fn carries_secret(value: &OsStr, secrets: &[&str]) -> bool {
-    let value = value.to_string_lossy();
-    secrets.iter().any(|s| value.contains(s))
-}
-
-/// The child's whole environment: `inherited` minus [`PiInvocation::env_remove`], minus
-/// `GIT_ASKPASS*` (the agent must not push by itself), minus any value carrying a job token,
-/// plus `extra_env`, with `HOME` and `PI_CODING_AGENT_DIR` always pointing at the job's HOME.
-pub fn child_env<I>(inherited: I, inv: &PiInvocation, secrets: &[&str]) -> Vec<(OsString, OsString)>
+/// Pi's environment (see `invocation::compose_env`) with `HOME` and `PI_CODING_AGENT_DIR` always pointing
+/// at the job's HOME.
+pub fn child_env<I>(inherited: I, inv: &Invocation, secrets: &[&str]) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
-    const PINNED: [&str; 2] = ["HOME", "PI_CODING_AGENT_DIR"];
-    let dropped = |key: &OsStr| {
-        let key = key.to_string_lossy();
-        key.starts_with("GIT_ASKPASS")
-            || PINNED.contains(&key.as_ref())
-            || inv.env_remove.iter().any(|r| *r == key)
-    };
-    let mut env: Vec<(OsString, OsString)> = Vec::new();
-    for (key, value) in inherited {
-        if dropped(&key) {
-            continue;
-        }
-        if carries_secret(&value, secrets) {
-            tracing::warn!(var = %key.to_string_lossy(), "not passing a variable that carries a job token to the agent");
-            continue;
-        }
-        env.push((key, value));
-    }
-    for (key, value) in &inv.extra_env {
-        if PINNED.contains(&key.as_str()) {
-            continue;
-        }
-        if carries_secret(OsStr::new(value), secrets) {
-            tracing::warn!(var = %key, "not passing a variable that carries a job token to the agent");
-            continue;
-        }
-        env.retain(|(k, _)| k != OsStr::new(key));
-        env.push((key.into(), value.into()));
-    }
-    env.push(("HOME".into(), inv.home_dir.clone().into_os_string()));
-    env.push((
-        "PI_CODING_AGENT_DIR".into(),
-        pi_agent_dir(&inv.home_dir).into_os_string(),
-    ));
-    env
+    let pinned = vec![
+        ("HOME".to_owned(), inv.home_dir.clone().into_os_string()),
+        (
+            "PI_CODING_AGENT_DIR".to_owned(),
+            pi_agent_dir(&inv.home_dir).into_os_string(),
+        ),
+    ];
+    compose_env(inherited, inv, secrets, &[], pinned)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Feeds Pi's output to the stream parser and the observer.
+/// Feeds Pi's output to the stream parser, the observer and the progress guard.
 struct PiSink<'a> {
     stream: PiStream,
     observer: &'a dyn AgentObserver,
+    guard: ProgressGuard,
 }
 
 impl OutputSink for PiSink<'_> {
@@ -160,7 +74,7 @@ impl OutputSink for PiSink<'_> {
         self.observer.on_activity();
     }
 
-    fn on_stdout_line(&mut self, line: &[u8], _at_close: bool) -> ControlFlow<String> {
+    fn on_stdout_line(&mut self, line: &[u8], at_close: bool) -> ControlFlow<String> {
         let effects = self.stream.on_line(line, now_ms());
         if let Some(progress) = effects.progress {
             self.observer.on_progress(progress);
@@ -168,10 +82,15 @@ impl OutputSink for PiSink<'_> {
         if let Some(span) = effects.span {
             self.observer.on_span(span);
         }
-        // The progress guard (seed 5.2) plugs in here: it observes `effects.tool_end` (not at
-        // close, and not once tripped) and returns `Break(reason)` to stop Pi, which then ends
-        // as `AgentError::Stopped`.
-        ControlFlow::Continue(())
+        // The guard skips the unterminated last line, so a clean exit is never turned into a
+        // guard failure (seed 5.1.2).
+        match effects.tool_end {
+            Some(t) if !at_close => match self.guard.observe(&t.tool_name, t.is_error) {
+                Some(reason) => ControlFlow::Break(reason),
+                None => ControlFlow::Continue(()),
+            },
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     fn on_overlong_line(&mut self) {
@@ -184,7 +103,7 @@ impl OutputSink for PiSink<'_> {
 /// `inv.home_dir` must have been prepared with [`super::prepare_pi_home`].
 pub async fn run_pi(
     job: &AgentJob,
-    inv: &PiInvocation,
+    inv: &Invocation,
     observer: Arc<dyn AgentObserver>,
     cancel: CancellationToken,
 ) -> Result<AgentRun, AgentError> {
@@ -193,6 +112,7 @@ pub async fn run_pi(
     }
     let Some((program, prefix)) = inv.command.split_first() else {
         return Err(AgentError::Spawn {
+            command: "pi",
             program: String::new(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty Pi command"),
         });
@@ -212,6 +132,7 @@ pub async fn run_pi(
     let mut sink = PiSink {
         stream: PiStream::new(now_ms()),
         observer: observer.as_ref(),
+        guard: ProgressGuard::new(inv.guard, inv.expects_edits),
     };
     let finished = process::supervise(
         cmd,
@@ -223,6 +144,7 @@ pub async fn run_pi(
     .await
     .map_err(|e| match e {
         SuperviseError::Spawn(source) => AgentError::Spawn {
+            command: "pi",
             program: program.clone(),
             source,
         },
@@ -283,6 +205,7 @@ fn decide(
                 stderr
             };
             Err(AgentError::Exited {
+                command: "pi",
                 code: status.code(),
                 signal: status.signal(),
                 output_tail: tail_chars(&redactor.redact(source), EXIT_OUTPUT_CHARS).to_owned(),

@@ -1,10 +1,11 @@
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::*;
 use crate::agent::process::tests::wait_gone;
 use crate::agent::test_support::{job, Recorder, GH_TOKEN, SESSION_TOKEN};
-use crate::agent::{prepare_pi_home_with, AgentError};
+use crate::agent::{prepare_pi_home_with, AgentError, GuardLimits};
 use crate::job::outcome::RunStats;
 
 fn fixture_path(name: &str) -> String {
@@ -32,8 +33,8 @@ impl FakePi {
         self.dir.path().join(name)
     }
 
-    fn invocation(&self) -> PiInvocation {
-        let mut inv = PiInvocation::new(self.path("work"), self.path("home"));
+    fn invocation(&self) -> Invocation {
+        let mut inv = Invocation::new(self.path("work"), self.path("home"));
         inv.command = vec![
             "/bin/sh".into(),
             self.path("pi.sh").to_string_lossy().into_owned(),
@@ -48,7 +49,7 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-async fn run(inv: &PiInvocation) -> (Result<AgentRun, AgentError>, Arc<Recorder>) {
+async fn run(inv: &Invocation) -> (Result<AgentRun, AgentError>, Arc<Recorder>) {
     let (recorder, _rx) = Recorder::new();
     let recorder = Arc::new(recorder);
     let result = run_pi(&job(), inv, recorder.clone(), CancellationToken::new()).await;
@@ -255,7 +256,7 @@ async fn a_missing_pi_binary_is_a_spawn_failure() {
 
 #[test]
 fn the_child_env_drops_askpass_removed_and_token_carrying_variables() {
-    let mut inv = PiInvocation::new("/w", "/jobs/1/home");
+    let mut inv = Invocation::new("/w", "/jobs/1/home");
     inv.env_remove = vec!["AMQP_URL".into()];
     inv.extra_env = vec![
         ("EXTRA".into(), "yes".into()),
@@ -296,8 +297,85 @@ fn the_child_env_drops_askpass_removed_and_token_carrying_variables() {
 #[test]
 fn the_run_future_can_be_spawned() {
     fn assert_send<T: Send>(_: &T) {}
-    let (j, inv) = (job(), PiInvocation::new("/w", "/h"));
+    let (j, inv) = (job(), Invocation::new("/w", "/h"));
     let (recorder, _rx) = Recorder::new();
     let fut = run_pi(&j, &inv, Arc::new(recorder), CancellationToken::new());
     assert_send(&fut);
+}
+
+/// Pi printing `n` successful `bash` calls, then a wait the guard must cut short.
+fn pi_bash_calls(n: usize) -> String {
+    let mut script = String::from("cat > /dev/null\necho 'probing' >&2\n");
+    for _ in 0..n {
+        script.push_str(
+            "echo '{\"type\":\"tool_execution_end\",\"toolName\":\"bash\",\"isError\":false}'\n",
+        );
+    }
+    script.push_str("sleep 10\n");
+    script
+}
+
+const NO_EDIT_TAIL: &str = "tool calls and not one file edit \u{2014} the agent is exploring or \
+     probing the environment without implementing anything. Aborting before it burns the whole \
+     run.";
+
+/// `n` bash calls under a worker base of 5 and the job's `maxToolCallsWithoutEdit = over`.
+async fn pi_guarded(n: usize, over: u64) -> Result<AgentRun, AgentError> {
+    let fake = FakePi::new(&pi_bash_calls(n));
+    let mut j = job();
+    j.guard_limits = Some(crate::job::GuardLimitsSpec {
+        max_tool_calls_without_edit: Some(over),
+        ..Default::default()
+    });
+    let mut inv = fake.invocation();
+    let base = GuardLimits {
+        max_tool_calls_without_edit: 5,
+        ..GuardLimits::default()
+    };
+    inv.guard = GuardLimits::merge(base, j.guard_limits);
+    let (recorder, _rx) = Recorder::new();
+    run_pi(&j, &inv, Arc::new(recorder), CancellationToken::new()).await
+}
+
+#[tokio::test]
+async fn the_guard_stops_a_pi_run_of_bash_calls_without_an_edit_at_the_worker_bound() {
+    let err = pi_guarded(20, 3).await.unwrap_err();
+    assert!(matches!(err, AgentError::Stopped { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("no progress: 5 {NO_EDIT_TAIL} Agent stderr: probing")
+    );
+}
+
+#[tokio::test]
+async fn a_job_may_loosen_the_pi_guard() {
+    let err = pi_guarded(20, 8).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("no progress: 8 {NO_EDIT_TAIL} Agent stderr: probing")
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_does_not_expect_edits_is_not_stopped_for_making_none() {
+    let fake = FakePi::new(&pi_bash_calls(6).replace("sleep 10\n", ""));
+    let mut inv = fake.invocation();
+    inv.guard.max_tool_calls_without_edit = 5;
+    inv.expects_edits = false;
+    let run = run(&inv).await.0.unwrap();
+    assert_eq!(run.stats.tool_calls, 6);
+}
+
+#[tokio::test]
+async fn the_unterminated_last_pi_line_is_not_guarded() {
+    let script = format!(
+        "{}printf '%s' '{{\"type\":\"tool_execution_end\",\"toolName\":\"bash\",\"isError\":false}}'",
+        pi_bash_calls(4).replace("sleep 10\n", "")
+    );
+    let fake = FakePi::new(&script);
+    let mut inv = fake.invocation();
+    inv.guard.max_tool_calls_without_edit = 5;
+    let (result, recorder) = run(&inv).await;
+    assert_eq!(result.unwrap().stats.tool_calls, 5);
+    assert_eq!(recorder.spans.lock().unwrap().len(), 5);
 }

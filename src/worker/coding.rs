@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::{self, AgentError, AgentObserver, AgentRun, PiInvocation};
+use crate::agent::{self, AgentError, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups::{self, FOLLOW_UPS_FILENAME};
 use crate::git::pr::{self, PrRequest};
 use crate::git::{self, GitAuth, GitError, Identity, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, TodoProgress, ToolSpan};
-use crate::job::{AgentJob, HarnessAuth};
+use crate::job::{AgentJob, Harness};
 use crate::metrics::Metrics;
 use crate::worker::events::JobReporter;
 use crate::worker::run::{FlowError, JobContext};
@@ -371,26 +371,27 @@ async fn run_agent(
     reporter: &Arc<JobReporter>,
     cancel: &CancellationToken,
 ) -> Result<AgentRun, FlowError> {
-    if !matches!(job.auth, HarnessAuth::Pi { .. }) {
-        return Err(FlowError::Unsupported(format!(
-            "the {} harness is not supported by this worker yet",
-            job.auth.harness().as_str()
-        )));
-    }
     let home = ws.home();
-    let user_agent_dir = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pi/agent"));
-    {
-        let (job, home) = (job.clone(), home.clone());
-        tokio::task::spawn_blocking(move || {
-            agent::prepare_pi_home(&job, &home, user_agent_dir.as_deref())
-        })
-        .await
-        .map_err(|e| FlowError::Task(e.to_string()))?
-        .map_err(FlowError::io("cannot prepare the agent's HOME"))?;
-    }
     let cfg = &ctx.config.agent;
-    let inv = PiInvocation {
-        command: cfg.pi_command.clone(),
+    // The subscription runners make their own config home inside `home`.
+    let command = match job.auth.harness() {
+        Harness::Pi => {
+            let user_agent_dir =
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pi/agent"));
+            let (job, home) = (job.clone(), home.clone());
+            tokio::task::spawn_blocking(move || {
+                agent::prepare_pi_home(&job, &home, user_agent_dir.as_deref())
+            })
+            .await
+            .map_err(|e| FlowError::Task(e.to_string()))?
+            .map_err(FlowError::io("cannot prepare the agent's HOME"))?;
+            cfg.pi_command.clone()
+        }
+        Harness::ClaudeCode => cfg.claude_command.clone(),
+        Harness::Codex => cfg.codex_command.clone(),
+    };
+    let inv = Invocation {
+        command,
         work_dir: work_dir.to_path_buf(),
         home_dir: home,
         extra_env: cfg
@@ -400,11 +401,13 @@ async fn run_agent(
             .collect(),
         env_remove: cfg.env_remove.clone(),
         kill_grace: Duration::from_millis(cfg.kill_grace_ms),
+        guard: GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits),
+        expects_edits: true,
     };
     let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
         reporter: reporter.clone(),
     });
-    match agent::run_pi(job, &inv, observer, cancel.clone()).await {
+    match agent::run_agent(job, &inv, observer, cancel.clone()).await {
         Ok(run) => Ok(run),
         Err(AgentError::Cancelled) => Err(FlowError::Interrupted),
         Err(e) => Err(e.into()),

@@ -175,6 +175,34 @@ async fn a_no_op_run_leaves_no_branch_and_reports_no_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_only_probes_is_stopped_by_the_progress_guard() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    // Six shell calls and no edit, then a wait that only the guard can cut short.
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        &format!(
+            "for i in 1 2 3 4 5 6; do tool bash; done\nwait_for {}\nfinish 'never'",
+            scratch.path().join("never").display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| c.guard.max_tool_calls_without_edit = 5).await;
+    w.enqueue(&coding_job("job-guard", &origin.url(), Some("work/guard")))
+        .await;
+    let result = w.next_result(WAIT).await;
+    assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["failureCause"], "agent", "{result}");
+    let error = result["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("no progress: 5 tool calls and not one file edit"),
+        "{error}"
+    );
+    assert_eq!(origin.tip("work/guard"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_push_commits_while_the_agent_runs_and_nothing_before_the_first() {
     let origin = BareRepo::new();
     let scratch = tempfile::tempdir().unwrap();

@@ -1,0 +1,122 @@
+//! How to start an agent for one job, whatever its harness, and the environment the agent
+//! process gets: the worker's own minus what must not reach the agent (removed variables,
+//! `GIT_ASKPASS*`, anything carrying one of the job's tokens), plus the configured extras,
+//! plus the pairs the runner pins (HOME and the harness's own).
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::guard::GuardLimits;
+use crate::job::{AgentJob, HarnessAuth};
+
+/// How to start the agent CLI for one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// argv prefix of the harness's program (config `agent.pi_command`, `claude_command` or
+    /// `codex_command`); tests and the demo point it elsewhere. The runner appends the
+    /// harness's own arguments.
+    pub command: Vec<String>,
+    /// The agent's cwd (the checkout, or its serviceDirectory).
+    pub work_dir: PathBuf,
+    /// The per-job HOME, outside the checkout and removed with the job's workspace. Pi's must
+    /// have been prepared with [`super::prepare_pi_home`]; the subscription runners make their
+    /// config home inside it themselves.
+    pub home_dir: PathBuf,
+    /// Added to the environment. Entries carrying one of the job's tokens are dropped.
+    pub extra_env: Vec<(String, String)>,
+    /// Worker environment variables the agent must not inherit (e.g. `AMQP_URL`).
+    pub env_remove: Vec<String>,
+    /// SIGTERM to the group, this long, then SIGKILL.
+    pub kill_grace: Duration,
+    /// The progress guard's bounds: the worker's `[guard]` merged with the job's
+    /// `guardLimits` ([`GuardLimits::merge`]).
+    pub guard: GuardLimits,
+    /// Whether the run is expected to edit files (coding, conflict, bootstrap: true; explore:
+    /// false); the guard's no-edit bound applies only then.
+    pub expects_edits: bool,
+}
+
+impl Invocation {
+    /// `pi` in `work_dir` with `home_dir`, no extra environment, a 5 s kill grace, the default
+    /// guard bounds, and edits expected.
+    pub fn new(work_dir: impl Into<PathBuf>, home_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            command: vec!["pi".to_owned()],
+            work_dir: work_dir.into(),
+            home_dir: home_dir.into(),
+            extra_env: Vec::new(),
+            env_remove: Vec::new(),
+            kill_grace: Duration::from_secs(5),
+            guard: GuardLimits::default(),
+            expects_edits: true,
+        }
+    }
+}
+
+/// Every token the job carries, by value.
+pub(super) fn job_secrets(job: &AgentJob) -> Vec<&str> {
+    let mut out = vec![job.gh_token.expose()];
+    match &job.auth {
+        HarnessAuth::Pi { session_token, .. } => out.push(session_token.expose()),
+        HarnessAuth::Subscription {
+            subscription_token: Some(t),
+            ..
+        } => out.push(t.expose()),
+        HarnessAuth::Subscription { .. } => {}
+    }
+    // Too short to search for without dropping unrelated values (the redactor's bound too).
+    out.retain(|s| s.chars().count() >= 6);
+    out
+}
+
+fn carries_secret(value: &OsStr, secrets: &[&str]) -> bool {
+    let value = value.to_string_lossy();
+    secrets.iter().any(|s| value.contains(s))
+}
+
+/// The child's whole environment: `inherited` minus [`Invocation::env_remove`], minus
+/// `GIT_ASKPASS*` (the agent must not push by itself), minus `strip`, minus any value carrying
+/// a job token, plus `extra_env` (minus the same), then `pinned` verbatim: the runner's own
+/// pairs (HOME, a config dir, a token meant for this run only), which nothing else can set.
+pub(super) fn compose_env<I>(
+    inherited: I,
+    inv: &Invocation,
+    secrets: &[&str],
+    strip: &[&str],
+    pinned: Vec<(String, OsString)>,
+) -> Vec<(OsString, OsString)>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let dropped = |key: &str| {
+        key.starts_with("GIT_ASKPASS")
+            || strip.contains(&key)
+            || pinned.iter().any(|(k, _)| k == key)
+            || inv.env_remove.iter().any(|r| r == key)
+    };
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    for (key, value) in inherited {
+        if dropped(&key.to_string_lossy()) {
+            continue;
+        }
+        if carries_secret(&value, secrets) {
+            tracing::warn!(var = %key.to_string_lossy(), "not passing a variable that carries a job token to the agent");
+            continue;
+        }
+        env.push((key, value));
+    }
+    for (key, value) in &inv.extra_env {
+        if dropped(key) {
+            continue;
+        }
+        if carries_secret(OsStr::new(value), secrets) {
+            tracing::warn!(var = %key, "not passing a variable that carries a job token to the agent");
+            continue;
+        }
+        env.retain(|(k, _)| k != OsStr::new(key));
+        env.push((key.into(), value.into()));
+    }
+    env.extend(pinned.into_iter().map(|(k, v)| (OsString::from(k), v)));
+    env
+}

@@ -1,0 +1,401 @@
+//! The Claude Code and Codex runners (seed 5.3 to 5.5): each CLI runs like Pi, under
+//! [`process::supervise`] (own process group, both streams drained with bounded memory, the
+//! group killed on cancel or drop), with the prompt on stdin, an isolated config home inside
+//! the job's HOME (so removing the job's workspace removes it too), and the subscription token
+//! only where that CLI reads it: Claude Code's environment for this run, Codex's `auth.json`.
+//! Their stdout feeds the observer and the progress guard as Pi's does.
+//!
+//! Also the setup both CLIs share: the credentials a job carries, private files, the system
+//! prompt with the context pointer.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use super::claude::{claude_args, claude_system_prompt, prepare_claude_home, ClaudeStream};
+use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
+use super::guard::ProgressGuard;
+use super::invocation::{compose_env, job_secrets, Invocation};
+use super::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
+use super::subscription_stream::CliStream;
+use super::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
+use crate::job::outcome::ToolSpan;
+use crate::job::{AgentJob, HarnessAuth};
+use crate::redact::{tail_chars, Redactor};
+
+/// Claude Code's config home (`CLAUDE_CONFIG_DIR`), inside the job's HOME.
+pub const CLAUDE_HOME_DIR: &str = ".claude";
+/// Codex's `CODEX_HOME`, inside the job's HOME.
+pub const CODEX_HOME_DIR: &str = ".codex";
+
+/// Rolling stderr kept while the CLI runs (seed 5.5).
+const STDERR_TAIL_CHARS: usize = 8000;
+/// stderr quoted in every outcome and error (seed 5.5).
+const RESULT_STDERR_CHARS: usize = 700;
+
+/// Credentials the worker's own environment may hold that would override or leak beside the
+/// job's subscription (an API key wins over an OAuth token in Claude Code), and config-home
+/// pointers that would send the CLI to another login.
+const STRIPPED_ENV: [&str; 6] = [
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CODEX_HOME",
+    "CLAUDE_CONFIG_DIR",
+];
+
+/// Runs Claude Code for `job` (seed 5.3): `claude -p --output-format stream-json ...` with the
+/// system prompt as `--append-system-prompt` and the user prompt on stdin, its config home at
+/// `<inv.home_dir>/.claude`, until it exits or `cancel` fires.
+pub async fn run_claude(
+    job: &AgentJob,
+    inv: &Invocation,
+    observer: Arc<dyn AgentObserver>,
+    cancel: CancellationToken,
+) -> Result<AgentRun, AgentError> {
+    if cancel.is_cancelled() {
+        return Err(AgentError::Cancelled);
+    }
+    let home = inv.home_dir.join(CLAUDE_HOME_DIR);
+    let env = prepare_home(job, home, prepare_claude_home).await?;
+    let run = CliRun {
+        cli: "claude",
+        args: claude_args(job, &claude_system_prompt(job)),
+        prompt: job.user_prompt.clone(),
+        env,
+        stream: ClaudeStream::new(job.redactor()),
+    };
+    run_cli(job, inv, run, observer, cancel).await
+}
+
+/// Runs Codex for `job` (seed 5.4): `codex exec --json ... -` with the system and user prompts
+/// on stdin, `CODEX_HOME` at `<inv.home_dir>/.codex`, until it exits or `cancel` fires.
+pub async fn run_codex(
+    job: &AgentJob,
+    inv: &Invocation,
+    observer: Arc<dyn AgentObserver>,
+    cancel: CancellationToken,
+) -> Result<AgentRun, AgentError> {
+    if cancel.is_cancelled() {
+        return Err(AgentError::Cancelled);
+    }
+    let home = inv.home_dir.join(CODEX_HOME_DIR);
+    let env = prepare_home(job, home, prepare_codex_home).await?;
+    let run = CliRun {
+        cli: "codex",
+        args: codex_args(job),
+        prompt: codex_prompt(job),
+        env,
+        stream: CodexStream::new(job.redactor()),
+    };
+    run_cli(job, inv, run, observer, cancel).await
+}
+
+type PrepareHome = fn(&AgentJob, &Path) -> io::Result<Vec<(String, String)>>;
+
+/// Writes the CLI's config home off the async runtime; returns its env pairs.
+async fn prepare_home(
+    job: &AgentJob,
+    home: PathBuf,
+    prepare: PrepareHome,
+) -> Result<Vec<(String, String)>, AgentError> {
+    let job = job.clone();
+    tokio::task::spawn_blocking(move || prepare(&job, &home))
+        .await
+        .map_err(|e| AgentError::Io {
+            context: "preparing the agent's config home failed",
+            source: io::Error::other(e.to_string()),
+        })?
+        .map_err(|source| AgentError::Io {
+            context: "cannot prepare the agent's config home",
+            source,
+        })
+}
+
+/// One CLI run, ready to start.
+struct CliRun<S> {
+    /// The CLI as the seed names it in errors.
+    cli: &'static str,
+    args: Vec<String>,
+    prompt: String,
+    /// The pairs the home preparation returned (config dir, token); empty with ambient auth.
+    env: Vec<(String, String)>,
+    stream: S,
+}
+
+async fn run_cli<S: CliStream>(
+    job: &AgentJob,
+    inv: &Invocation,
+    run: CliRun<S>,
+    observer: Arc<dyn AgentObserver>,
+    cancel: CancellationToken,
+) -> Result<AgentRun, AgentError> {
+    let cli = run.cli;
+    let Some((program, prefix)) = inv.command.split_first() else {
+        return Err(AgentError::Spawn {
+            command: cli,
+            program: String::new(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "empty agent command"),
+        });
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(prefix)
+        .args(&run.args)
+        .current_dir(&inv.work_dir)
+        .env_clear()
+        .envs(cli_env(std::env::vars_os(), job, inv, run.env));
+    let limits = Limits {
+        kill_grace: inv.kill_grace,
+        // Bytes, so that STDERR_TAIL_CHARS of multi-byte text still fit.
+        stderr_tail_bytes: STDERR_TAIL_CHARS * 4,
+        ..Limits::default()
+    };
+    let mut sink = CliSink {
+        stream: run.stream,
+        observer: observer.as_ref(),
+        guard: ProgressGuard::new(inv.guard, inv.expects_edits),
+        last_span_end_ms: now_ms(),
+    };
+    let finished = process::supervise(cmd, run.prompt.into_bytes(), limits, &cancel, &mut sink)
+        .await
+        .map_err(|e| match e {
+            SuperviseError::Spawn(source) => AgentError::Spawn {
+                command: cli,
+                program: program.clone(),
+                source,
+            },
+            SuperviseError::Wait(source) => AgentError::Io {
+                context: "waiting for the agent failed",
+                source,
+            },
+        })?;
+    decide(cli, &job.redactor(), finished, sink.stream)
+}
+
+/// The CLI's whole environment (see [`compose_env`]). With the job's own credentials, HOME is
+/// the job's, the inherited credentials of [`STRIPPED_ENV`] are dropped, and `pairs` (the
+/// config home, Claude Code's token) are pinned. Ambient auth is the operator's own login:
+/// their HOME, config dirs and keys stay.
+pub(super) fn cli_env<I>(
+    inherited: I,
+    job: &AgentJob,
+    inv: &Invocation,
+    pairs: Vec<(String, String)>,
+) -> Vec<(OsString, OsString)>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    let ambient = matches!(
+        job.auth,
+        HarnessAuth::Subscription {
+            ambient_auth: true,
+            ..
+        }
+    );
+    let secrets = job_secrets(job);
+    if ambient {
+        return compose_env(inherited, inv, &secrets, &[], Vec::new());
+    }
+    let mut pinned = vec![("HOME".to_owned(), inv.home_dir.clone().into_os_string())];
+    pinned.extend(pairs.into_iter().map(|(k, v)| (k, OsString::from(v))));
+    compose_env(inherited, inv, &secrets, &STRIPPED_ENV, pinned)
+}
+
+/// Feeds the CLI's output to its stream parser, the observer and the progress guard.
+struct CliSink<'a, S> {
+    stream: S,
+    observer: &'a dyn AgentObserver,
+    guard: ProgressGuard,
+    /// Epoch ms the previous span ended: the start of a call whose start was never announced.
+    last_span_end_ms: u64,
+}
+
+impl<S: CliStream> OutputSink for CliSink<'_, S> {
+    fn on_chunk(&mut self) {
+        self.observer.on_activity();
+    }
+
+    fn on_stdout_line(&mut self, line: &[u8], at_close: bool) -> ControlFlow<String> {
+        let effects = self
+            .stream
+            .feed_at(&String::from_utf8_lossy(line), Instant::now());
+        if let Some(progress) = effects.progress {
+            self.observer.on_progress(progress);
+        }
+        let now = now_ms();
+        let mut stop = None;
+        for tool in effects.tools {
+            let started_at = match tool.duration {
+                Some(d) => now.saturating_sub(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                None => self.last_span_end_ms,
+            };
+            // The unterminated last line is not guarded (seed 5.1.2), and a tripped guard
+            // reports only once.
+            if !at_close {
+                stop = stop.or(self.guard.observe(S::guard_name(&tool.name), tool.is_error));
+            }
+            self.observer.on_span(ToolSpan {
+                tool: tool.name,
+                started_at,
+                ended_at: now,
+                ok: !tool.is_error,
+            });
+            self.last_span_end_ms = now;
+        }
+        match stop {
+            Some(reason) => ControlFlow::Break(reason),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Swallowed silently, as the seed's subscription runners swallow malformed lines.
+    fn on_overlong_line(&mut self) {}
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+/// The exit decision (seed 5.5, with Q18 fixed): a guard stop or a cancel wins over any exit
+/// status; a non-zero exit quotes stderr; a clean exit is still a failure when the stream
+/// reported one (Claude Code's error result, Codex's failed turn).
+fn decide<S: CliStream>(
+    cli: &'static str,
+    redactor: &Redactor,
+    finished: Finished,
+    stream: S,
+) -> Result<AgentRun, AgentError> {
+    let stderr = tail_chars(&finished.stderr_tail, STDERR_TAIL_CHARS).trim();
+    let redacted = redactor.redact(stderr);
+    let stderr_tail = tail_chars(&redacted, RESULT_STDERR_CHARS);
+    match finished.ending {
+        Ending::Stopped(reason) => Err(AgentError::Stopped {
+            reason: redactor.redact(&reason),
+            stderr_tail: non_empty(stderr_tail),
+        }),
+        Ending::Cancelled => Err(AgentError::Cancelled),
+        Ending::Exited(status) if !status.success() => Err(AgentError::Exited {
+            command: cli,
+            code: status.code(),
+            signal: status.signal(),
+            output_tail: stderr_tail.to_owned(),
+        }),
+        Ending::Exited(_) => {
+            let (outcome, failure) = stream.into_outcome();
+            match failure {
+                Some(message) => Err(AgentError::RunFailed {
+                    message,
+                    stderr_tail: non_empty(stderr_tail),
+                    stats: outcome.stats,
+                    usage: outcome.usage,
+                }),
+                None => Ok(AgentRun {
+                    summary: outcome.summary,
+                    stats: outcome.stats,
+                    usage: outcome.usage,
+                    stderr_tail: non_empty(stderr_tail),
+                    diagnostics: RunDiagnostics::default(),
+                }),
+            }
+        }
+    }
+}
+
+/// The subscription token and base URL, `None` for ambient auth, or the seed's runtime refusal
+/// when the job carries no usable credential (the parser normally makes that unreachable).
+pub(super) fn subscription_credentials<'a>(
+    job: &'a AgentJob,
+    harness: &str,
+) -> io::Result<Option<(&'a str, Option<&'a str>)>> {
+    let refusal = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{harness} harness requires a subscription token (or ambientAuth)"),
+        )
+    };
+    match &job.auth {
+        HarnessAuth::Subscription {
+            ambient_auth: true, ..
+        } => Ok(None),
+        HarnessAuth::Subscription {
+            subscription_token: Some(token),
+            subscription_base_url,
+            ..
+        } if !token.expose().is_empty() => Ok(Some((
+            token.expose(),
+            subscription_base_url.as_deref().filter(|u| !u.is_empty()),
+        ))),
+        HarnessAuth::Subscription { .. } | HarnessAuth::Pi { .. } => Err(refusal()),
+    }
+}
+
+/// Creates the run's home (0700) if it does not exist yet.
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Writes a file only its owner can read, whatever mode an older file had.
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+pub(super) fn path_string(path: &Path) -> io::Result<String> {
+    path.to_str().map(str::to_owned).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the agent home path is not valid UTF-8",
+        )
+    })
+}
+
+/// The system prompt with the pointer to `.cat-context/` when the job has context files
+/// (seed 4.11.3). Codex composes its stdin prompt from the same text (seed 4.11.4).
+pub fn system_prompt_with_context(job: &AgentJob) -> String {
+    if job.context_files.is_empty() {
+        return job.system_prompt.clone();
+    }
+    let mut pointer = String::from(
+        "Linked context (requirements / RFCs / PRDs / tracker issues) for this task is in the \
+         .cat-context/ directory. Read the files there when they bear on the task; do not try to \
+         reach Jira, Confluence or GitHub for them.",
+    );
+    for file in &job.context_files {
+        pointer.push_str(&format!(
+            "\n- .cat-context/{} \u{2014} {}",
+            file.path, file.title
+        ));
+    }
+    if job.system_prompt.is_empty() {
+        pointer
+    } else {
+        format!("{}\n\n{pointer}", job.system_prompt)
+    }
+}
+
+#[cfg(test)]
+#[path = "subscription_tests.rs"]
+mod tests;
