@@ -259,7 +259,11 @@ pub async fn run_worker(
 async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationToken) {
     tracker.close();
     let grace = Duration::from_millis(config.worker.shutdown_grace_ms);
-    tracing::info!(in_flight = tracker.len(), grace_ms = grace.as_millis() as u64, "draining");
+    tracing::info!(
+        in_flight = tracker.len(),
+        grace_ms = grace.as_millis() as u64,
+        "draining"
+    );
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("grace period over: interrupting the jobs still running");
         interrupt.cancel();
@@ -270,7 +274,7 @@ async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationT
 enum Step {
     Shutdown,
     Check,
-    Next(Option<Result<JobDelivery, BrokerError>>),
+    Next(Box<Option<Result<JobDelivery, BrokerError>>>),
 }
 
 async fn consume(
@@ -289,13 +293,13 @@ async fn consume(
         let step = tokio::select! {
             _ = shutdown.cancelled() => Step::Shutdown,
             _ = health.tick() => Step::Check,
-            next = session.consumer.next() => Step::Next(next),
+            next = session.consumer.next() => Step::Next(Box::new(next)),
         };
         let next = match step {
             Step::Shutdown => return SessionEnd::Shutdown,
             Step::Check if session.healthy() => continue,
             Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
-            Step::Next(next) => next,
+            Step::Next(next) => *next,
         };
         let delivery = match next {
             Some(Ok(d)) => d,
@@ -317,7 +321,8 @@ async fn consume(
                     } else {
                         "invalid-job"
                     };
-                    if settle(&delivery, settlement(end)).await && end == DeliveryEnd::InvalidSettled
+                    if settle(&delivery, settlement(end)).await
+                        && end == DeliveryEnd::InvalidSettled
                     {
                         metrics.jobs_rejected.with_label_values(&[reason]).inc();
                     }
@@ -382,8 +387,15 @@ impl JobTask {
         let end = match end {
             // One more requeue would dead-letter it unannounced: finish it instead (4.5).
             JobEnd::Interrupted if last_chance => {
-                tracing::warn!(attempt, "interrupted on its last allowed delivery: finishing it as failed");
-                JobEnd::Finished(Box::new(last_attempt_result(&job.job_id, attempt, started_at)))
+                tracing::warn!(
+                    attempt,
+                    "interrupted on its last allowed delivery: finishing it as failed"
+                );
+                JobEnd::Finished(Box::new(last_attempt_result(
+                    &job.job_id,
+                    attempt,
+                    started_at,
+                )))
             }
             other => other,
         };
