@@ -70,6 +70,9 @@ pub struct AmqpConfig {
     pub declare: bool,
     /// Job bodies larger than this are invalid.
     pub max_message_bytes: usize,
+    /// Name the connection shows in the broker's management tools; empty means
+    /// `executor-harness pid=<pid> host=<host>`.
+    pub connection_name: String,
     /// Heartbeat negotiated with the broker, in seconds (10-20 keeps dead peers short-lived).
     pub heartbeat_secs: u16,
     /// How long to wait for a publisher confirm before the publish counts as failed.
@@ -95,6 +98,7 @@ impl Default for AmqpConfig {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
             declare: true,
             max_message_bytes: 4 * 1024 * 1024,
+            connection_name: String::new(),
             heartbeat_secs: 15,
             confirm_timeout_ms: 15_000,
             publish_attempts: 5,

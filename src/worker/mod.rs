@@ -109,11 +109,15 @@ struct Session {
 
 impl Session {
     async fn open(config: &Config) -> Result<Self, BrokerError> {
-        let name = format!(
-            "executor-harness pid={} host={}",
-            std::process::id(),
-            hostname()
-        );
+        let name = if config.amqp.connection_name.trim().is_empty() {
+            format!(
+                "executor-harness pid={} host={}",
+                std::process::id(),
+                hostname()
+            )
+        } else {
+            config.amqp.connection_name.trim().to_owned()
+        };
         let conn = broker::connect(&config.amqp.url, &name, config.amqp.heartbeat_secs).await?;
         let topo = topology(config);
         if config.amqp.declare {

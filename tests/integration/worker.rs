@@ -552,3 +552,74 @@ async fn two_jobs_run_at_once_each_with_its_own_home_and_workspace() {
     assert!(!Path::new(home1).exists() && !Path::new(cwd1).exists());
     w.stop().await;
 }
+
+/// Closes the broker connection named `name` (as an operator or a broker failover would).
+fn close_connection(name: &str) {
+    let out = rabbitmqctl(&[
+        "list_connections",
+        "-q",
+        "--no-table-headers",
+        "pid",
+        "client_properties",
+    ]);
+    let pid = out
+        .lines()
+        .find(|l| l.contains(name))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no connection named {name}: {out}"))
+        .to_owned();
+    rabbitmqctl(&["close_connection", &pid, "closed by a test"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_connection_interrupts_the_running_job_and_the_worker_reconnects_and_resumes_it() {
+    use std::sync::atomic::Ordering;
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    // First attempt: commit, then wait (to be interrupted). Second attempt: resume and finish.
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            r#"echo run >> {s}/runs
+if [ "$(wc -l < {s}/runs)" -eq 1 ]; then
+  echo one > one.txt; commit_all 'Before the outage'; touch {s}/committed
+  sleep 1000
+fi
+test -f one.txt
+echo two > two.txt; commit_all 'After the outage'
+finish 'done'"#,
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    w.enqueue(&coding_job(
+        "job-outage",
+        &origin.url(),
+        Some("work/outage"),
+    ))
+    .await;
+    eventually("the first commit", WAIT, || s.join("committed").exists()).await;
+    close_connection(&w.config.amqp.connection_name);
+
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["attempt"], 2);
+    assert_eq!(r["result"]["resumed"], true);
+    assert_eq!(
+        origin.subjects("work/outage")[..2],
+        ["After the outage", "Before the outage"]
+    );
+    assert_eq!(w.metrics.amqp_reconnects.get(), 1);
+    assert!(w.metrics.ready.load(Ordering::Relaxed));
+    // One result only: the interrupted attempt published none.
+    assert!(next_json(
+        w.conn(),
+        &w.broker.topo.results_queue,
+        Duration::from_millis(300)
+    )
+    .await
+    .is_none());
+    w.stop().await;
+}

@@ -38,6 +38,8 @@ pub fn test_config(broker: &TestBroker, agent: &Path, work_dir: &Path) -> Config
     c.amqp.followups_queue = t.followups_queue.clone();
     c.amqp.progress_queue = t.progress_queue.clone();
     c.amqp.confirm_timeout_ms = 5_000;
+    // Unique, so a test can close exactly its own worker's connection.
+    c.amqp.connection_name = format!("test-worker {}", t.jobs_queue);
     c.amqp.publish_attempts = 2;
     c.worker.work_dir = work_dir.display().to_string();
     c.worker.shutdown_grace_ms = 5_000;
