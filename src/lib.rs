@@ -16,10 +16,12 @@
 //! - [`git`]: credentials, checkout (fresh or resumed), checkpoint and final pushes, the
 //!   safety-net commit. All of it is blocking git2 work, run off the async runtime.
 //! - [`agent`]: agent process supervision (own process group, drained streams, group kill),
-//!   the Pi runner and its JSON event-stream parser.
+//!   the Pi, Claude Code and Codex runners with their event-stream parsers, and the progress
+//!   guard that stops an agent going nowhere.
 //! - [`followups`]: the follow-up sentinel file tailer and watcher.
-//! - [`worker`]: the flow that ties the stages together for one job, the event sink the flow
-//!   publishes through, and the consume loop with its ack decision.
+//! - [`worker`]: the flow that ties the stages together for one job, its watchdogs, the event
+//!   sink the flow publishes through, and the consume loop (reconnecting, draining) with its
+//!   one ack decision.
 //! - [`config`]: the configuration file, its defaults and environment overrides.
 //! - [`redact`]: the one redactor every outgoing string passes through, and the [`redact::Secret`]
 //!   type that never prints its value.
