@@ -47,6 +47,12 @@ impl<'a> NetState<'a> {
         }
     }
 
+    /// The state for a further network operation of the same job. A new connection asks for
+    /// the credential again, which must not count as the remote refusing it.
+    pub(crate) fn renewed(&self) -> NetState<'a> {
+        NetState::new(self.auth, self.cancel)
+    }
+
     /// Fails fast when the job is already cancelled, before any connection is made.
     pub(crate) fn check_cancel(&self, op: &'static str) -> Result<(), GitError> {
         if self.cancel.is_cancelled() {

@@ -5,6 +5,8 @@
 //! - [`checkout`]: the resume probe, single-branch clones, the work branch, the identity and the
 //!   resume refresh from the base branch.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
+//! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
+//!   reading a stored result without a work tree, and pushing one with the final push.
 //! - [`pr`]: opening the pull request (GitHub) or merge request (GitLab) after the final push.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
@@ -14,6 +16,7 @@
 
 mod checkout;
 mod commit;
+mod completion;
 mod credentials;
 pub mod pr;
 mod push;
@@ -28,6 +31,10 @@ pub use checkout::{
     remote_branch_exists, set_identity, Refresh,
 };
 pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
+pub use completion::{
+    completion_ref, probe_remote, push_branch_with_completion, push_completion, read_completion,
+    RemoteProbe,
+};
 pub use credentials::TOKEN_USERNAME;
 pub use push::push_branch;
 

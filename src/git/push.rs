@@ -1,13 +1,15 @@
-//! Non-forced pushes of the work branch: checkpoints and the final push.
+//! Non-forced pushes: checkpoints, the final push, and the shared push call the completion ref
+//! uses.
 
+use std::cell::RefCell;
 use std::path::Path;
 
-use git2::{ErrorCode, PushOptions};
-use tokio_util::sync::CancellationToken;
+use git2::{ErrorCode, PushOptions, Repository};
 
 use super::checkout::require_local_branch;
 use super::credentials::NetState;
 use super::{clean, open, GitAuth, GitError};
+use tokio_util::sync::CancellationToken;
 
 /// Pushes `refs/heads/<local_branch>` to `refs/heads/<remote_branch>` on `origin`, never forced.
 ///
@@ -28,12 +30,47 @@ pub fn push_branch(
     state.check_cancel(OP)?;
     let repo = open(OP, dir)?;
     require_local_branch(&repo, OP, local_branch)?;
-    let mut remote = repo
-        .find_remote("origin")
-        .map_err(|e| GitError::local(OP, e))?;
-
     let remote_ref = format!("refs/heads/{remote_branch}");
     let refspec = format!("refs/heads/{local_branch}:{remote_ref}");
+    match push_refspecs(&repo, &state, OP, &[refspec])? {
+        PushAttempt::NotFastForward(message) => Err(non_fast_forward(remote_ref, &message, auth)),
+        PushAttempt::Sent(report) => match report.rejected.into_iter().next() {
+            Some((refname, reason)) => Err(rejection(&state, auth, refname, reason)),
+            None => Ok(()),
+        },
+    }
+}
+
+/// What the remote answered to one push call that was sent.
+pub(crate) struct PushReport {
+    /// The ref updates the remote refused, with its reason, in the order reported.
+    pub(crate) rejected: Vec<(String, String)>,
+    /// The remote refs this push was about to create (they had no value on the remote).
+    pub(crate) created: Vec<String>,
+}
+
+/// The result of [`push_refspecs`] when the transport did not fail.
+pub(crate) enum PushAttempt {
+    Sent(PushReport),
+    /// libgit2 refused to send a non-forced update that is not a fast-forward (or whose remote
+    /// value is unknown locally); nothing was sent. libgit2 does not say which ref it was.
+    NotFastForward(String),
+}
+
+/// One push call of `refspecs` to `origin`, with the credential and cancellation callbacks.
+///
+/// libgit2 has no atomic push (it never asks for the `atomic` capability), so the remote applies
+/// each update on its own: the caller reads [`PushReport::rejected`] per ref.
+pub(crate) fn push_refspecs(
+    repo: &Repository,
+    state: &NetState<'_>,
+    op: &'static str,
+    refspecs: &[String],
+) -> Result<PushAttempt, GitError> {
+    let mut remote = repo
+        .find_remote("origin")
+        .map_err(|e| GitError::local(op, e))?;
+    let created = RefCell::new(Vec::new());
     let mut callbacks = state.callbacks();
     callbacks.push_update_reference(|refname, status| {
         if let Some(reason) = status {
@@ -44,41 +81,58 @@ pub fn push_branch(
         }
         Ok(())
     });
-    callbacks.push_negotiation(|_updates| {
-        if cancel.is_cancelled() {
+    callbacks.push_negotiation(|updates| {
+        if !state.keep_going() {
             return Err(state.cancelled_error());
+        }
+        let mut created = created.borrow_mut();
+        for update in updates {
+            if update.src().is_zero() && !update.dst().is_zero() {
+                created.push(String::from_utf8_lossy(update.dst_refname_bytes()).into_owned());
+            }
         }
         Ok(())
     });
     let mut options = PushOptions::new();
     options.remote_callbacks(callbacks);
 
-    if let Err(err) = remote.push(&[&refspec], Some(&mut options)) {
+    let pushed = remote.push(refspecs, Some(&mut options));
+    if let Err(err) = pushed {
         if err.code() == ErrorCode::NotFastForward {
-            return Err(GitError::Rejected {
-                refname: remote_ref,
-                reason: clean(
-                    &format!("non-fast-forward: {}", err.message()),
-                    auth.secret(),
-                ),
-            });
+            return Ok(PushAttempt::NotFastForward(err.message().to_owned()));
         }
-        return Err(state.error(OP, err));
+        return Err(state.error(op, err));
     }
-    let rejected = state.rejected.borrow_mut().drain(..).next();
-    match rejected {
-        Some((refname, reason)) => {
-            let remote_said = state.remote_text();
-            let reason = if remote_said.is_empty() {
-                reason
-            } else {
-                format!("{reason} (remote: {remote_said})")
-            };
-            Err(GitError::Rejected {
-                refname,
-                reason: clean(&reason, auth.secret()),
-            })
-        }
-        None => Ok(()),
+    let rejected = state.rejected.borrow_mut().drain(..).collect();
+    Ok(PushAttempt::Sent(PushReport {
+        rejected,
+        created: created.take(),
+    }))
+}
+
+/// A ref update the remote refused, with what the remote printed (hook output explains it).
+pub(crate) fn rejection(
+    state: &NetState<'_>,
+    auth: &GitAuth,
+    refname: String,
+    reason: String,
+) -> GitError {
+    let remote_said = state.remote_text();
+    let reason = if remote_said.is_empty() {
+        reason
+    } else {
+        format!("{reason} (remote: {remote_said})")
+    };
+    GitError::Rejected {
+        refname,
+        reason: clean(&reason, auth.secret()),
+    }
+}
+
+/// libgit2's own refusal of a non-fast-forward update, attributed to `refname`.
+pub(crate) fn non_fast_forward(refname: String, message: &str, auth: &GitAuth) -> GitError {
+    GitError::Rejected {
+        refname,
+        reason: clean(&format!("non-fast-forward: {message}"), auth.secret()),
     }
 }

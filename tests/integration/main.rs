@@ -4,6 +4,7 @@ mod support;
 
 mod broker;
 mod cli;
+mod completion;
 mod git;
 mod real_pi;
 mod secrets;

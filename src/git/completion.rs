@@ -1,0 +1,562 @@
+//! Completion refs: the git side of "a finished job is never run twice" (contract 4 item 8).
+//!
+//! With the final push the worker also pushes `<prefix><job id>` (by default
+//! `refs/harness/done/<job id>`) pointing at a commit whose message is the published result
+//! body. A later delivery of the job asks [`probe_remote`] before it clones anything; when the
+//! ref exists, [`read_completion`] fetches just that commit into a bare scratch repository and
+//! the stored result is published again.
+//!
+//! The completion commit has the empty tree and the work's head as its only parent, so the work
+//! stays reachable from the ref even if the branch is later rewritten. It is dated like the head
+//! commit rather than "now": the same result over the same head is the same commit, so a push
+//! retried after a lost answer finds the ref already there and is a no-op.
+//!
+//! Pushes are never forced: a second writer of a job id with a different result is rejected,
+//! and the first result stands. A ref that already holds the same message counts as written.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use git2::{
+    AutotagOption, BranchType, Direction, ErrorCode, FetchOptions, Oid, Remote, Repository,
+};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use super::checkout::require_local_branch;
+use super::credentials::{remote_url, supports_shallow, NetState};
+use super::push::{non_fast_forward, push_refspecs, rejection, PushAttempt};
+use super::{open, GitAuth, GitError, Identity};
+
+/// Longest job-id component kept readable; longer ones are hashed. Loose refs are files, and
+/// file names stop at 255 bytes on common file systems (a `.lock` suffix is added on update).
+const MAX_COMPONENT_BYTES: usize = 200;
+
+/// Marks a hashed component. The readable encoding never emits a `.`, so the two forms cannot
+/// collide.
+const HASHED_PREFIX: &str = "sha256.";
+
+/// The completion ref of `job_id`: `prefix` (a `/` is added when it does not end with one)
+/// followed by one ref component derived from the id. Ids are never rejected:
+///
+/// - ASCII letters, digits, `-` and `_` are kept as they are;
+/// - every other byte of the UTF-8 id (`.`, `/`, `%`, spaces, `~^:?*[\`, `@`, control
+///   characters, non-ASCII) becomes `%XX` (upper-case hex), which is reversible and leaves no
+///   `.`, `/`, `..`, `@{` or `.lock` that git refuses in a ref name;
+/// - an empty id, or one whose encoding is longer than 200 bytes, becomes `sha256.` and the
+///   64 hex digits of the SHA-256 of the id.
+///
+/// So `job-42` stays `refs/harness/done/job-42` and `a b/c.lock` becomes
+/// `refs/harness/done/a%20b%2Fc%2Elock`. Ids differing only in letter case map to refs that
+/// differ only in case, which a server storing loose refs on a case-insensitive file system
+/// would confuse.
+pub fn completion_ref(prefix: &str, job_id: &str) -> String {
+    let component = ref_component(job_id);
+    let slash = if prefix.is_empty() || prefix.ends_with('/') {
+        ""
+    } else {
+        "/"
+    };
+    format!("{prefix}{slash}{component}")
+}
+
+fn ref_component(job_id: &str) -> String {
+    let mut out = String::with_capacity(job_id.len());
+    for byte in job_id.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    if out.is_empty() || out.len() > MAX_COMPONENT_BYTES {
+        let digest = Sha256::digest(job_id.as_bytes());
+        out.clear();
+        out.push_str(HASHED_PREFIX);
+        for byte in digest {
+            let _ = write!(out, "{byte:02x}");
+        }
+    }
+    out
+}
+
+/// What the worker needs to know about the remote before it starts a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteProbe {
+    /// `refs/heads/<branch>` exists (false when no branch was asked about).
+    pub branch_exists: bool,
+    /// The commit the completion ref points at, in hex, when the ref exists.
+    pub completion: Option<String>,
+}
+
+/// One ls-remote round trip: whether `refs/heads/<branch>` exists (when a branch is given) and
+/// where `completion_ref` points.
+///
+/// Full ref names are compared, so a remote `feature/x` does not make `x` exist.
+pub fn probe_remote(
+    url: &str,
+    branch: Option<&str>,
+    completion_ref: &str,
+    auth: &GitAuth,
+    cancel: &CancellationToken,
+) -> Result<RemoteProbe, GitError> {
+    const OP: &str = "ls-remote";
+    let state = NetState::new(auth, cancel);
+    state.check_cancel(OP)?;
+    require_ref_name(OP, completion_ref)?;
+    let url = remote_url(url)?;
+    let mut remote = Remote::create_detached(url.as_str()).map_err(|e| state.error(OP, e))?;
+    let connection = remote
+        .connect_auth(Direction::Fetch, Some(state.callbacks()), None)
+        .map_err(|e| state.error(OP, e))?;
+    let branch_ref = branch.map(|b| format!("refs/heads/{b}"));
+    let mut probe = RemoteProbe {
+        branch_exists: false,
+        completion: None,
+    };
+    for head in connection.list().map_err(|e| state.error(OP, e))? {
+        if branch_ref.as_deref() == Some(head.name()) {
+            probe.branch_exists = true;
+        }
+        if head.name() == completion_ref {
+            probe.completion = Some(head.oid().to_string());
+        }
+    }
+    Ok(probe)
+}
+
+/// The message of the commit `completion_ref` points at on the remote, byte for byte.
+///
+/// A bare repository is initialised at `scratch_dir` (created when missing; an earlier scratch
+/// repository there is reused) and only that one ref is fetched, depth 1 where the transport
+/// allows it (not libgit2's local transport): no work tree, no branch, no tags. The remote is
+/// anonymous, so the scratch repository's config names no URL and holds no credential. The
+/// caller removes `scratch_dir`. A ref missing on the remote is an error: the caller asks
+/// after [`probe_remote`] found it.
+pub fn read_completion(
+    url: &str,
+    completion_ref: &str,
+    scratch_dir: &Path,
+    auth: &GitAuth,
+    cancel: &CancellationToken,
+) -> Result<String, GitError> {
+    const OP: &str = "fetch";
+    let state = NetState::new(auth, cancel);
+    state.check_cancel(OP)?;
+    require_ref_name(OP, completion_ref)?;
+    let url = remote_url(url)?;
+    let repo = Repository::init_bare(scratch_dir).map_err(|e| GitError::local(OP, e))?;
+    let mut remote = repo
+        .remote_anonymous(&url)
+        .map_err(|e| GitError::local(OP, e))?;
+    let shallow = supports_shallow(&url);
+    let oid =
+        fetch_ref(&repo, &mut remote, completion_ref, shallow, &state, OP)?.ok_or_else(|| {
+            GitError::Git {
+                op: OP,
+                message: format!("{completion_ref} does not exist on the remote"),
+            }
+        })?;
+    commit_message(&repo, oid, OP)
+}
+
+/// In the checkout `dir`, commits `message` over the empty tree with parent `head` and pushes
+/// it to `completion_ref` on `origin`, never forced.
+///
+/// Ok when the remote accepted the update, or when the ref already holds a commit with the same
+/// message (a retry of the same write). A ref holding another message gives
+/// [`GitError::Rejected`] and is left as it is.
+pub fn push_completion(
+    dir: &Path,
+    head: &str,
+    completion_ref: &str,
+    message: &str,
+    id: &Identity,
+    auth: &GitAuth,
+    cancel: &CancellationToken,
+) -> Result<(), GitError> {
+    const OP: &str = "push";
+    let state = NetState::new(auth, cancel);
+    state.check_cancel(OP)?;
+    require_ref_name(OP, completion_ref)?;
+    let repo = open(OP, dir)?;
+    let head = Oid::from_str(head).map_err(|e| GitError::local(OP, e))?;
+    let commit = completion_commit(&repo, head, message, id, OP)?;
+    let refspec = format!("{commit}:{completion_ref}");
+    match push_refspecs(&repo, &state, OP, &[refspec])? {
+        PushAttempt::NotFastForward(why) => {
+            match existing_completion(&repo, &state.renewed(), completion_ref, message, OP)? {
+                Existing::Same => Ok(()),
+                Existing::Different => Err(holds_another_result(completion_ref)),
+                Existing::Missing => Err(non_fast_forward(completion_ref.to_owned(), &why, auth)),
+            }
+        }
+        PushAttempt::Sent(report) => match report.rejected.into_iter().next() {
+            None => Ok(()),
+            Some((refname, reason)) => {
+                let refused = rejection(&state, auth, refname, reason);
+                // The rejection stands unless the ref provably holds our result.
+                match existing_completion(&repo, &state.renewed(), completion_ref, message, OP) {
+                    Ok(Existing::Same) => Ok(()),
+                    Ok(Existing::Different | Existing::Missing) | Err(_) => Err(refused),
+                }
+            }
+        },
+    }
+}
+
+/// The final push with its completion ref: `refs/heads/<local_branch>` to
+/// `refs/heads/<remote_branch>` and a completion commit (parent: the local branch's tip, see
+/// [`push_completion`]) to `completion_ref`, both non-forced, in ONE push call.
+///
+/// Ok only when both updates were accepted (a completion ref already holding the same message
+/// counts as accepted). libgit2 cannot push atomically, so the remote applies the two updates
+/// independently; this function restores the invariant "no completion ref without its branch"
+/// as follows:
+///
+/// - the branch refused and the completion ref created by this push: the completion ref is
+///   deleted again, even when the job is being cancelled (best effort; the error says when
+///   that failed too);
+/// - libgit2 refused to send because one update is not a fast-forward: when the remote
+///   completion ref holds the same message the branch is pushed alone, when it holds another
+///   message the completion ref is reported rejected (nothing was pushed), otherwise the branch
+///   is the one that is behind and is reported rejected.
+#[allow(clippy::too_many_arguments)]
+pub fn push_branch_with_completion(
+    dir: &Path,
+    local_branch: &str,
+    remote_branch: &str,
+    completion_ref: &str,
+    message: &str,
+    id: &Identity,
+    auth: &GitAuth,
+    cancel: &CancellationToken,
+) -> Result<(), GitError> {
+    const OP: &str = "push";
+    let state = NetState::new(auth, cancel);
+    state.check_cancel(OP)?;
+    require_ref_name(OP, completion_ref)?;
+    let repo = open(OP, dir)?;
+    require_local_branch(&repo, OP, local_branch)?;
+    let head = repo
+        .find_branch(local_branch, BranchType::Local)
+        .and_then(|b| b.get().peel_to_commit())
+        .map_err(|e| GitError::local(OP, e))?
+        .id();
+    let commit = completion_commit(&repo, head, message, id, OP)?;
+    let branch_ref = format!("refs/heads/{remote_branch}");
+    let branch_spec = format!("refs/heads/{local_branch}:{branch_ref}");
+    let completion_spec = format!("{commit}:{completion_ref}");
+
+    let report = match push_refspecs(&repo, &state, OP, &[branch_spec.clone(), completion_spec])? {
+        PushAttempt::Sent(report) => report,
+        PushAttempt::NotFastForward(why) => {
+            return match existing_completion(&repo, &state.renewed(), completion_ref, message, OP)?
+            {
+                Existing::Same => {
+                    push_alone(&repo, &state.renewed(), auth, branch_spec, &branch_ref)
+                }
+                Existing::Different => Err(holds_another_result(completion_ref)),
+                Existing::Missing => Err(non_fast_forward(branch_ref, &why, auth)),
+            };
+        }
+    };
+
+    let mut branch_refused = None;
+    let mut completion_refused = None;
+    for (refname, reason) in report.rejected {
+        if refname == completion_ref {
+            completion_refused = Some((refname, reason));
+        } else if branch_refused.is_none() {
+            branch_refused = Some((refname, reason));
+        }
+    }
+    match (branch_refused, completion_refused) {
+        (None, None) => Ok(()),
+        (None, Some((refname, reason))) => {
+            let refused = rejection(&state, auth, refname, reason);
+            match existing_completion(&repo, &state.renewed(), completion_ref, message, OP) {
+                Ok(Existing::Same) => Ok(()),
+                Ok(Existing::Different | Existing::Missing) | Err(_) => Err(refused),
+            }
+        }
+        (Some((refname, reason)), completion) => {
+            let refused = rejection(&state, auth, refname, reason);
+            let created = report.created.iter().any(|r| r == completion_ref);
+            if completion.is_some() || !created {
+                return Err(refused);
+            }
+            // Not cancellable: a completion ref without its branch is worse than a late return.
+            let never = CancellationToken::new();
+            let undo_state = NetState::new(auth, &never);
+            let undo = push_refspecs(&repo, &undo_state, OP, &[format!(":{completion_ref}")]);
+            let undone = matches!(&undo, Ok(PushAttempt::Sent(r)) if r.rejected.is_empty());
+            if undone {
+                return Err(refused);
+            }
+            let GitError::Rejected { refname, reason } = refused else {
+                return Err(refused);
+            };
+            Err(GitError::Rejected {
+                refname,
+                reason: format!(
+                    "{reason}; the completion ref {completion_ref} was created and could not \
+                     be removed"
+                ),
+            })
+        }
+    }
+}
+
+/// Pushes one refspec (the branch, after its completion ref turned out to be there already).
+fn push_alone(
+    repo: &Repository,
+    state: &NetState<'_>,
+    auth: &GitAuth,
+    spec: String,
+    dst: &str,
+) -> Result<(), GitError> {
+    match push_refspecs(repo, state, "push", &[spec])? {
+        PushAttempt::NotFastForward(why) => Err(non_fast_forward(dst.to_owned(), &why, auth)),
+        PushAttempt::Sent(report) => match report.rejected.into_iter().next() {
+            Some((refname, reason)) => Err(rejection(state, auth, refname, reason)),
+            None => Ok(()),
+        },
+    }
+}
+
+fn holds_another_result(completion_ref: &str) -> GitError {
+    GitError::Rejected {
+        refname: completion_ref.to_owned(),
+        reason: "the completion ref already exists with a different result".to_owned(),
+    }
+}
+
+/// What the remote completion ref holds compared with the message we meant to write.
+enum Existing {
+    Missing,
+    Same,
+    Different,
+}
+
+/// Fetches the remote completion ref into the checkout (objects only: the local ref used for it
+/// is removed again) and compares its message with `message`.
+fn existing_completion(
+    repo: &Repository,
+    state: &NetState<'_>,
+    completion_ref: &str,
+    message: &str,
+    op: &'static str,
+) -> Result<Existing, GitError> {
+    let mut remote = repo
+        .find_remote("origin")
+        .map_err(|e| GitError::local(op, e))?;
+    // Not shallow: a depth would graft the fetched commit into the checkout's history.
+    let fetched = fetch_ref(repo, &mut remote, completion_ref, false, state, op);
+    let found = match fetched {
+        Ok(Some(oid)) => Ok(Some(commit_message(repo, oid, op)?)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    remove_local_ref(repo, completion_ref, op)?;
+    Ok(match found? {
+        None => Existing::Missing,
+        Some(existing) if existing == message => Existing::Same,
+        Some(_) => Existing::Different,
+    })
+}
+
+/// Fetches `refname` from `remote` into the same local ref name and returns where it points,
+/// or `None` when the remote has no such ref. A stale local copy is removed first, so `None`
+/// is the remote's answer.
+fn fetch_ref(
+    repo: &Repository,
+    remote: &mut Remote<'_>,
+    refname: &str,
+    shallow: bool,
+    state: &NetState<'_>,
+    op: &'static str,
+) -> Result<Option<Oid>, GitError> {
+    remove_local_ref(repo, refname, op)?;
+    let mut fetch = FetchOptions::new();
+    fetch
+        .remote_callbacks(state.callbacks())
+        .download_tags(AutotagOption::None)
+        .update_fetchhead(false);
+    if shallow {
+        fetch.depth(1);
+    }
+    let refspec = format!("+{refname}:{refname}");
+    remote
+        .fetch(&[&refspec], Some(&mut fetch), None)
+        .map_err(|e| state.error(op, e))?;
+    match repo.refname_to_id(refname) {
+        Ok(oid) => Ok(Some(oid)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(GitError::local(op, e)),
+    }
+}
+
+fn remove_local_ref(repo: &Repository, refname: &str, op: &'static str) -> Result<(), GitError> {
+    match repo.find_reference(refname) {
+        Ok(mut reference) => reference.delete().map_err(|e| GitError::local(op, e)),
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+        Err(e) => Err(GitError::local(op, e)),
+    }
+}
+
+/// The full message of commit `oid`, which must be UTF-8 (it is a JSON body).
+fn commit_message(repo: &Repository, oid: Oid, op: &'static str) -> Result<String, GitError> {
+    let commit = repo.find_commit(oid).map_err(|e| GitError::local(op, e))?;
+    String::from_utf8(commit.message_raw_bytes().to_vec()).map_err(|_| GitError::Git {
+        op,
+        message: format!("the completion commit {oid} has a message that is not UTF-8"),
+    })
+}
+
+/// The completion commit: empty tree, parent `head`, dated like `head` (see the module doc).
+fn completion_commit(
+    repo: &Repository,
+    head: Oid,
+    message: &str,
+    id: &Identity,
+    op: &'static str,
+) -> Result<Oid, GitError> {
+    let local = |e| GitError::local(op, e);
+    let parent = repo.find_commit(head).map_err(local)?;
+    let tree_id = repo
+        .treebuilder(None)
+        .and_then(|t| t.write())
+        .map_err(local)?;
+    let tree = repo.find_tree(tree_id).map_err(local)?;
+    let when = parent.committer().when();
+    let signature = git2::Signature::new(&id.name, &id.email, &when).map_err(local)?;
+    repo.commit(None, &signature, &signature, message, &tree, &[&parent])
+        .map_err(local)
+}
+
+/// A completion ref must be a full, valid ref name: it is used verbatim in refspecs.
+fn require_ref_name(op: &'static str, refname: &str) -> Result<(), GitError> {
+    if refname.starts_with("refs/") && git2::Reference::is_valid_name(refname) {
+        return Ok(());
+    }
+    Err(GitError::Git {
+        op,
+        message: format!("{refname:?} is not a valid ref name"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFIX: &str = "refs/harness/done/";
+
+    #[test]
+    fn plain_job_ids_are_kept_readable() {
+        assert_eq!(
+            completion_ref(PREFIX, "job-42_a"),
+            "refs/harness/done/job-42_a"
+        );
+        assert_eq!(
+            completion_ref(PREFIX, "3f2b9c1e-0d4a-4c53-9a0e-5b7f1d2e3c4a"),
+            "refs/harness/done/3f2b9c1e-0d4a-4c53-9a0e-5b7f1d2e3c4a"
+        );
+    }
+
+    #[test]
+    fn a_prefix_without_a_trailing_slash_gets_one() {
+        assert_eq!(completion_ref("refs/done", "j1"), "refs/done/j1");
+    }
+
+    #[test]
+    fn characters_git_refuses_are_percent_encoded_into_one_valid_component() {
+        let odd = [
+            "a b",
+            "a..b",
+            "a/b",
+            "x.lock",
+            ".hidden",
+            "end.",
+            "t~1^2:3?4*5[6\\7",
+            "at@{0}",
+            "@",
+            "tab\there\u{7f}",
+            "ünïcødé-🚀",
+            "100%",
+            "a//b/",
+        ];
+        for id in odd {
+            let name = completion_ref(PREFIX, id);
+            assert!(git2::Reference::is_valid_name(&name), "{id:?} -> {name}");
+            let component = name.strip_prefix(PREFIX).unwrap();
+            assert!(!component.contains('/'), "{id:?} -> {name}");
+            assert_eq!(decode(component), id, "{name} decodes back");
+        }
+        assert_eq!(
+            completion_ref(PREFIX, "a b/c.lock"),
+            "refs/harness/done/a%20b%2Fc%2Elock"
+        );
+    }
+
+    #[test]
+    fn an_encoded_looking_id_and_the_id_it_encodes_get_different_refs() {
+        let pairs = [("a b", "a%20b"), ("a.b", "a%2Eb"), ("x", "X")];
+        for (one, other) in pairs {
+            assert_ne!(completion_ref(PREFIX, one), completion_ref(PREFIX, other));
+        }
+    }
+
+    #[test]
+    fn empty_and_overlong_ids_are_hashed_into_valid_distinct_refs() {
+        let long_a = "a".repeat(300);
+        let long_b = format!("{}b", "a".repeat(299));
+        let spaces = " ".repeat(70); // 210 bytes once encoded
+        let mut seen = std::collections::HashSet::new();
+        for id in ["", long_a.as_str(), long_b.as_str(), spaces.as_str()] {
+            let name = completion_ref(PREFIX, id);
+            assert!(git2::Reference::is_valid_name(&name), "{name}");
+            let component = name.strip_prefix(PREFIX).unwrap();
+            assert!(component.starts_with(HASHED_PREFIX), "{name}");
+            assert_eq!(component.len(), HASHED_PREFIX.len() + 64);
+            assert!(seen.insert(name));
+        }
+        let at_limit = "a".repeat(MAX_COMPONENT_BYTES);
+        assert_eq!(
+            completion_ref(PREFIX, &at_limit),
+            format!("{PREFIX}{at_limit}")
+        );
+    }
+
+    #[test]
+    fn invalid_completion_ref_names_are_refused_before_any_network_use() {
+        assert!(require_ref_name("push", "refs/harness/done/j1").is_ok());
+        for bad in [
+            "harness/done/j1",
+            "refs/harness/done/",
+            "refs/a b",
+            "refs/x.lock",
+        ] {
+            let err = require_ref_name("push", bad).unwrap_err();
+            assert!(err.to_string().contains("not a valid ref name"), "{err}");
+        }
+    }
+
+    /// The inverse of the readable encoding, to prove it loses nothing.
+    fn decode(component: &str) -> String {
+        let bytes = component.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+}
