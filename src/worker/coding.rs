@@ -13,7 +13,9 @@ use crate::agent::{self, AgentError, AgentObserver, AgentRun, GuardLimits, Invoc
 use crate::followups::{self, FOLLOW_UPS_FILENAME};
 use crate::git::pr::{self, PrRequest};
 use crate::git::{self, GitAuth, GitError, Identity, Refresh};
-use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, TodoProgress, ToolSpan};
+use crate::job::outcome::{
+    no_changes_reason, AgentResult, FailureCause, ResultBody, TodoProgress, ToolSpan,
+};
 use crate::job::{AgentJob, Harness};
 use crate::metrics::Metrics;
 use crate::worker::events::JobReporter;
@@ -26,18 +28,90 @@ const INTERRUPT_PUSH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many untracked leftovers the warning lists.
 const UNTRACKED_LISTED: usize = 20;
 
+/// How the coding flow ended (failures are a [`FlowError`]).
+pub enum CodingEnd {
+    /// The flow ran; once the result body is known, `completion` records it on the remote.
+    Ran {
+        result: AgentResult,
+        completion: Option<Completion>,
+    },
+    /// An earlier delivery of this job already finished: its recorded result, to re-publish
+    /// without running anything (contract 4.8).
+    AlreadyFinished(Box<ResultBody>),
+}
+
+enum InnerEnd {
+    Ran {
+        result: AgentResult,
+        pending: Option<PendingCompletion>,
+    },
+    AlreadyFinished(Box<ResultBody>),
+}
+
+/// What is needed to push the completion ref once the result body exists.
+struct PendingCompletion {
+    dir: PathBuf,
+    head: String,
+    ref_name: String,
+    identity: Identity,
+    auth: GitAuth,
+    git: Git,
+}
+
+/// Records a finished job on its remote: `refs/harness/done/<jobId>` pointing at a commit
+/// whose message is the published result. Holds the job's workspace until then.
+pub struct Completion {
+    pending: PendingCompletion,
+    ws: Workspace,
+}
+
+impl Completion {
+    /// Pushes the completion ref (a failure only costs a re-run on a later redelivery), then
+    /// removes the workspace.
+    pub async fn record(self, result_json: String) {
+        let p = self.pending;
+        let (dir, head, r, id, auth) = (p.dir, p.head, p.ref_name, p.identity, p.auth);
+        let pushed = p
+            .git
+            .run("push", move |c| {
+                git::push_completion(&dir, &head, &r, &result_json, &id, &auth, c)
+            })
+            .await;
+        if let Err(e) = pushed {
+            tracing::warn!(error = %e, "could not record the job's completion on the remote");
+        }
+        self.ws.remove().await;
+    }
+}
+
 pub async fn run(
     ctx: &JobContext,
     job: &AgentJob,
     attempt: u32,
     reporter: &Arc<JobReporter>,
     cancel: &CancellationToken,
-) -> Result<AgentResult, FlowError> {
+) -> Result<CodingEnd, FlowError> {
     let ws = Workspace::create(&ctx.config.work_dir(), &job.job_id, attempt)
         .map_err(FlowError::io("cannot create the job workspace"))?;
-    let result = run_in(ctx, job, reporter, cancel, &ws).await;
-    ws.remove().await;
-    result
+    match run_in(ctx, job, reporter, cancel, &ws).await {
+        Ok(InnerEnd::Ran {
+            result,
+            pending: Some(pending),
+        }) => Ok(CodingEnd::Ran {
+            result,
+            completion: Some(Completion { pending, ws }),
+        }),
+        other => {
+            ws.remove().await;
+            other.map(|end| match end {
+                InnerEnd::Ran { result, .. } => CodingEnd::Ran {
+                    result,
+                    completion: None,
+                },
+                InnerEnd::AlreadyFinished(body) => CodingEnd::AlreadyFinished(body),
+            })
+        }
+    }
 }
 
 /// Runs blocking git work off the async runtime, inside the job's span, timed by operation and
@@ -114,7 +188,7 @@ async fn run_in(
     reporter: &Arc<JobReporter>,
     cancel: &CancellationToken,
     ws: &Workspace,
-) -> Result<AgentResult, FlowError> {
+) -> Result<InnerEnd, FlowError> {
     let m = ctx.metrics.as_ref();
     let g = Git::new(
         ctx.metrics.clone(),
@@ -131,16 +205,66 @@ async fn run_in(
     let local_branch = job.new_branch.clone().unwrap_or_else(|| job.branch.clone());
     let push_branch = job.push_branch().to_owned();
 
-    // Resume probe: only a fresh work branch can have been started by an earlier attempt.
-    let resumed = match &job.new_branch {
-        Some(nb) => {
-            let (url, nb, auth) = (url.clone(), nb.clone(), auth.clone());
+    // One probe answers both: did an earlier delivery finish this job, and did one start its
+    // work branch (only a fresh work branch can have been started by an earlier attempt).
+    let done_ref = ctx
+        .config
+        .git
+        .completion_refs
+        .then(|| git::completion_ref(&ctx.config.git.completion_ref_prefix, &job.job_id));
+    let probe = match (&job.new_branch, &done_ref) {
+        (nb, Some(r)) => {
+            let (url, nb, r, auth) = (url.clone(), nb.clone(), r.clone(), auth.clone());
             g.run("probe", move |c| {
-                git::remote_branch_exists(&url, &nb, &auth, c)
+                git::probe_remote(&url, nb.as_deref(), &r, &auth, c)
             })
             .await?
         }
-        None => false,
+        (Some(nb), None) => {
+            let (url, nb, auth) = (url.clone(), nb.clone(), auth.clone());
+            let exists = g
+                .run("probe", move |c| {
+                    git::remote_branch_exists(&url, &nb, &auth, c)
+                })
+                .await?;
+            git::RemoteProbe {
+                branch_exists: exists,
+                completion: None,
+            }
+        }
+        (None, None) => git::RemoteProbe {
+            branch_exists: false,
+            completion: None,
+        },
+    };
+    if let (Some(_), Some(r)) = (&probe.completion, &done_ref) {
+        let (url, r, auth) = (url.clone(), r.clone(), auth.clone());
+        let scratch = ws.root().join("completion");
+        let recorded = g
+            .run("probe", move |c| {
+                git::read_completion(&url, &r, &scratch, &auth, c)
+            })
+            .await?;
+        match serde_json::from_str::<ResultBody>(&recorded) {
+            Ok(body) => {
+                tracing::info!("job already finished: re-publishing its recorded result");
+                return Ok(InnerEnd::AlreadyFinished(Box::new(body)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable completion record: running the job")
+            }
+        }
+    }
+    let resumed = job.new_branch.is_some() && probe.branch_exists;
+    let pending = |head: String| {
+        done_ref.clone().map(|ref_name| PendingCompletion {
+            dir: dir.clone(),
+            head,
+            ref_name,
+            identity: identity.clone(),
+            auth: auth.clone(),
+            git: g.clone(),
+        })
     };
 
     reporter.mark_phase("clone");
@@ -325,7 +449,10 @@ async fn run_in(
             result.error = Some(no_changes_reason(&stats, run.stderr_tail.as_deref()));
             result.failure_cause = Some(FailureCause::NoChanges);
         }
-        return Ok(result);
+        return Ok(InnerEnd::Ran {
+            pending: pending(head),
+            result,
+        });
     }
 
     reporter.mark_phase("push");
@@ -360,7 +487,10 @@ async fn run_in(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(result)
+    Ok(InnerEnd::Ran {
+        pending: pending(head),
+        result,
+    })
 }
 
 async fn run_agent(

@@ -16,7 +16,7 @@ use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::telemetry::SecretRegistry;
-use crate::worker::coding;
+use crate::worker::coding::{self, CodingEnd};
 use crate::worker::events::{now_ms, EventSink, JobReporter};
 use crate::worker::watchdog::{KillReason, Watchdog};
 
@@ -140,13 +140,22 @@ pub async fn run_job(
         (Ok(r), _) => Ok(r),
     };
 
+    let mut completion = None;
     let body = match outcome {
+        Ok(CodingEnd::AlreadyFinished(body)) => {
+            reporter.finish().await;
+            return JobEnd::Finished(body);
+        }
         Err(Failed(FlowError::Interrupted)) => {
             reporter.finish().await;
             tracing::warn!(phase = %failed_in, "job interrupted: giving it back to the queue");
             return JobEnd::Interrupted;
         }
-        Ok(result) => {
+        Ok(CodingEnd::Ran {
+            result,
+            completion: record,
+        }) => {
+            completion = record;
             let timings = reporter.finish_phases("done");
             let result = redact_result(result, &redactor);
             tracing::info!(
@@ -222,6 +231,16 @@ pub async fn run_job(
             }
         }
     };
+    // The finished job is recorded on its remote before its result goes out, so a redelivery
+    // after a crash re-publishes this result instead of running the agent again.
+    if let Some(c) = completion {
+        match serde_json::to_string(&body) {
+            Ok(json) => c.record(json).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode the result for its completion record")
+            }
+        }
+    }
     // Every follow-up and progress message goes out before the result.
     reporter.finish().await;
     JobEnd::Finished(Box::new(body))

@@ -623,3 +623,33 @@ finish 'done'"#,
     .is_none());
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_delivered_again_re_publishes_its_result_without_running_the_agent() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "echo run >> {s}/runs\necho x > x.txt\ncommit_all 'Work'\nfinish 'done once'",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    let job = coding_job("job-once", &origin.url(), Some("work/once"));
+    w.enqueue(&job).await;
+    let first = w.next_result(WAIT).await;
+    assert_eq!(first["state"], "done", "{first}");
+    assert!(crate::support::repo::git(origin.path(), &["show-ref"])
+        .contains("refs/harness/done/job-once"));
+
+    // A duplicate enqueue (or a crash between the result and the ack) delivers it again.
+    w.enqueue(&job).await;
+    let again = w.next_result(WAIT).await;
+    assert_eq!(again, first, "the recorded result, byte for byte");
+    assert_eq!(std::fs::read_to_string(s.join("runs")).unwrap(), "run\n");
+    assert_eq!(origin.subjects("work/once")[0], "Work");
+    w.stop().await;
+}
