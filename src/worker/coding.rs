@@ -29,6 +29,8 @@ const INTERRUPT_PUSH_TIMEOUT: Duration = Duration::from_secs(20);
 const UNTRACKED_LISTED: usize = 20;
 
 /// How the coding flow ended (failures are a [`FlowError`]).
+// One value per job, moved once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum CodingEnd {
     /// The flow ran; once the result body is known, `completion` records it on the remote.
     Ran {
@@ -40,6 +42,7 @@ pub enum CodingEnd {
     AlreadyFinished(Box<ResultBody>),
 }
 
+#[allow(clippy::large_enum_variant)]
 enum InnerEnd {
     Ran {
         result: AgentResult,
