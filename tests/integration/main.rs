@@ -5,4 +5,5 @@ mod support;
 mod broker;
 mod git;
 mod real_pi;
+mod real_subscription;
 mod worker;
