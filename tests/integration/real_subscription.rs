@@ -97,8 +97,8 @@ impl CliRun {
     }
 }
 
-/// Runs `program args` in a fresh scratch repo with `env` on top of a cleaned environment,
-/// `stdin` written and closed, feeding stdout to `feed` line by line.
+/// Runs `program args` in `<tmp>/repo` with an empty `<tmp>/home` as HOME and `env` on top of
+/// a cleaned environment, `stdin` written and closed, then feeds stdout to `feed` line by line.
 async fn run_cli(
     program: &Path,
     tmp: tempfile::TempDir,
