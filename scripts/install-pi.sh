@@ -10,18 +10,25 @@
 #                 $HOME/.cache/executor-harness/pi/<VERSION>).
 #   PI_NODE_VERSION  version of the npm package that provides the Node
 #                 binary (default 22.23.3; Pi needs node >= 22.19).
+#   PI_EXTENSIONS Pi packages installed with `pi install` into the prefix's
+#                 agent/ directory, space separated (default
+#                 npm:@juicesharp/rpiv-todo@1.20.0, the `todo` tool the
+#                 production image installs; empty: none).
 #
 # The last line printed is the absolute path of the `pi` executable, so
 # callers can do `PI_BIN=$(scripts/install-pi.sh | tail -n1)`.
 #
-# Idempotent: a prefix holding the `.complete` marker is reused as is. The
-# install is built in a sibling temporary directory and moved into place only
-# after `pi --version` ran, so an interrupted install is redone, never reused.
+# Idempotent: a prefix whose `.complete` marker names the same extensions is
+# reused as is. The install is built in a sibling temporary directory and moved
+# into place only after `pi --version` and the extension installs ran, so an
+# interrupted install is redone, never reused.
 #
 # Layout of the prefix:
 #   bin/pi          wrapper: execs the bundled node on Pi's entry point
 #   node_modules/   @earendil-works/pi-coding-agent and node-linux-<arch>
-#   .complete       marker written last
+#   agent/          what `pi install` leaves in a user's ~/.pi/agent:
+#                   settings.json (its `packages`) and npm/node_modules/
+#   .complete       marker written last; holds the extension list
 #
 # Running Pi offline (found by running it; tests/integration/real_pi.rs has the details):
 #   - HOME points at a per-run directory holding .pi/agent/models.json (the
@@ -38,6 +45,7 @@ set -euo pipefail
 
 version="${1:-${PI_VERSION:-0.80.3}}"
 node_version="${PI_NODE_VERSION:-22.23.3}"
+extensions="${PI_EXTENSIONS-npm:@juicesharp/rpiv-todo@1.20.0}"
 prefix="${PI_PREFIX:-${HOME}/.cache/executor-harness/pi/${version}}"
 
 case "$(uname -s)-$(uname -m)" in
@@ -49,7 +57,10 @@ case "$(uname -s)-$(uname -m)" in
     ;;
 esac
 
-if [[ -f "${prefix}/.complete" && -x "${prefix}/bin/pi" ]]; then
+# A prefix made with another extension list (or before extensions were
+# installed) is redone.
+if [[ -f "${prefix}/.complete" && -x "${prefix}/bin/pi" ]] &&
+  [[ "$(cat "${prefix}/.complete")" == "extensions: ${extensions}" ]]; then
   echo "install-pi: Pi ${version} already installed in ${prefix}" >&2
   echo "${prefix}/bin/pi"
   exit 0
@@ -104,9 +115,18 @@ got="$(HOME="${smoke_home}" PI_OFFLINE=1 PI_TELEMETRY=0 "${staging}/bin/pi" --ve
   echo "install-pi: smoke run failed: ${got}" >&2
   exit 1
 }
-rm -rf "${smoke_home}"
 echo "install-pi: pi --version: ${got}" >&2
-touch "${staging}/.complete"
+
+# Extensions go where `pi install` puts them for a user (agent/settings.json
+# lists them, agent/npm/ holds them); PI_CODING_AGENT_DIR points it there.
+# This needs the network (npm), so not PI_OFFLINE; pi runs the system npm.
+for ext in ${extensions}; do
+  echo "install-pi: pi install ${ext}" >&2
+  HOME="${smoke_home}" PI_CODING_AGENT_DIR="${staging}/agent" PI_TELEMETRY=0 \
+    npm_config_update_notifier=false "${staging}/bin/pi" install "${ext}" >&2
+done
+rm -rf "${smoke_home}"
+echo "extensions: ${extensions}" >"${staging}/.complete"
 
 chmod 0755 "${staging}"
 rm -rf "${prefix}"

@@ -7,6 +7,7 @@ mod cli;
 mod completion;
 mod git;
 mod real_pi;
+mod real_subscription;
 mod secrets;
 mod supervision;
 mod worker;

@@ -1,5 +1,5 @@
-//! The real `pi` CLI, driven offline against the loopback [`ModelMock`], invoked the way the
-//! worker invokes it.
+//! The real `pi` CLI, driven offline against the loopback [`ModelMock`]: invoked the way the
+//! worker invokes it, and run by the worker itself (`agent.pi_command = [PI_BIN]`).
 //!
 //! Runs only when `PI_BIN` names a pi executable (`PI_BIN=$(scripts/install-pi.sh | tail -n1)`);
 //! otherwise it says it is skipped and passes.
@@ -22,20 +22,30 @@
 //!   `$` written as `$$` and `!` as `$!` ([`pi_config_literal`]).
 //! - The repository needs a committer identity: the per-run HOME has no `~/.gitconfig`, so the
 //!   agent's own `git commit` fails without one. Here it is repository-local config.
-//! - A failing model API costs 2 + 4 + 8 s of pi's retry back-off before pi gives up (and exits
-//!   0); `~/.pi/agent/settings.json` `{"retry": {"baseDelayMs": 10}}` makes that about 1 s for
-//!   tests of failures.
+//! - A model API error ends the run with an assistant message whose `stopReason` is `"error"`
+//!   and whose `errorMessage` is `<status>: <response body>`; pi still exits 0. A 401 is final
+//!   (one request); a 5xx is retried 3 times, 2 + 4 + 8 s apart. `{"retry": {"baseDelayMs": 10}}`
+//!   in the global `~/.pi/agent/settings.json` or in the project's `.pi/settings.json` (merged
+//!   over it, trusted through `--approve`) shortens that to about 70 ms.
+//! - Extensions: `pi install npm:<pkg>` (scripts/install-pi.sh does it for rpiv-todo) writes
+//!   `packages` into `~/.pi/agent/settings.json` and the package under `~/.pi/agent/npm/`; with
+//!   `PI_OFFLINE=1` pi loads what is installed and fetches nothing. A local path in `packages`
+//!   loads a package in place.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use executor_harness::agent::prepare_pi_home_with;
+use executor_harness::job::{parse_job, ValidationPolicy};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::support::model_mock::{ModelMock, Step};
+use crate::support::repo::BareRepo;
+use crate::support::worker::{coding_job, drain_json, TestWorker};
 
 /// A dummy token: the mock must see it in `Authorization`, and it must not be read from env.
 const TOKEN: &str = "sess-mock-token-4f2a9c";
@@ -131,13 +141,18 @@ impl PiRun {
 /// Runs pi exactly as the worker does, against a mock serving `steps`, with `api_key` written
 /// as the provider's apiKey.
 async fn run_pi(pi: &Path, steps: Vec<Step>, api_key: &str) -> PiRun {
+    run_pi_with_home(pi, steps, |home, base_url| pi_home(home, base_url, api_key)).await
+}
+
+/// Like [`run_pi`], with the per-run HOME made by `prepare(home, mock base URL)`.
+async fn run_pi_with_home(pi: &Path, steps: Vec<Step>, prepare: impl FnOnce(&Path, &str)) -> PiRun {
     let mock = ModelMock::start(steps).await;
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&repo).unwrap();
     scratch_repo(&repo);
-    pi_home(&home, &mock.base_url(), api_key);
+    prepare(&home, &mock.base_url());
 
     let started = Instant::now();
     let mut child = Command::new(pi)
@@ -297,4 +312,278 @@ async fn real_pi_sends_a_token_with_dollar_and_bang_verbatim_once_escaped() {
         chats[0].header("authorization"),
         Some(format!("Bearer {token}").as_str())
     );
+}
+
+/// `<prefix>/agent` of a scripts/install-pi.sh install: what `pi install` leaves in a user's
+/// `~/.pi/agent` (settings.json listing the packages, npm/ holding them).
+fn installed_agent_dir(pi: &Path) -> Option<PathBuf> {
+    let prefix = std::fs::canonicalize(pi)
+        .ok()?
+        .parent()?
+        .parent()?
+        .to_path_buf();
+    let dir = prefix.join("agent");
+    dir.join("settings.json").is_file().then_some(dir)
+}
+
+/// The rpiv-todo extension (the `todo` tool) installed there.
+fn todo_extension(pi: &Path) -> Option<PathBuf> {
+    let dir = installed_agent_dir(pi)?.join("npm/node_modules/@juicesharp/rpiv-todo");
+    dir.join("package.json").is_file().then_some(dir)
+}
+
+#[tokio::test]
+async fn real_pi_loads_the_todo_extension_linked_from_the_worker_users_agent_dir() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let (Some(user_agent_dir), Some(_)) = (installed_agent_dir(&pi), todo_extension(&pi)) else {
+        eprintln!("real_pi: skipped (no rpiv-todo next to PI_BIN, see scripts/install-pi.sh)");
+        return;
+    };
+    let steps = vec![
+        Step::tool_call("todo", json!({"action": "create", "subject": "Say hi"})),
+        Step::text("ok"),
+    ];
+
+    // The HOME as the worker makes it: its own models.json and AGENTS.md, everything else of
+    // the user's agent dir linked.
+    let run = run_pi_with_home(&pi, steps, |home, base_url| {
+        let mut body = coding_job("job-link", "file:///r", None);
+        body["proxyBaseUrl"] = json!(base_url);
+        body["sessionToken"] = json!(TOKEN);
+        body["model"] = json!("mock-model");
+        let policy = ValidationPolicy::with_hosts(Vec::<String>::new(), 1 << 20);
+        let job = parse_job(body.to_string().as_bytes(), &policy).unwrap();
+        prepare_pi_home_with(&job, home, Some(&user_agent_dir), None).unwrap();
+    })
+    .await;
+
+    assert!(run.status.success(), "pi failed: {}", run.stderr);
+    let agent_dir = run.tmp.path().join("home/.pi/agent");
+    assert!(std::fs::symlink_metadata(agent_dir.join("npm"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let todo_end = run
+        .events
+        .iter()
+        .find(|e| e["type"] == "tool_execution_end" && e["toolName"] == "todo")
+        .expect("a todo tool execution");
+    assert_eq!(todo_end["isError"], false, "{todo_end}");
+    assert_eq!(
+        todo_end["result"]["details"]["tasks"][0]["subject"], "Say hi",
+        "{todo_end}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real pi through the worker: broker, clone, per-job HOME, models.json, stream parsing,
+// push and result, with `agent.pi_command = [PI_BIN]`.
+//
+// Project settings: pi merges `<cwd>/.pi/settings.json` over the global one (`--approve` trusts
+// it), so a test that needs a pi setting commits it to the fixture repository. That is the
+// cleanest seam the in-process worker offers: the global settings the worker links into each
+// job's HOME come from the worker process's own `$HOME/.pi/agent`, and changing `HOME` inside a
+// multi-threaded test binary would race every other test. A local-path entry in `packages`
+// loads an extension from outside the checkout without installing anything.
+
+const FINAL_TEXT: &str = "Created hello.txt and committed it.";
+
+/// Enough for pi's start, a few model turns, clone and push.
+const WORKER_WAIT: Duration = Duration::from_secs(120);
+
+/// A worker whose Pi program is the real `pi`, offline.
+async fn pi_worker(pi: &Path) -> TestWorker {
+    TestWorker::start(pi, |c| {
+        c.agent.env.insert("PI_OFFLINE".into(), "1".into());
+        c.agent.env.insert("PI_TELEMETRY".into(), "0".into());
+    })
+    .await
+}
+
+/// A coding job for `origin` against the mock, with [`TOKEN`] as its session token.
+fn mock_job(job_id: &str, origin: &BareRepo, mock: &ModelMock, branch: &str) -> Value {
+    let mut job = coding_job(job_id, &origin.url(), Some(branch));
+    job["proxyBaseUrl"] = json!(mock.base_url());
+    job["sessionToken"] = json!(TOKEN);
+    job["model"] = json!("mock-model");
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_the_real_pi_and_pushes_its_commit_with_todo_progress() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    let todo = todo_extension(&pi);
+    let todo_call = |args: Value| Step::tool_call("todo", args);
+    let mut steps = Vec::new();
+    match &todo {
+        Some(dir) => {
+            let settings = json!({"packages": [dir]}).to_string();
+            origin.commit_files(
+                "main",
+                &[(".pi/settings.json", settings.as_str())],
+                "Load the todo extension",
+            );
+            steps.push(todo_call(
+                json!({"action": "create", "subject": "Write hello.txt"}),
+            ));
+            steps.push(todo_call(
+                json!({"action": "create", "subject": "Commit it"}),
+            ));
+            steps.push(todo_call(
+                json!({"action": "update", "id": 1, "status": "in_progress"}),
+            ));
+        }
+        None => eprintln!(
+            "real_pi: the todo part is skipped: no rpiv-todo next to {} (scripts/install-pi.sh \
+             installs it)",
+            pi.display()
+        ),
+    }
+    steps.push(Step::tool_call(
+        "write",
+        json!({"path": "hello.txt", "content": "hello from the mock model\n"}),
+    ));
+    steps.push(Step::tool_call(
+        "bash",
+        json!({"command": "git add -A && git commit -q -m 'Add hello'"}),
+    ));
+    if todo.is_some() {
+        steps.push(todo_call(
+            json!({"action": "update", "id": 1, "status": "completed"}),
+        ));
+    }
+    steps.push(Step::text(FINAL_TEXT));
+    let turns = steps.len();
+    let mock = ModelMock::start(steps).await;
+    let w = pi_worker(&pi).await;
+
+    let started = Instant::now();
+    w.enqueue(&mock_job("job-real-pi", &origin, &mock, "work/real-pi"))
+        .await;
+    let result = w.next_result(WORKER_WAIT).await;
+    eprintln!("real_pi: worker job took {:?}", started.elapsed());
+
+    assert_eq!(result["state"], "done", "{result}");
+    assert!(result.get("failureCause").is_none(), "{result}");
+    let r = &result["result"];
+    assert_eq!(r["pushed"], true, "{result}");
+    assert_eq!(r["branch"], "work/real-pi");
+    assert_eq!(r["summary"], FINAL_TEXT);
+    assert!(r["stats"]["toolCalls"].as_u64().unwrap() > 0, "{result}");
+    assert!(
+        r["stats"]["assistantChars"].as_u64().unwrap() > 0,
+        "{result}"
+    );
+    assert!(r["usage"]["inputTokens"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(origin.subjects("work/real-pi")[0], "Add hello");
+    assert_eq!(
+        origin.file_at("work/real-pi", "hello.txt").as_deref(),
+        Some("hello from the mock model\n")
+    );
+
+    let chats = mock.chat_requests();
+    assert_eq!(
+        chats.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (0..turns).map(Some).collect::<Vec<_>>(),
+        "one request per scripted step"
+    );
+    for request in &chats {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    // The job's system prompt reached the model through the per-job AGENTS.md.
+    let system = chats[0].body["messages"][0].to_string();
+    assert!(system.contains("You are the implementer."), "{system}");
+
+    let progress = drain_json(w.conn(), &w.broker.topo.progress_queue).await;
+    let todos: Vec<&Value> = progress.iter().filter_map(|p| p.get("progress")).collect();
+    if todo.is_some() {
+        let counts: Vec<(u64, u64, u64)> = todos
+            .iter()
+            .map(|t| {
+                let n = |k: &str| t[k].as_u64().unwrap();
+                (n("completed"), n("inProgress"), n("total"))
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [(0, 0, 1), (0, 0, 2), (0, 1, 2), (1, 0, 2)],
+            "{progress:?}"
+        );
+        let last = todos.last().unwrap();
+        assert_eq!(last["items"][0]["label"], "Write hello.txt", "{last}");
+    } else {
+        assert!(todos.is_empty(), "{progress:?}");
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_api_that_refuses_the_token_fails_the_job_with_the_upstream_message() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    let mock = ModelMock::start(vec![Step::fail(401, "mock: invalid session token")]).await;
+    let w = pi_worker(&pi).await;
+
+    w.enqueue(&mock_job("job-real-401", &origin, &mock, "work/real-401"))
+        .await;
+    let result = w.next_result(WORKER_WAIT).await;
+
+    // Pi exits 0 after an assistant message with `stopReason: "error"`.
+    assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["failureCause"], "agent", "{result}");
+    let error = result["error"].as_str().unwrap();
+    assert!(error.contains("mock: invalid session token"), "{error}");
+    assert!(error.starts_with("401"), "{error}");
+    assert!(!error.contains(TOKEN), "{error}");
+    // An authentication error is final for pi: no retry.
+    assert_eq!(mock.chat_requests().len(), 1);
+    assert_eq!(origin.tip("work/real-401"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_model_api_is_retried_by_pi_then_fails_the_job() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    // Pi retries a 5xx 3 times, 2 s apart and doubling (14 s); project settings make it 70 ms.
+    origin.commit_files(
+        "main",
+        &[(".pi/settings.json", r#"{"retry": {"baseDelayMs": 10}}"#)],
+        "Fast retries",
+    );
+    let mock = ModelMock::start(vec![Step::fail(503, "mock: upstream overloaded")]).await;
+    let w = pi_worker(&pi).await;
+
+    let started = Instant::now();
+    w.enqueue(&mock_job("job-real-503", &origin, &mock, "work/real-503"))
+        .await;
+    let result = w.next_result(WORKER_WAIT).await;
+    let took = started.elapsed();
+
+    assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["failureCause"], "agent", "{result}");
+    let error = result["error"].as_str().unwrap();
+    assert!(error.contains("mock: upstream overloaded"), "{error}");
+    assert_eq!(mock.chat_requests().len(), 4, "the first try and 3 retries");
+    assert!(
+        took < Duration::from_secs(10),
+        "retries were not shortened: {took:?}"
+    );
+    w.stop().await;
 }

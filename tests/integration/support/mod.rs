@@ -5,7 +5,8 @@
 //! - [`git_http`]: a real smart-HTTP git server with token auth that records every attempt.
 //! - [`broker`]: connections to the local RabbitMQ, unique names per test, clean-up.
 //! - [`agents`]: fake agent scripts that speak Pi's JSON event stream.
-//! - [`model_mock`]: a loopback OpenAI-compatible model API for driving the real `pi` CLI.
+//! - [`model_mock`]: a loopback model API (chat completions, Anthropic Messages, OpenAI
+//!   Responses) for driving the real `pi`, `claude` and `codex` CLIs.
 //! - [`worker`]: an in-process worker on a test's own topology.
 
 #![allow(dead_code)]

@@ -1,5 +1,6 @@
-//! A loopback mock of an OpenAI-compatible chat-completions API, scripted step by step, so the
-//! real agent CLIs can be driven offline.
+//! A loopback mock of three model APIs (OpenAI chat completions, the Anthropic Messages API and
+//! the OpenAI Responses API), scripted step by step, so the real agent CLIs can be driven
+//! offline.
 //!
 //! ```ignore
 //! let mock = ModelMock::start(vec![
@@ -14,19 +15,33 @@
 //! - `POST /v1/chat/completions`: with `"stream": true` an SSE stream of
 //!   `chat.completion.chunk` objects (role, content or `tool_calls` deltas, a chunk with the
 //!   `finish_reason`, a usage chunk, then `data: [DONE]`); otherwise one `chat.completion`.
+//! - `POST /v1/messages` (Anthropic): with `"stream": true` the named SSE events
+//!   `message_start`, per content block `content_block_start` / `content_block_delta` (text or
+//!   `input_json_delta`) / `content_block_stop`, `message_delta` (`stop_reason`, usage),
+//!   `message_stop`; otherwise one `message`. See [`anthropic`].
+//! - `POST /v1/responses` (OpenAI Responses): with `"stream": true` the named SSE events
+//!   `response.created`, per output item `response.output_item.added` / deltas /
+//!   `response.output_item.done` (`function_call` or `message`), `response.completed` with
+//!   usage; otherwise one `response`. See [`responses`].
 //! - `GET /v1/models`: a list holding [`MODEL_ID`].
 //! - Anything else: 404 with an OpenAI-style error body.
 //!
-//! The step served is the number of `assistant` messages in the request's `messages`: the first
-//! call (no assistant turn yet) gets step 0, the call after the first tool round gets step 1, and
-//! so on. A retried request carries the same messages, so it gets the same step again; the
-//! response never depends on how many requests came before. Past the end of the script the mock
-//! answers [`EXHAUSTED_TEXT`] with `finish_reason: "stop"`, so a run that asks for more than was
-//! scripted ends rather than hangs (and `step` is `None` in its record).
+//! Every API serves the same script. The step served is the number of assistant turns already in
+//! the request's transcript: the first call (no assistant turn yet) gets step 0, the call after
+//! the first tool round gets step 1, and so on. For chat completions and Messages a turn is an
+//! `assistant` message; for Responses it is a run of consecutive model-output items
+//! (`function_call`s, assistant `message`s, `reasoning`) in `input`. A retried request carries
+//! the same transcript, so it gets the same step again; the response never depends on how many
+//! requests came before. Past the end of the script the mock answers [`EXHAUSTED_TEXT`] as a
+//! final text, so a run that asks for more than was scripted ends rather than hangs (and `step`
+//! is `None` in its record). A [`Step::Fail`] answers in the error format of the API asked.
 //!
 //! The HTTP/1.1 server is deliberately small: one request per connection (every response says
 //! `Connection: close`), bodies by `Content-Length` or chunked, responses chunked. Dropping the
 //! [`ModelMock`] stops the listener and every open connection.
+
+mod anthropic;
+mod responses;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -108,8 +123,35 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     /// The body parsed as JSON, or `Value::Null` when empty or not JSON.
     pub body: Value,
-    /// For chat completions: the index of the step served, `None` past the end of the script.
+    /// Which model API the request called, `None` for any other route.
+    pub api: Option<Api>,
+    /// For model API calls: the index of the step served, `None` past the end of the script.
     pub step: Option<usize>,
+}
+
+/// The model APIs the mock serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// `POST /v1/messages` (Anthropic).
+    Messages,
+    /// `POST /v1/responses` (OpenAI Responses).
+    Responses,
+}
+
+impl Api {
+    fn of(method: &str, path: &str) -> Option<Api> {
+        if method != "POST" {
+            return None;
+        }
+        match path {
+            "/v1/chat/completions" | "/chat/completions" => Some(Api::ChatCompletions),
+            "/v1/messages" | "/messages" => Some(Api::Messages),
+            "/v1/responses" | "/responses" => Some(Api::Responses),
+            _ => None,
+        }
+    }
 }
 
 impl RecordedRequest {
@@ -123,7 +165,7 @@ impl RecordedRequest {
 
     /// Whether this is a chat-completions call.
     pub fn is_chat(&self) -> bool {
-        self.method == "POST" && is_chat_path(&self.path)
+        self.api == Some(Api::ChatCompletions)
     }
 
     /// The `model` the request named.
@@ -196,6 +238,11 @@ impl ModelMock {
         format!("http://{}/v1", self.addr)
     }
 
+    /// `http://127.0.0.1:<port>`, the base URL an Anthropic client expects (it adds `/v1`).
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -207,10 +254,15 @@ impl ModelMock {
 
     /// Only the chat-completions requests, in arrival order.
     pub fn chat_requests(&self) -> Vec<RecordedRequest> {
+        self.api_requests(Api::ChatCompletions)
+    }
+
+    /// Only the requests to `api`, in arrival order.
+    pub fn api_requests(&self, api: Api) -> Vec<RecordedRequest> {
         self.shared
             .requests()
             .iter()
-            .filter(|r| r.is_chat())
+            .filter(|r| r.api == Some(api))
             .cloned()
             .collect()
     }
@@ -414,107 +466,155 @@ impl Response {
     fn error(status: u16, message: &str) -> Response {
         Response::Json {
             status,
-            body: json!({
-                "error": {"message": message, "type": "mock_error", "param": null, "code": null}
-            }),
+            body: openai_error_body(message),
         }
     }
 }
 
-fn is_chat_path(path: &str) -> bool {
-    matches!(path, "/v1/chat/completions" | "/chat/completions")
-}
-
 fn respond(request: Request, shared: &Shared) -> Response {
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+    let api = Api::of(&request.method, &request.path);
     let mut record = RecordedRequest {
         method: request.method,
         path: request.path,
         headers: request.headers,
         body,
+        api,
         step: None,
     };
 
-    match (record.method.as_str(), record.path.as_str()) {
-        ("GET", "/v1/models" | "/models") => {
+    let Some(api) = api else {
+        if record.method == "GET" && matches!(record.path.as_str(), "/v1/models" | "/models") {
             shared.record(record);
-            Response::Json {
+            return Response::Json {
                 status: 200,
                 body: json!({
                     "object": "list",
                     "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "mock"}]
                 }),
-            }
-        }
-        ("POST", path) if is_chat_path(path) => {
-            let Some(messages) = record.body.get("messages").and_then(Value::as_array) else {
-                shared.record(record);
-                return Response::error(400, "the body must be JSON with a messages array");
             };
-            let turn = messages
-                .iter()
-                .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-                .count();
-            let step = shared.steps.get(turn).cloned();
-            record.step = step.as_ref().map(|_| turn);
-            let model = record.model().unwrap_or(MODEL_ID).to_owned();
-            let stream = record.is_stream();
-            // Prompt tokens are a deterministic function of the request, like a real tokenizer's.
-            let prompt_tokens = serde_json::to_string(messages).map_or(0, |s| s.len() / 4);
-            let seq = shared.record(record);
-            let completion = Completion {
-                id: format!("chatcmpl-mock-{seq}"),
-                model,
-                turn,
-                prompt_tokens,
-            };
-            match step.unwrap_or_else(|| Step::text(EXHAUSTED_TEXT)) {
-                Step::Fail { status, message } => Response::error(status, &message),
-                step if stream => Response::Sse {
-                    events: completion.chunks(&step),
-                },
-                step => Response::Json {
-                    status: 200,
-                    body: completion.whole(&step),
-                },
-            }
         }
-        (method, path) => {
-            let message = format!("no route for {method} {path}");
-            shared.record(record);
-            Response::error(404, &message)
-        }
+        let message = format!("no route for {} {}", record.method, record.path);
+        shared.record(record);
+        return Response::error(404, &message);
+    };
+
+    let turn = match api {
+        Api::ChatCompletions => record
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|messages| count_role(messages, "assistant")),
+        Api::Messages => anthropic::turn(&record.body),
+        Api::Responses => responses::turn(&record.body),
+    };
+    let Some(turn) = turn else {
+        shared.record(record);
+        return Response::error(400, "the body must be JSON with a transcript");
+    };
+    let step = shared.steps.get(turn).cloned();
+    record.step = step.as_ref().map(|_| turn);
+    let model = record.model().unwrap_or(MODEL_ID).to_owned();
+    let stream = record.is_stream();
+    // Input tokens are a deterministic function of the request, like a real tokenizer's.
+    let input_tokens = record.body.to_string().len() / 4;
+    let seq = shared.record(record);
+    let step = step.unwrap_or_else(|| Step::text(EXHAUSTED_TEXT));
+    if let Step::Fail { status, message } = &step {
+        let body = match api {
+            Api::Messages => anthropic::error_body(*status, message),
+            Api::ChatCompletions | Api::Responses => openai_error_body(message),
+        };
+        return Response::Json {
+            status: *status,
+            body,
+        };
+    }
+    let turn = Turn {
+        seq,
+        model,
+        turn,
+        input_tokens,
+    };
+    match (api, stream) {
+        (Api::ChatCompletions, true) => Response::Sse {
+            events: turn.chat_chunks(&step),
+        },
+        (Api::ChatCompletions, false) => Response::Json {
+            status: 200,
+            body: turn.chat_whole(&step),
+        },
+        (Api::Messages, true) => Response::Sse {
+            events: anthropic::events(&turn, &step),
+        },
+        (Api::Messages, false) => Response::Json {
+            status: 200,
+            body: anthropic::whole(&turn, &step),
+        },
+        (Api::Responses, true) => Response::Sse {
+            events: responses::events(&turn, &step),
+        },
+        (Api::Responses, false) => Response::Json {
+            status: 200,
+            body: responses::whole(&turn, &step),
+        },
     }
 }
 
-/// The fixed parts of one completion.
-struct Completion {
-    id: String,
-    model: String,
-    turn: usize,
-    prompt_tokens: usize,
+fn count_role(messages: &[Value], role: &str) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some(role))
+        .count()
 }
 
-impl Completion {
+fn openai_error_body(message: &str) -> Value {
+    json!({"error": {"message": message, "type": "mock_error", "param": null, "code": null}})
+}
+
+/// One SSE event with a name, as the Anthropic and Responses streams send them.
+fn named_event(name: &str, data: &Value) -> String {
+    format!("event: {name}\ndata: {data}\n\n")
+}
+
+/// The output tokens a step costs: a deterministic function of what it says.
+fn output_tokens(step: &Step) -> usize {
+    let output_chars: usize = match step {
+        Step::ToolCalls(calls) => calls
+            .iter()
+            .map(|c| c.name.len() + c.arguments.to_string().len())
+            .sum(),
+        Step::Text(text) => text.len(),
+        Step::Fail { .. } => 0,
+    };
+    output_chars / 4 + 1
+}
+
+/// The fixed parts of one model turn, whatever the API.
+pub(super) struct Turn {
+    /// The request's sequence number, for unique response ids.
+    seq: usize,
+    model: String,
+    turn: usize,
+    input_tokens: usize,
+}
+
+impl Turn {
+    fn id(&self, prefix: &str) -> String {
+        format!("{prefix}-mock-{}", self.seq)
+    }
+
     fn tool_call_id(&self, index: usize) -> String {
         // Unique across turns, and the same on a retry of the same turn.
         format!("call_mock_{}_{}", self.turn, index)
     }
 
     fn usage(&self, step: &Step) -> Value {
-        let output_chars = match step {
-            Step::ToolCalls(calls) => calls
-                .iter()
-                .map(|c| c.name.len() + c.arguments.to_string().len())
-                .sum(),
-            Step::Text(text) => text.len(),
-            Step::Fail { .. } => 0,
-        };
-        let completion_tokens = output_chars / 4 + 1;
+        let completion_tokens = output_tokens(step);
         json!({
-            "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens": self.input_tokens,
             "completion_tokens": completion_tokens,
-            "total_tokens": self.prompt_tokens + completion_tokens,
+            "total_tokens": self.input_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0}
         })
@@ -522,7 +622,7 @@ impl Completion {
 
     fn chunk(&self, choices: Value) -> Value {
         json!({
-            "id": self.id,
+            "id": self.id("chatcmpl"),
             "object": "chat.completion.chunk",
             "created": 0,
             "model": self.model,
@@ -535,7 +635,7 @@ impl Completion {
     }
 
     /// The streamed form: every piece split in two, so clients must accumulate deltas.
-    fn chunks(&self, step: &Step) -> Vec<String> {
+    fn chat_chunks(&self, step: &Step) -> Vec<String> {
         let mut chunks = vec![self.delta(json!({"role": "assistant", "content": ""}), None)];
         let finish_reason = match step {
             Step::ToolCalls(calls) => {
@@ -580,7 +680,7 @@ impl Completion {
     }
 
     /// The non-streamed form.
-    fn whole(&self, step: &Step) -> Value {
+    fn chat_whole(&self, step: &Step) -> Value {
         let (message, finish_reason) = match step {
             Step::ToolCalls(calls) => {
                 let tool_calls: Vec<Value> = calls
@@ -603,7 +703,7 @@ impl Completion {
             Step::Fail { .. } => (json!({"role": "assistant", "content": ""}), "stop"),
         };
         json!({
-            "id": self.id,
+            "id": self.id("chatcmpl"),
             "object": "chat.completion",
             "created": 0,
             "model": self.model,
@@ -614,7 +714,7 @@ impl Completion {
 }
 
 /// Splits at a char boundary near the middle.
-fn split_in_two(s: &str) -> (&str, &str) {
+pub(super) fn split_in_two(s: &str) -> (&str, &str) {
     let mut mid = s.len() / 2;
     while !s.is_char_boundary(mid) {
         mid += 1;
@@ -716,6 +816,29 @@ mod tests {
             out.push_str(&after[..size]);
             rest = &after[size + 2..];
         }
+    }
+
+    fn post(path: &str, body: &Value) -> String {
+        let body = body.to_string();
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// Named SSE events as (event name, data).
+    fn named_events(body: &str) -> Vec<(String, Value)> {
+        body.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (name, data) = e.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap().to_owned();
+                let data: Value =
+                    serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name.as_str(), "the data names its event");
+                (name, data)
+            })
+            .collect()
     }
 
     fn post_chat(body: &Value) -> String {
@@ -900,5 +1023,182 @@ mod tests {
         tokio::task::yield_now().await;
 
         assert!(TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_messages_step_sends_anthropic_events_with_the_tool_input_split() {
+        let args = json!({"file_path": "/r/hello.txt", "content": "héllo\n"});
+        let mock = ModelMock::start(vec![
+            Step::text("first"),
+            Step::tool_call("Write", args.clone()),
+        ])
+        .await;
+        let body = json!({"model": "m-2", "stream": true, "max_tokens": 100, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [{"type": "text", "text": "first"}]},
+            {"role": "user", "content": "again"},
+        ]});
+
+        let (status, headers, text) = send(&mock, post("/v1/messages", &body)).await;
+
+        assert_eq!(status, 200);
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v == "text/event-stream"));
+        let events = named_events(&text);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let start = &events[0].1["message"];
+        assert_eq!(
+            (&start["role"], &start["model"]),
+            (&json!("assistant"), &json!("m-2"))
+        );
+        assert!(start["usage"]["input_tokens"].as_u64().unwrap() > 0);
+        let block = &events[2].1["content_block"];
+        assert_eq!(block["type"], "tool_use");
+        assert_eq!(block["name"], "Write");
+        assert_eq!(block["id"], "toolu_mock_1_0");
+        let input: String = events[3..5]
+            .iter()
+            .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(serde_json::from_str::<Value>(&input).unwrap(), args);
+        let delta = &events[6].1;
+        assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+        assert!(delta["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        let recorded = &mock.api_requests(Api::Messages)[0];
+        assert_eq!(recorded.step, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_messages_text_step_and_a_failure_use_the_anthropic_shapes() {
+        let mock =
+            ModelMock::start(vec![Step::text("all done"), Step::fail(401, "bad token")]).await;
+        let first = json!({"model": "m", "messages": [{"role": "user", "content": "go"}]});
+        let (status, _, text) = send(&mock, post("/v1/messages", &first)).await;
+        assert_eq!(status, 200);
+        let message: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(message["type"], "message");
+        assert_eq!(
+            message["content"],
+            json!([{"type": "text", "text": "all done"}])
+        );
+        assert_eq!(message["stop_reason"], "end_turn");
+
+        let second = json!({"model": "m", "stream": true, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": "all done"},
+            {"role": "user", "content": "more"},
+        ]});
+        let (status, _, text) = send(&mock, post("/v1/messages", &second)).await;
+        assert_eq!(status, 401);
+        let error: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            error,
+            json!({"type": "error", "error": {"type": "authentication_error", "message": "bad token"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_streamed_responses_step_sends_numbered_events_ending_in_completed_with_usage() {
+        let mock = ModelMock::start(vec![Step::text("héllo wörld")]).await;
+        let body = json!({"model": "m-3", "stream": true, "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}
+        ]});
+
+        let (status, _, text) = send(&mock, post("/v1/responses", &body)).await;
+
+        assert_eq!(status, 200);
+        let events = named_events(&text);
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        for (i, (_, data)) in events.iter().enumerate() {
+            assert_eq!(data["sequence_number"], i);
+        }
+        let deltas: String = events
+            .iter()
+            .filter(|(n, _)| n == "response.output_text.delta")
+            .map(|(_, d)| d["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, "héllo wörld");
+        let done = &events[8].1["item"];
+        assert_eq!(
+            (&done["type"], &done["role"]),
+            (&json!("message"), &json!("assistant"))
+        );
+        let completed = &events[9].1["response"];
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["model"], "m-3");
+        assert_eq!(completed["output"][0], *done);
+        let usage = &completed["usage"];
+        assert!(usage["input_tokens"].as_u64().unwrap() > 0);
+        assert!(usage["output_tokens"].as_u64().unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn a_responses_turn_is_a_run_of_model_output_items_so_parallel_calls_count_once() {
+        let mock = ModelMock::start(vec![
+            Step::ToolCalls(vec![
+                ToolCall::new("exec_command", json!({"cmd": "a"})),
+                ToolCall::new("exec_command", json!({"cmd": "b"})),
+            ]),
+            Step::tool_call("exec_command", json!({"cmd": "c"})),
+            Step::text("done"),
+        ])
+        .await;
+        let call = |id: &str| json!({"type": "function_call", "call_id": id, "name": "exec_command", "arguments": "{}"});
+        let output =
+            |id: &str| json!({"type": "function_call_output", "call_id": id, "output": "ok"});
+        let body = json!({"model": "m", "input": [
+            {"role": "user", "content": "go"},
+            call("c1"), call("c2"), output("c1"), output("c2"),
+            {"type": "reasoning", "summary": []}, call("c3"), output("c3"),
+        ]});
+
+        let (status, _, text) = send(&mock, post("/v1/responses", &body)).await;
+
+        assert_eq!(status, 200);
+        let response: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(response["output"][0]["content"][0]["text"], "done");
+        assert_eq!(mock.api_requests(Api::Responses)[0].step, Some(2));
+
+        // The first turn's two calls, in one response, with ids unique per turn and index.
+        let first = json!({"model": "m", "input": "go"});
+        let (_, _, text) = send(&mock, post("/v1/responses", &first)).await;
+        let response: Value = serde_json::from_str(&text).unwrap();
+        let ids: Vec<&str> = response["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["call_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["call_mock_0_0", "call_mock_0_1"]);
+        assert_eq!(response["output"][1]["arguments"], r#"{"cmd":"b"}"#);
     }
 }
