@@ -110,7 +110,7 @@ pub async fn declare_topology(conn: &Connection, topo: &Topology) -> Result<(), 
             server_version = ?version,
             "this broker does not take a per-queue consumer timeout (RabbitMQ 3.12+): set \
              consumer_timeout in rabbitmq.conf above the max job duration, or long jobs are \
-             requeued while they run"
+             requeued while they run (see deploy/rabbitmq.conf)"
         );
     }
     declare_queue(

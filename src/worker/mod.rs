@@ -34,11 +34,6 @@ use run::{invalid_job_result, run_job, JobContext, JobEnd};
 pub enum WorkerError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
-    #[error("cannot serve metrics on {addr}: {source}")]
-    Metrics {
-        addr: String,
-        source: std::io::Error,
-    },
 }
 
 /// How a delivery ended, as far as acknowledgement is concerned.
