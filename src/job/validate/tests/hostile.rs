@@ -313,3 +313,184 @@ fn numbers_out_of_range_never_panic() {
         assert_eq!(frontend(&job).serve_port, None, "{n}");
     }
 }
+
+// The classes below were found by the `fuzz_job` generator (see `fuzzgen`) and are pinned
+// here one by one.
+
+#[test]
+fn every_truncation_of_a_valid_fixture_is_refused_as_not_json() {
+    let fixtures = super::fuzzgen::load_valid_fixtures(&super::fuzzgen::fixtures_dir()).unwrap();
+    assert!(fixtures.len() >= 7, "{} fixtures", fixtures.len());
+    for (name, body) in &fixtures {
+        // Up to the closing brace: a cut after it only drops trailing whitespace.
+        let end = body.iter().rposition(|&b| b == b'}').unwrap();
+        for cut in 0..end {
+            let err = never_panics(&body[..cut]).unwrap_err();
+            assert!(
+                err.message
+                    .starts_with("Invalid job: body is not valid JSON ("),
+                "{name} cut at {cut}: {}",
+                err.message
+            );
+            assert_eq!(err.job_id, None, "{name} cut at {cut}");
+        }
+        assert!(never_panics(&body[..=end]).is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn nesting_is_accepted_up_to_the_json_recursion_limit_and_refused_past_it() {
+    let base_text = serde_json::to_string(&base("coding")).unwrap();
+    let nested = |depth: usize| {
+        let deep = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        base_text.replacen(
+            "\"branch\":\"main\"",
+            &format!("\"branch\":\"main\",\"unknownField\":{deep}"),
+            1,
+        )
+    };
+    // serde_json allows 127 levels, and the body's own object is one of them.
+    assert!(never_panics(nested(126).as_bytes()).is_ok());
+    let err = never_panics(nested(127).as_bytes()).unwrap_err();
+    assert!(
+        err.message
+            .starts_with("Invalid job: body is not valid JSON (recursion limit exceeded"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn near_miss_keys_are_unknown_fields() {
+    for key in [
+        "JobId",
+        "jobid",
+        " jobId",
+        "jobId ",
+        "jobId\u{0}",
+        "jobId\u{200B}",
+        "j\u{43E}bId",
+        "",
+    ] {
+        let mut job = base("coding");
+        let id = job.as_object_mut().unwrap().remove("jobId").unwrap();
+        job[key] = id;
+        let err = never_panics(&serde_json::to_vec(&job).unwrap()).unwrap_err();
+        assert_eq!(err.message, nes_refusal("jobId"), "{key:?}");
+        assert_eq!(err.job_id, None, "{key:?}");
+    }
+    let mut job = base("coding");
+    let url = job["repo"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cloneUrl")
+        .unwrap();
+    job["repo"]["cloneURL"] = url;
+    assert_eq!(refusal(&job), nes_refusal("repo.cloneUrl"));
+}
+
+#[test]
+fn a_duplicated_nested_clone_url_is_checked_as_it_is_read() {
+    let body = |first: &str, second: &str| {
+        serde_json::to_string(&base("coding")).unwrap().replacen(
+            "\"cloneUrl\":\"https://github.com/acme/widgets.git\"",
+            &format!("\"cloneUrl\":\"{first}\",\"cloneUrl\":\"{second}\""),
+            1,
+        )
+    };
+    // The last one wins, for the host check and for the clone alike.
+    let job =
+        never_panics(body("https://evil.example/x.git", "https://github.com/a/b.git").as_bytes())
+            .unwrap();
+    assert_eq!(job.repo.clone_url, "https://github.com/a/b.git");
+    let err =
+        never_panics(body("https://github.com/a/b.git", "https://evil.example/x.git").as_bytes())
+            .unwrap_err();
+    assert_eq!(
+        err.message,
+        "Invalid job: 'repo.cloneUrl' host 'evil.example' is not an allowed GitHub host"
+    );
+}
+
+/// JSON text with every character of every key and string as a `\uXXXX` escape.
+fn escaped_everywhere(v: &Value) -> String {
+    fn string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for unit in s.encode_utf16() {
+            out.push_str(&format!("\\u{unit:04X}"));
+        }
+        out.push('"');
+        out
+    }
+    match v {
+        Value::String(s) => string(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(escaped_everywhere).collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::Object(members) => {
+            let members: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}:{}", string(k), escaped_everywhere(v)))
+                .collect();
+            format!("{{{}}}", members.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[test]
+fn a_fixture_written_with_every_character_escaped_parses_to_the_same_job() {
+    let fixtures = super::fuzzgen::load_valid_fixtures(&super::fuzzgen::fixtures_dir()).unwrap();
+    for (name, body) in &fixtures {
+        let value: Value = serde_json::from_slice(body).unwrap();
+        let escaped = escaped_everywhere(&value);
+        assert!(
+            escaped.contains("\\u006A\\u006F\\u0062\\u0049\\u0064"),
+            "{name}"
+        );
+        assert_eq!(
+            never_panics(escaped.as_bytes()).unwrap(),
+            never_panics(body).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn hosts_that_url_parsing_maps_onto_an_allowed_host_are_allowed() {
+    // WHATWG URL parsing (the seed's `new URL`) maps these to `github.com`, and the clone uses
+    // the parsed form too, so the token goes where the check looked.
+    for url in [
+        "https://ｇｉｔｈｕｂ．ｃｏｍ/a/b.git",
+        "https://git\u{AD}hub.com/a/b.git",
+        "https://%67ithub.com/a/b.git",
+        "https://GITHUB.COM/a/b.git",
+    ] {
+        let mut job = base("coding");
+        job["repo"]["cloneUrl"] = json!(url);
+        assert!(
+            never_panics(&serde_json::to_vec(&job).unwrap()).is_ok(),
+            "{url}"
+        );
+    }
+    // A trailing dot is another host name, and an unmappable host is no URL at all.
+    for (url, refusal_text) in [
+        (
+            "https://github.com./a/b.git",
+            "Invalid job: 'repo.cloneUrl' host 'github.com.' is not an allowed GitHub host",
+        ),
+        (
+            "https://github.com\u{0}.evil.example/",
+            "Invalid job: 'repo.cloneUrl' must be a valid URL",
+        ),
+        (
+            "https://\u{202E}moc.buhtig/",
+            "Invalid job: 'repo.cloneUrl' must be a valid URL",
+        ),
+    ] {
+        let mut job = base("coding");
+        job["repo"]["cloneUrl"] = json!(url);
+        assert_eq!(refusal(&job), refusal_text, "{url}");
+    }
+}

@@ -5,6 +5,8 @@ mod auth_and_hosts;
 mod envelope;
 mod fields;
 mod fixtures;
+mod fuzzgen;
+mod generated;
 mod hostile;
 mod seed;
 
