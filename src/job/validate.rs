@@ -163,12 +163,17 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         .and_then(Value::as_str)
         .map(str::to_owned);
 
-    check_host(&repo.clone_url, "repo.cloneUrl", policy)?;
+    // Clone URLs are kept in the form the host check read them, so libgit2 (with a parser of
+    // its own) cannot see another host, or no host, in a lenient spelling such as
+    // `https:github.com/a/b` or `https:\\github.com/a/b`.
+    let mut repo = repo;
+    repo.clone_url = check_host(&repo.clone_url, "repo.cloneUrl", policy)?;
     if let Some(base) = github_api_base.as_deref().filter(|b| !b.is_empty()) {
         check_host(base, "githubApiBase", policy)?;
     }
-    if let Some(b) = &bootstrap {
-        check_host(&b.target.clone_url, "bootstrap.target.cloneUrl", policy)?;
+    let mut bootstrap = bootstrap;
+    if let Some(b) = bootstrap.as_mut() {
+        b.target.clone_url = check_host(&b.target.clone_url, "bootstrap.target.cloneUrl", policy)?;
     }
 
     Ok(AgentJob {
@@ -322,15 +327,16 @@ fn parse_repo(v: Option<&Value>) -> Result<RepoSpec, Refusal> {
 
 /// Seed section 2.10: the ghToken goes to these URLs, so their host must be allowed. The `url`
 /// crate parses as WHATWG `URL` does (host lower-cased, IDNs to punycode).
-fn check_host(raw: &str, path: &'static str, policy: &ValidationPolicy) -> Result<(), Refusal> {
+/// Returns the URL as parsed (its canonical serialisation).
+fn check_host(raw: &str, path: &'static str, policy: &ValidationPolicy) -> Result<String, Refusal> {
     let url = Url::parse(raw).map_err(|_| Refusal::NotUrl(path))?;
     match url.scheme() {
         // Local: no token leaves the machine.
-        "file" => Ok(()),
+        "file" => Ok(url.to_string()),
         "https" | "http" => {
             let host = url.host_str().unwrap_or("").to_ascii_lowercase();
             if policy.allowed_hosts.contains(&host) {
-                Ok(())
+                Ok(url.to_string())
             } else {
                 Err(Refusal::Host { path, host })
             }

@@ -188,3 +188,25 @@ fn look_alike_hosts_are_refused_by_their_parsed_host() {
         );
     }
 }
+
+#[test]
+fn a_clone_url_is_kept_in_the_form_its_host_was_checked_in() {
+    // Lenient spellings the URL standard reads as github.com: git must see exactly that host.
+    for raw in [
+        "https:github.com/acme/widgets.git",
+        "https:\\\\github.com/acme/widgets.git",
+        "https:/github.com/acme/widgets.git",
+        "\thttps://GitHub.com/acme/widgets.git",
+    ] {
+        let mut job = base("coding");
+        job["repo"]["cloneUrl"] = json!(raw);
+        assert_eq!(
+            parse(&job).unwrap().repo.clone_url,
+            "https://github.com/acme/widgets.git",
+            "{raw:?}"
+        );
+    }
+    let mut job = base("coding");
+    job["repo"]["cloneUrl"] = json!("file:///srv/repo.git");
+    assert_eq!(parse(&job).unwrap().repo.clone_url, "file:///srv/repo.git");
+}
