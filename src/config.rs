@@ -5,6 +5,7 @@
 //! for readers and a test keeps the two in step.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -212,6 +213,14 @@ pub struct AgentConfig {
     pub env_remove: Vec<String>,
     /// Extra environment for every agent run (never put a secret here).
     pub env: BTreeMap<String, String>,
+    /// The worker user's Pi agent dir (what `pi install` fills); its entries, bar the job's own
+    /// files, are linked into each job's HOME. Empty means `$HOME/.pi/agent`.
+    pub pi_agent_dir: String,
+    /// Where each Codex run's private `CODEX_HOME` (holding the job's token) is made, and removed
+    /// after the run. Not under the system temp dir, where Codex runs without its `apply_patch`
+    /// helper. Empty means `$XDG_CACHE_HOME/executor-harness/codex-homes`, else
+    /// `$HOME/.cache/executor-harness/codex-homes`.
+    pub codex_home_root: String,
 }
 
 impl Default for AgentConfig {
@@ -226,6 +235,8 @@ impl Default for AgentConfig {
                 .map(|s| s.to_string())
                 .collect(),
             env: BTreeMap::new(),
+            pi_agent_dir: String::new(),
+            codex_home_root: String::new(),
         }
     }
 }
@@ -424,6 +435,37 @@ impl Config {
         }
     }
 
+    /// The worker user's Pi agent dir (`agent.pi_agent_dir`, else `$HOME/.pi/agent`); `None`
+    /// without either.
+    pub fn pi_agent_dir(&self) -> Option<PathBuf> {
+        self.pi_agent_dir_with(|k| std::env::var_os(k))
+    }
+
+    fn pi_agent_dir_with(&self, get: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+        match self.agent.pi_agent_dir.trim() {
+            "" => non_empty_path(get("HOME")).map(|h| h.join(".pi").join("agent")),
+            dir => Some(PathBuf::from(dir)),
+        }
+    }
+
+    /// The directory Codex runs get their `CODEX_HOME` in (`agent.codex_home_root`, else the
+    /// worker user's cache dir); `None` without any, and the runs then keep it in the job's
+    /// HOME.
+    pub fn codex_home_root(&self) -> Option<PathBuf> {
+        self.codex_home_root_with(|k| std::env::var_os(k))
+    }
+
+    fn codex_home_root_with(&self, get: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+        if !self.agent.codex_home_root.trim().is_empty() {
+            return Some(PathBuf::from(self.agent.codex_home_root.trim()));
+        }
+        // The XDG spec ignores a relative XDG_CACHE_HOME.
+        let cache = non_empty_path(get("XDG_CACHE_HOME"))
+            .filter(|p| p.is_absolute())
+            .or_else(|| non_empty_path(get("HOME")).map(|h| h.join(".cache")))?;
+        Some(cache.join("executor-harness").join("codex-homes"))
+    }
+
     /// The timeout of one git operation (seed 4.0.3's rule unless set).
     pub fn git_timeout(&self) -> std::time::Duration {
         let ms = if self.job.git_timeout_ms > 0 {
@@ -437,6 +479,10 @@ impl Config {
     pub fn validation_policy(&self) -> ValidationPolicy {
         ValidationPolicy::with_hosts(&self.job.allowed_hosts, self.amqp.max_message_bytes)
     }
+}
+
+fn non_empty_path(v: Option<OsString>) -> Option<PathBuf> {
+    v.filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// The seed's knob parsing: a finite number above zero, floored. Unlike the seed, junk is an
@@ -526,6 +572,58 @@ mod tests {
         c.guard.max_consecutive_errors = 0;
         let err = c.check().unwrap_err().to_string();
         assert!(err.contains("guard.max_consecutive_errors"), "{err}");
+    }
+
+    fn os_env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
+        let get = env(pairs);
+        move |k| get(k).map(OsString::from)
+    }
+
+    #[test]
+    fn the_pi_agent_dir_is_the_configured_one_else_the_worker_user_s() {
+        let mut c = Config::default();
+        let home = os_env(&[("HOME", "/home/worker")]);
+        assert_eq!(
+            c.pi_agent_dir_with(&home),
+            Some(PathBuf::from("/home/worker/.pi/agent"))
+        );
+        assert_eq!(c.pi_agent_dir_with(os_env(&[("HOME", "")])), None);
+        c.agent.pi_agent_dir = "/opt/pi/agent".into();
+        assert_eq!(
+            c.pi_agent_dir_with(&home),
+            Some(PathBuf::from("/opt/pi/agent"))
+        );
+    }
+
+    #[test]
+    fn codex_homes_default_to_the_worker_user_s_cache_dir_not_the_temp_dir() {
+        let mut c = Config::default();
+        let root = |pairs: &[(&str, &str)], c: &Config| c.codex_home_root_with(os_env(pairs));
+        assert_eq!(
+            root(&[("HOME", "/home/worker")], &c),
+            Some(PathBuf::from(
+                "/home/worker/.cache/executor-harness/codex-homes"
+            ))
+        );
+        assert_eq!(
+            root(
+                &[("HOME", "/home/worker"), ("XDG_CACHE_HOME", "/var/cache/w")],
+                &c
+            ),
+            Some(PathBuf::from("/var/cache/w/executor-harness/codex-homes"))
+        );
+        assert_eq!(
+            root(&[("HOME", "/home/worker"), ("XDG_CACHE_HOME", "rel")], &c),
+            Some(PathBuf::from(
+                "/home/worker/.cache/executor-harness/codex-homes"
+            ))
+        );
+        assert_eq!(root(&[], &c), None);
+        c.agent.codex_home_root = "/srv/codex".into();
+        assert_eq!(
+            root(&[("HOME", "/home/worker")], &c),
+            Some(PathBuf::from("/srv/codex"))
+        );
     }
 
     #[test]

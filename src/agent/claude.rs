@@ -57,7 +57,8 @@ pub fn claude_system_prompt(job: &AgentJob) -> String {
 /// returned. Otherwise `home` (outside the checkout, private to the run) gets a `.claude.json`
 /// (0600) that skips the onboarding and trust prompts, and the token travels only in the
 /// returned env: `ANTHROPIC_AUTH_TOKEN` beside `ANTHROPIC_BASE_URL` for an Anthropic-compatible
-/// vendor, `CLAUDE_CODE_OAUTH_TOKEN` otherwise.
+/// vendor, `CLAUDE_CODE_OAUTH_TOKEN` otherwise. `subscriptionBaseUrl` is the API's origin
+/// without `/v1` (the CLI calls `<base>/v1/messages`).
 pub fn prepare_claude_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(String, String)>> {
     let Some((token, base_url)) = subscription_credentials(job, "claude-code")? else {
         return Ok(Vec::new());
@@ -82,6 +83,22 @@ pub fn prepare_claude_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(Strin
         None => env.push(("CLAUDE_CODE_OAUTH_TOKEN".into(), token.to_owned())),
     }
     Ok(env)
+}
+
+/// What every Claude Code run gets in its environment, whatever its credentials (ambient auth
+/// included): `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`, without which each run makes an
+/// extra title-generation call to the model API and looks up api.anthropic.com; and, for a
+/// worker running as root, `IS_SANDBOX=1`, without which `--permission-mode bypassPermissions`
+/// exits 1 ("cannot be used with root/sudo privileges").
+pub fn claude_run_env(as_root: bool) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".to_owned(),
+        "1".to_owned(),
+    )];
+    if as_root {
+        env.push(("IS_SANDBOX".to_owned(), "1".to_owned()));
+    }
+    env
 }
 
 /// A JSON value as a label: strings as they are, anything else as JSON text.

@@ -308,3 +308,18 @@ fn a_job_without_subscription_auth_is_refused_with_the_seed_text() {
         "claude-code harness requires a subscription token (or ambientAuth)"
     );
 }
+
+#[test]
+fn every_run_turns_off_nonessential_traffic_and_root_is_told_it_is_sandboxed() {
+    let pairs = |root| {
+        claude_run_env(root)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pairs(false), ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"]);
+    assert_eq!(
+        pairs(true),
+        ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "IS_SANDBOX=1"]
+    );
+}

@@ -81,9 +81,20 @@ fn auth_json(token: &str) -> String {
     }
 }
 
-fn config_toml(base_url: Option<&str>) -> io::Result<String> {
+/// Codex's `config.toml`: credentials kept in `auth.json`; no plugin sync and no analytics
+/// (without them every run contacts chatgpt.com, api.github.com and ab.chatgpt.com). A
+/// `subscriptionBaseUrl` (the Responses API base, with its `/v1`) becomes a custom provider
+/// that takes its credentials from the same `auth.json` (`requires_openai_auth`), so the token
+/// never has to travel in the environment.
+pub fn config_toml(base_url: Option<&str>) -> io::Result<String> {
     let mut config = toml::Table::new();
     config.insert("cli_auth_credentials_store".into(), "file".into());
+    let mut features = toml::Table::new();
+    features.insert("plugins".into(), false.into());
+    config.insert("features".into(), features.into());
+    let mut analytics = toml::Table::new();
+    analytics.insert("enabled".into(), false.into());
+    config.insert("analytics".into(), analytics.into());
     if let Some(url) = base_url {
         config.insert("model_provider".into(), PROVIDER_ID.into());
         let mut provider = toml::Table::new();

@@ -218,9 +218,21 @@ fn the_home_holds_the_token_verbatim_in_a_private_auth_json_and_nowhere_else() {
         fs::read_to_string(home.join("auth.json")).unwrap(),
         AUTH_BLOB
     );
+    assert_eq!(mode(&home), 0o700);
     let config = fs::read_to_string(home.join("config.toml")).unwrap();
-    assert_eq!(config, "cli_auth_credentials_store = \"file\"\n");
     assert!(!config.contains("unit-test"));
+    let config: toml::Table = toml::from_str(&config).unwrap();
+    assert_eq!(config["cli_auth_credentials_store"].as_str(), Some("file"));
+    assert!(config.get("model_provider").is_none(), "{config}");
+}
+
+#[test]
+fn the_config_turns_off_plugin_sync_and_analytics_which_would_call_home() {
+    for base_url in [None, Some("http://127.0.0.1:9/v1")] {
+        let config: toml::Table = toml::from_str(&config_toml(base_url).unwrap()).unwrap();
+        assert_eq!(config["features"]["plugins"].as_bool(), Some(false));
+        assert_eq!(config["analytics"]["enabled"].as_bool(), Some(false));
+    }
 }
 
 #[test]

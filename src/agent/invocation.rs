@@ -21,8 +21,12 @@ pub struct Invocation {
     pub work_dir: PathBuf,
     /// The per-job HOME, outside the checkout and removed with the job's workspace. Pi's must
     /// have been prepared with [`super::prepare_pi_home`]; the subscription runners make their
-    /// config home inside it themselves.
+    /// config home inside it themselves, except Codex's when `codex_home_root` is set.
     pub home_dir: PathBuf,
+    /// Where Codex's per-run `CODEX_HOME` is made instead of inside `home_dir` (config
+    /// `agent.codex_home_root`): Codex refuses to set up its helper binaries (the `apply_patch`
+    /// alias on PATH) in a home under the system temp dir, where the default work dir is.
+    pub codex_home_root: Option<PathBuf>,
     /// Added to the environment. Entries carrying one of the job's tokens are dropped.
     pub extra_env: Vec<(String, String)>,
     /// Worker environment variables the agent must not inherit (e.g. `AMQP_URL`).
@@ -38,13 +42,14 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// `pi` in `work_dir` with `home_dir`, no extra environment, a 5 s kill grace, the default
-    /// guard bounds, and edits expected.
+    /// `pi` in `work_dir` with `home_dir` (Codex's home inside it too), no extra environment, a
+    /// 5 s kill grace, the default guard bounds, and edits expected.
     pub fn new(work_dir: impl Into<PathBuf>, home_dir: impl Into<PathBuf>) -> Self {
         Self {
             command: vec!["pi".to_owned()],
             work_dir: work_dir.into(),
             home_dir: home_dir.into(),
+            codex_home_root: None,
             extra_env: Vec::new(),
             env_remove: Vec::new(),
             kill_grace: Duration::from_secs(5),

@@ -1,9 +1,9 @@
 //! The Claude Code and Codex runners (seed 5.3 to 5.5): each CLI runs like Pi, under
 //! [`process::supervise`] (own process group, both streams drained with bounded memory, the
-//! group killed on cancel or drop), with the prompt on stdin, an isolated config home inside
-//! the job's HOME (so removing the job's workspace removes it too), and the subscription token
-//! only where that CLI reads it: Claude Code's environment for this run, Codex's `auth.json`.
-//! Their stdout feeds the observer and the progress guard as Pi's does.
+//! group killed on cancel or drop), with the prompt on stdin, an isolated config home made for
+//! the run and removed when it ends (however it ends), and the subscription token only where
+//! that CLI reads it: Claude Code's environment for this run, Codex's `auth.json`. Their stdout
+//! feeds the observer and the progress guard as Pi's does.
 //!
 //! Also the setup both CLIs share: the credentials a job carries, private files, the system
 //! prompt with the context pointer.
@@ -15,13 +15,16 @@ use std::ops::ControlFlow;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::claude::{claude_args, claude_system_prompt, prepare_claude_home, ClaudeStream};
+use super::claude::{
+    claude_args, claude_run_env, claude_system_prompt, prepare_claude_home, ClaudeStream,
+};
 use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
 use super::guard::ProgressGuard;
 use super::invocation::{compose_env, job_secrets, Invocation};
@@ -34,7 +37,7 @@ use crate::redact::{tail_chars, Redactor};
 
 /// Claude Code's config home (`CLAUDE_CONFIG_DIR`), inside the job's HOME.
 pub const CLAUDE_HOME_DIR: &str = ".claude";
-/// Codex's `CODEX_HOME`, inside the job's HOME.
+/// Codex's `CODEX_HOME` inside the job's HOME, when no [`Invocation::codex_home_root`] is set.
 pub const CODEX_HOME_DIR: &str = ".codex";
 
 /// Rolling stderr kept while the CLI runs (seed 5.5).
@@ -42,21 +45,56 @@ const STDERR_TAIL_CHARS: usize = 8000;
 /// stderr quoted in every outcome and error (seed 5.5).
 const RESULT_STDERR_CHARS: usize = 700;
 
-/// Credentials the worker's own environment may hold that would override or leak beside the
-/// job's subscription (an API key wins over an OAuth token in Claude Code), and config-home
-/// pointers that would send the CLI to another login.
-const STRIPPED_ENV: [&str; 6] = [
+/// Inherited variables that would override the job's credentials (or leak beside them), send
+/// them to another endpoint or provider, or point the CLI at another login or settings file,
+/// as read by Claude Code 2.1.197 and Codex 0.142.4. Listed one by one rather than by prefix:
+/// most `ANTHROPIC_*` / `CLAUDE_*` variables are harmless knobs an operator may set on purpose.
+/// Stripped from the worker's environment and from `agent.env` alike; the run's own pairs are
+/// pinned afterwards.
+pub const STRIPPED_ENV: &[&str] = &[
+    // Claude Code's credentials. Its precedence is an API key, then an auth token, then OAuth
+    // (a token, an `ant auth login` profile, workload identity): any of them beats the job's.
     "ANTHROPIC_API_KEY",
-    "OPENAI_API_KEY",
-    "CLAUDE_CODE_OAUTH_TOKEN",
     "ANTHROPIC_AUTH_TOKEN",
-    "CODEX_HOME",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_IDENTITY_TOKEN",
+    "ANTHROPIC_IDENTITY_TOKEN_FILE",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_SESSION_ACCESS_TOKEN",
+    // Where Claude Code sends the token, with what, and which provider replaces the
+    // Messages API (Bedrock, Vertex, Foundry, ... would ignore the job's token).
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_API_BASE_URL",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_UNIX_SOCKET",
+    "CLAUDE_CODE_CUSTOM_OAUTH_URL",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+    "CLAUDE_CODE_USE_FOUNDRY",
+    "CLAUDE_CODE_USE_ANTHROPIC_AWS",
+    "CLAUDE_CODE_USE_MANTLE",
+    "CLAUDE_CODE_USE_GATEWAY",
+    // Claude Code's config and credential stores, and settings files whose `env` or
+    // `apiKeyHelper` could set any of the above.
     "CLAUDE_CONFIG_DIR",
+    "ANTHROPIC_CONFIG_DIR",
+    "CLAUDE_SECURESTORAGE_CONFIG_DIR",
+    "CLAUDE_CODE_MANAGED_SETTINGS_PATH",
+    "CLAUDE_CODE_REMOTE_SETTINGS_PATH",
+    // Codex's credentials from the environment, which it may prefer to `auth.json`, and its
+    // home.
+    "OPENAI_API_KEY",
+    "CODEX_API_KEY",
+    "CODEX_ACCESS_TOKEN",
+    "CODEX_HOME",
 ];
 
 /// Runs Claude Code for `job` (seed 5.3): `claude -p --output-format stream-json ...` with the
 /// system prompt as `--append-system-prompt` and the user prompt on stdin, its config home at
-/// `<inv.home_dir>/.claude`, until it exits or `cancel` fires.
+/// `<inv.home_dir>/.claude` (removed when the run ends), until it exits or `cancel` fires.
 pub async fn run_claude(
     job: &AgentJob,
     inv: &Invocation,
@@ -66,20 +104,27 @@ pub async fn run_claude(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = inv.home_dir.join(CLAUDE_HOME_DIR);
-    let env = prepare_home(job, home, prepare_claude_home).await?;
-    let run = CliRun {
-        cli: "claude",
-        args: claude_args(job, &claude_system_prompt(job)),
-        prompt: job.user_prompt.clone(),
-        env,
-        stream: ClaudeStream::new(job.redactor()),
-    };
-    run_cli(job, inv, run, observer, cancel).await
+    let home = ConfigHome::new(inv.home_dir.join(CLAUDE_HOME_DIR));
+    let result = async {
+        let mut env = prepare_home(job, home.path(), prepare_claude_home).await?;
+        env.extend(claude_run_env(running_as_root()));
+        let run = CliRun {
+            cli: "claude",
+            args: claude_args(job, &claude_system_prompt(job)),
+            prompt: job.user_prompt.clone(),
+            env,
+            stream: ClaudeStream::new(job.redactor()),
+        };
+        run_cli(job, inv, run, observer, cancel).await
+    }
+    .await;
+    home.remove().await;
+    result
 }
 
 /// Runs Codex for `job` (seed 5.4): `codex exec --json ... -` with the system and user prompts
-/// on stdin, `CODEX_HOME` at `<inv.home_dir>/.codex`, until it exits or `cancel` fires.
+/// on stdin, until it exits or `cancel` fires. Its `CODEX_HOME` (which holds the token) is
+/// [`codex_home_for`], removed when the run ends.
 pub async fn run_codex(
     job: &AgentJob,
     inv: &Invocation,
@@ -89,16 +134,103 @@ pub async fn run_codex(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = inv.home_dir.join(CODEX_HOME_DIR);
-    let env = prepare_home(job, home, prepare_codex_home).await?;
-    let run = CliRun {
-        cli: "codex",
-        args: codex_args(job),
-        prompt: codex_prompt(job),
-        env,
-        stream: CodexStream::new(job.redactor()),
+    let home = ConfigHome::new(codex_home_for(job, inv));
+    if home.path().starts_with(std::env::temp_dir()) {
+        tracing::warn!(
+            codex_home = %home.path().display(),
+            "CODEX_HOME is under the temp dir: Codex runs without its apply_patch helper \
+             (set agent.codex_home_root elsewhere)"
+        );
+    }
+    let result = async {
+        let env = prepare_home(job, home.path(), prepare_codex_home).await?;
+        let run = CliRun {
+            cli: "codex",
+            args: codex_args(job),
+            prompt: codex_prompt(job),
+            env,
+            stream: CodexStream::new(job.redactor()),
+        };
+        run_cli(job, inv, run, observer, cancel).await
+    }
+    .await;
+    home.remove().await;
+    result
+}
+
+/// Codex's `CODEX_HOME` for one run: a directory of its own under
+/// [`Invocation::codex_home_root`] (named after the job, unique per run, so duplicate
+/// deliveries never share one), or `<home_dir>/.codex` without a root.
+pub fn codex_home_for(job: &AgentJob, inv: &Invocation) -> PathBuf {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let Some(root) = &inv.codex_home_root else {
+        return inv.home_dir.join(CODEX_HOME_DIR);
     };
-    run_cli(job, inv, run, observer, cancel).await
+    let safe: String = job
+        .job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    root.join(format!("{safe}-{}-{run}", std::process::id()))
+}
+
+/// Whether the worker runs as root (Claude Code then needs to be told it is sandboxed).
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A CLI's config home for one run, removed when the run ends: by [`ConfigHome::remove`], or,
+/// when the run's future is dropped (the worker shutting down), by `Drop`.
+struct ConfigHome {
+    path: PathBuf,
+    removed: bool,
+}
+
+impl ConfigHome {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            removed: false,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.path.clone()
+    }
+
+    /// Removes the home off the async runtime; one that was never made is fine.
+    async fn remove(mut self) {
+        self.removed = true;
+        let path = self.path.clone();
+        let res = tokio::task::spawn_blocking(move || remove_home(&path)).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "cannot remove the agent's config home");
+        }
+    }
+}
+
+impl Drop for ConfigHome {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove_home(&self.path);
+        }
+    }
+}
+
+fn remove_home(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 type PrepareHome = fn(&AgentJob, &Path) -> io::Result<Vec<(String, String)>>;
@@ -183,9 +315,9 @@ async fn run_cli<S: CliStream>(
 }
 
 /// The CLI's whole environment (see [`compose_env`]). With the job's own credentials, HOME is
-/// the job's, the inherited credentials of [`STRIPPED_ENV`] are dropped, and `pairs` (the
-/// config home, Claude Code's token) are pinned. Ambient auth is the operator's own login:
-/// their HOME, config dirs and keys stay.
+/// the job's, the inherited variables of [`STRIPPED_ENV`] are dropped, and `pairs` (the config
+/// home, Claude Code's token, the runner's own settings) are pinned. Ambient auth is the
+/// operator's own login: their HOME, config dirs and keys stay, and only `pairs` are pinned.
 pub(super) fn cli_env<I>(
     inherited: I,
     job: &AgentJob,
@@ -203,12 +335,13 @@ where
         }
     );
     let secrets = job_secrets(job);
+    let pairs = pairs.into_iter().map(|(k, v)| (k, OsString::from(v)));
     if ambient {
-        return compose_env(inherited, inv, &secrets, &[], Vec::new());
+        return compose_env(inherited, inv, &secrets, &[], pairs.collect());
     }
     let mut pinned = vec![("HOME".to_owned(), inv.home_dir.clone().into_os_string())];
-    pinned.extend(pairs.into_iter().map(|(k, v)| (k, OsString::from(v))));
-    compose_env(inherited, inv, &secrets, &STRIPPED_ENV, pinned)
+    pinned.extend(pairs);
+    compose_env(inherited, inv, &secrets, STRIPPED_ENV, pinned)
 }
 
 /// Feeds the CLI's output to its stream parser, the observer and the progress guard.

@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -104,7 +104,9 @@ echo 'note: using subscription' >&2"#;
 
 #[tokio::test]
 async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env() {
-    let fake = FakeCli::new(DUMP_AND_PRINT);
+    let fake = FakeCli::new(&format!(
+        "{DUMP_AND_PRINT}\ncp \"$CLAUDE_CONFIG_DIR/.claude.json\" \"$OUT/claude.json\""
+    ));
     let mut inv = fake.invocation();
     inv.extra_env.push((
         "FIXTURE".into(),
@@ -163,7 +165,14 @@ async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env(
     assert!(env
         .lines()
         .any(|l| l == format!("CLAUDE_CONFIG_DIR={}", config_dir.display())));
-    assert!(config_dir.join(".claude.json").is_file());
+    assert!(read(&fake.path("claude.json")).contains("hasCompletedOnboarding"));
+    assert!(!config_dir.exists(), "the config home outlived the run");
+    assert!(env
+        .lines()
+        .any(|l| l == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert_eq!(env.lines().any(|l| l == "IS_SANDBOX=1"), root);
     let token_lines: Vec<&str> = env.lines().filter(|l| l.contains(CLAUDE_TOKEN)).collect();
     assert_eq!(
         token_lines,
@@ -183,7 +192,8 @@ async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env(
 #[tokio::test]
 async fn a_codex_run_reads_its_prompt_on_stdin_and_its_token_from_its_home_auth_json() {
     let fake = FakeCli::new(&format!(
-        "{DUMP_AND_PRINT}\ncat \"$CODEX_HOME/auth.json\" > \"$OUT/auth-seen\"\ncat \"$STDERR\" >&2"
+        "{DUMP_AND_PRINT}\ncat \"$CODEX_HOME/auth.json\" > \"$OUT/auth-seen\"\n\
+         stat -c %a \"$CODEX_HOME\" \"$CODEX_HOME/auth.json\" > \"$OUT/modes\"\ncat \"$STDERR\" >&2"
     ));
     let mut inv = fake.invocation();
     inv.extra_env.push((
@@ -216,6 +226,7 @@ async fn a_codex_run_reads_its_prompt_on_stdin_and_its_token_from_its_home_auth_
     );
     assert_eq!(read(&fake.path("prompt")), codex_prompt(&job));
     assert_eq!(read(&fake.path("auth-seen")), AUTH_BLOB);
+    assert_eq!(read(&fake.path("modes")), "700\n600\n");
     let home = fake.path("home");
     let codex_home = home.join(CODEX_HOME_DIR);
     let env = read(&fake.path("env"));
@@ -223,14 +234,11 @@ async fn a_codex_run_reads_its_prompt_on_stdin_and_its_token_from_its_home_auth_
         .lines()
         .any(|l| l == format!("CODEX_HOME={}", codex_home.display())));
     assert!(env.lines().any(|l| l == format!("HOME={}", home.display())));
+    assert!(!codex_home.exists(), "the token's home outlived the run");
     for secret in ["runner-test-access-token", "runner-test-refresh-token"] {
         assert!(!env.contains(secret), "{secret} in the env");
         assert!(!read(&fake.path("args")).contains(secret));
-        assert_eq!(
-            files_containing(&home, secret),
-            [codex_home.join("auth.json")],
-            "{secret} outside auth.json"
-        );
+        assert!(files_containing(&home, secret).is_empty());
         assert!(files_containing(&fake.path("work"), secret).is_empty());
     }
 }
@@ -323,6 +331,66 @@ wait"#,
         wait_gone(grandchild).await,
         "grandchild {grandchild} survived"
     );
+}
+
+#[tokio::test]
+async fn a_codex_home_under_the_configured_root_is_private_per_run_and_removed_even_on_cancel() {
+    let fake = FakeCli::new(
+        r#"echo "$CODEX_HOME" >> "$OUT/homes"
+stat -c %a "$CODEX_HOME" > "$OUT/mode"
+echo '{"type":"thread.started"}'
+exec sleep 1000"#,
+    );
+    let root = fake.path("codex-homes");
+    let mut inv = fake.invocation();
+    inv.codex_home_root = Some(root.clone());
+    let job = codex_job();
+    for _ in 0..2 {
+        let (recorder, mut activity) = Recorder::new();
+        let cancel = CancellationToken::new();
+        let run = run_codex(&job, &inv, Arc::new(recorder), cancel.clone());
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => panic!("ended before cancel: {r:?}"),
+            a = activity.recv() => assert!(a.is_some()),
+        }
+        cancel.cancel();
+        assert!(run.await.unwrap_err().is_cancelled());
+    }
+    let homes: Vec<PathBuf> = read(&fake.path("homes"))
+        .lines()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(homes.len(), 2);
+    assert_ne!(homes[0], homes[1], "each run has its own home");
+    for home in &homes {
+        assert_eq!(home.parent(), Some(root.as_path()));
+        assert!(home
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("job-1-"));
+        assert!(!home.exists(), "{} outlived its run", home.display());
+    }
+    assert_eq!(read(&fake.path("mode")), "700\n");
+    assert!(!fake.path("home").join(CODEX_HOME_DIR).exists());
+    // A dropped run (the worker going away mid-run) removes its home too.
+    let (recorder, mut activity) = Recorder::new();
+    {
+        let run = run_codex(&job, &inv, Arc::new(recorder), CancellationToken::new());
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => panic!("ended: {r:?}"),
+            a = activity.recv() => assert!(a.is_some()),
+        }
+    }
+    let third = PathBuf::from(read(&fake.path("homes")).lines().nth(2).unwrap());
+    assert!(
+        !third.exists(),
+        "{} outlived a dropped run",
+        third.display()
+    );
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
 }
 
 /// A Claude Code stream of `n` successful `Bash` calls, then a wait the guard must cut short.
@@ -451,6 +519,10 @@ fn the_env_strips_inherited_credentials_and_pins_home_and_the_run_s_own_pairs() 
         ("ANTHROPIC_AUTH_TOKEN", "operator-auth"),
         ("CODEX_HOME", "/root/.codex"),
         ("CLAUDE_CONFIG_DIR", "/root/.claude"),
+        ("ANTHROPIC_BASE_URL", "https://gateway.operator.example"),
+        ("CLAUDE_CODE_USE_BEDROCK", "1"),
+        ("CODEX_API_KEY", "sk-operator-codex"),
+        ("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "64000"),
         ("STRAY", CLAUDE_TOKEN),
     ]
     .map(|(k, v)| (OsString::from(k), OsString::from(v)));
@@ -474,6 +546,7 @@ fn the_env_strips_inherited_credentials_and_pins_home_and_the_run_s_own_pairs() 
         env,
         [
             ("PATH", "/usr/bin"),
+            ("CLAUDE_CODE_MAX_OUTPUT_TOKENS", "64000"),
             ("HOME", "/jobs/1/home"),
             ("CLAUDE_CONFIG_DIR", "/jobs/1/home/.claude"),
             ("CLAUDE_CODE_OAUTH_TOKEN", CLAUDE_TOKEN),
@@ -482,13 +555,16 @@ fn the_env_strips_inherited_credentials_and_pins_home_and_the_run_s_own_pairs() 
 
     // Ambient auth keeps the operator's login.
     let ambient = subscription_job("claude-code", json!({ "ambientAuth": true }));
-    let env = cli_env(inherited, &ambient, &inv, Vec::new());
+    let env = cli_env(inherited, &ambient, &inv, claude_run_env(false));
     let keys: Vec<String> = env
         .iter()
         .map(|(k, _)| k.to_string_lossy().into_owned())
         .collect();
     assert!(keys.contains(&"ANTHROPIC_API_KEY".to_owned()));
     assert!(env.iter().any(|(k, v)| k == "HOME" && v == "/root"));
+    assert!(env
+        .iter()
+        .any(|(k, v)| k == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC" && v == "1"));
 }
 
 #[test]

@@ -506,11 +506,11 @@ async fn run_agent(
 ) -> Result<AgentRun, FlowError> {
     let home = ws.home();
     let cfg = &ctx.config.agent;
-    // The subscription runners make their own config home inside `home`.
+    // The subscription runners make their own config home, inside `home` or (Codex) under
+    // `codex_home_root`.
     let command = match job.auth.harness() {
         Harness::Pi => {
-            let user_agent_dir =
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pi/agent"));
+            let user_agent_dir = ctx.config.pi_agent_dir();
             let (job, home) = (job.clone(), home.clone());
             tokio::task::spawn_blocking(move || {
                 agent::prepare_pi_home(&job, &home, user_agent_dir.as_deref())
@@ -527,6 +527,7 @@ async fn run_agent(
         command,
         work_dir: work_dir.to_path_buf(),
         home_dir: home,
+        codex_home_root: ctx.config.codex_home_root(),
         extra_env: cfg
             .env
             .iter()

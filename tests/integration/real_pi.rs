@@ -382,23 +382,33 @@ async fn real_pi_loads_the_todo_extension_linked_from_the_worker_users_agent_dir
 // The real pi through the worker: broker, clone, per-job HOME, models.json, stream parsing,
 // push and result, with `agent.pi_command = [PI_BIN]`.
 //
-// Project settings: pi merges `<cwd>/.pi/settings.json` over the global one (`--approve` trusts
-// it), so a test that needs a pi setting commits it to the fixture repository. That is the
-// cleanest seam the in-process worker offers: the global settings the worker links into each
-// job's HOME come from the worker process's own `$HOME/.pi/agent`, and changing `HOME` inside a
-// multi-threaded test binary would race every other test. A local-path entry in `packages`
-// loads an extension from outside the checkout without installing anything.
+// Extensions load the production way: `agent.pi_agent_dir` names the install's agent dir
+// (settings.json listing the packages, npm/ holding them), whose entries the worker links into
+// each job's HOME. A test that needs another pi setting commits `.pi/settings.json` to the
+// fixture repository instead: pi merges it over the global one (`--approve` trusts it).
 
 const FINAL_TEXT: &str = "Created hello.txt and committed it.";
 
 /// Enough for pi's start, a few model turns, clone and push.
 const WORKER_WAIT: Duration = Duration::from_secs(120);
 
-/// A worker whose Pi program is the real `pi`, offline.
+/// A worker whose Pi program is the real `pi`, offline, with no user agent dir.
 async fn pi_worker(pi: &Path) -> TestWorker {
+    pi_worker_with_agent_dir(pi, None).await
+}
+
+/// A worker whose Pi program is the real `pi`, offline; `agent_dir` is its `agent.pi_agent_dir`
+/// (`None`: a directory that does not exist, so nothing of the developer's own `~/.pi/agent`
+/// reaches the run).
+async fn pi_worker_with_agent_dir(pi: &Path, agent_dir: Option<&Path>) -> TestWorker {
+    let agent_dir = agent_dir.map_or_else(
+        || "/nonexistent/pi-agent".to_owned(),
+        |d| d.display().to_string(),
+    );
     TestWorker::start(pi, |c| {
         c.agent.env.insert("PI_OFFLINE".into(), "1".into());
         c.agent.env.insert("PI_TELEMETRY".into(), "0".into());
+        c.agent.pi_agent_dir = agent_dir;
     })
     .await
 }
@@ -423,13 +433,7 @@ async fn the_worker_runs_the_real_pi_and_pushes_its_commit_with_todo_progress() 
     let todo_call = |args: Value| Step::tool_call("todo", args);
     let mut steps = Vec::new();
     match &todo {
-        Some(dir) => {
-            let settings = json!({"packages": [dir]}).to_string();
-            origin.commit_files(
-                "main",
-                &[(".pi/settings.json", settings.as_str())],
-                "Load the todo extension",
-            );
+        Some(_) => {
             steps.push(todo_call(
                 json!({"action": "create", "subject": "Write hello.txt"}),
             ));
@@ -462,7 +466,9 @@ async fn the_worker_runs_the_real_pi_and_pushes_its_commit_with_todo_progress() 
     steps.push(Step::text(FINAL_TEXT));
     let turns = steps.len();
     let mock = ModelMock::start(steps).await;
-    let w = pi_worker(&pi).await;
+    // The todo extension is found only through the links to the install's agent dir.
+    let agent_dir = todo.as_ref().and_then(|_| installed_agent_dir(&pi));
+    let w = pi_worker_with_agent_dir(&pi, agent_dir.as_deref()).await;
 
     let started = Instant::now();
     w.enqueue(&mock_job("job-real-pi", &origin, &mock, "work/real-pi"))

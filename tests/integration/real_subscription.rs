@@ -1,8 +1,10 @@
 //! The real subscription CLIs, Claude Code and Codex, driven offline against the loopback
-//! [`ModelMock`] with the worker's own pieces: the job parser, `prepare_claude_home` /
-//! `prepare_codex_home` (the isolated config homes and their env), `claude_args` / `codex_args`
-//! / `codex_prompt`, and the stream parsers `ClaudeStream` / `CodexStream`. The CLIs are run
-//! directly, not through the worker: their runners are not part of it yet.
+//! [`ModelMock`], twice each:
+//! - run directly with the worker's own pieces (the job parser, `prepare_claude_home` /
+//!   `prepare_codex_home`, `claude_run_env`, `claude_args` / `codex_args` / `codex_prompt`, the
+//!   stream parsers `ClaudeStream` / `CodexStream`), so what the CLI does is seen up close;
+//! - run by the worker itself (`agent.claude_command = [CLAUDE_BIN]`, `agent.codex_command =
+//!   [CODEX_BIN]`): broker, clone, runner, config home, push and result.
 //!
 //! Each test runs only when its CLI is named: `CLAUDE_BIN` / `CODEX_BIN`
 //! (`eval "$(scripts/install-agent-clis.sh)"`); otherwise it says it is skipped and passes.
@@ -12,8 +14,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use executor_harness::agent::claude::{self, ClaudeStream};
-use executor_harness::agent::subscription_stream::{CliStream, LineEffects, StreamOutcome};
 use executor_harness::agent::codex::{self, CodexStream};
+use executor_harness::agent::subscription_stream::{CliStream, LineEffects, StreamOutcome};
 use executor_harness::job::{parse_job, AgentJob, ValidationPolicy};
 use executor_harness::redact::Redactor;
 use serde_json::{json, Value};
@@ -21,7 +23,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::support::model_mock::{Api, ModelMock, Step};
-use crate::support::worker::coding_job;
+use crate::support::repo::BareRepo;
+use crate::support::worker::{coding_job, TestWorker};
 
 /// A dummy subscription token: the mock must see it, and it must come from the job.
 const TOKEN: &str = "sub-mock-token-7d31e0";
@@ -31,6 +34,11 @@ const FINAL_TEXT: &str = "Created hello.txt and committed it.";
 /// A generous bound: a run takes seconds, but a CLI that hangs must fail the test, not the
 /// suite.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
 
 fn bin(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
@@ -267,6 +275,7 @@ fn progress_counts(run: &CliRun) -> Vec<(u64, u64, u64)> {
 ///   to) and looks up api.anthropic.com.
 /// - As root, `--permission-mode bypassPermissions` exits 1 ("--dangerously-skip-permissions
 ///   cannot be used with root/sudo privileges for security reasons") unless `IS_SANDBOX=1`.
+///   The runner sets both (`claude_run_env`).
 /// - Tools used here: `Write {file_path (absolute), content}`, `Bash {command, description}`,
 ///   `TaskCreate {subject, description}`, `TaskUpdate {taskId: "1", status}`. stdout is
 ///   `system`, then `assistant` / `user` pairs, then `result`.
@@ -302,14 +311,10 @@ async fn real_claude_code_writes_and_commits_through_the_mock_messages_api() {
     let job = subscription_job("claude-code", &mock.origin());
     let config_dir = tmp.path().join("claude-config");
     let mut env = claude::prepare_claude_home(&job, &config_dir).unwrap();
-    // No title-generation call and no lookups of api.anthropic.com (telemetry, flags).
-    env.push((
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC".into(),
-        "1".into(),
-    ));
-    // bypassPermissions is refused to root unless the CLI is told it is sandboxed; the
-    // production image runs as an unprivileged user, CI runs as root.
-    env.push(("IS_SANDBOX".into(), "1".into()));
+    // No title-generation call and no lookups of api.anthropic.com (telemetry, flags); and
+    // bypassPermissions is refused to root unless the CLI is told it is sandboxed (the
+    // production image runs as an unprivileged user, CI as root).
+    env.extend(claude::claude_run_env(running_as_root()));
     let args = claude::claude_args(&job, &claude::claude_system_prompt(&job));
 
     let mut stream = ClaudeStream::new(Redactor::patterns_only());
@@ -358,12 +363,14 @@ async fn real_claude_code_writes_and_commits_through_the_mock_messages_api() {
 ///   `model_provider = "subscription"`, `[model_providers.subscription]` with the `base_url`
 ///   ending in `/v1`, `wire_api = "responses"`, `requires_openai_auth = true`): the CLI calls
 ///   `POST /v1/responses` (streaming) with `Authorization: Bearer <token>`.
-/// - `[features] plugins = false` and `[analytics] enabled = false` in `config.toml`: without
-///   them every run looks up chatgpt.com and api.github.com (curated plugin sync) and
-///   ab.chatgpt.com (metrics). `exec` makes no update check.
+/// - `[features] plugins = false` and `[analytics] enabled = false` in `config.toml` (written by
+///   `prepare_codex_home`): without them every run looks up chatgpt.com and api.github.com
+///   (curated plugin sync) and ab.chatgpt.com (metrics). `exec` makes no update check.
 /// - A `CODEX_HOME` under the temp dir gets a stderr warning ("proceeding, even though we could
 ///   not create PATH aliases: Refusing to create helper binaries under temporary dir") and no
-///   `apply_patch` alias; the run goes on.
+///   `apply_patch` alias; the run goes on. Elsewhere Codex links its helpers (`apply_patch`,
+///   `applypatch`, `codex-linux-sandbox`, `codex-execve-wrapper`) in `<home>/tmp/arg0/<dir>/`.
+///   Hence the worker's `agent.codex_home_root`, off the temp dir the default work dir is in.
 /// - The CLI writes `sessions/YYYY/MM/DD/rollout-*.jsonl`, `*.sqlite` (state, logs, goals,
 ///   memories), `installation_id` and `skills/.system/` into `CODEX_HOME`, nothing under `HOME`.
 /// - A model without catalog metadata (any custom name) starts the stream with an
@@ -407,13 +414,9 @@ async fn real_codex_writes_and_commits_through_the_mock_responses_api() {
     .await;
     let job = subscription_job("codex", &mock.base_url());
     let codex_home = tmp.path().join("codex-home");
+    // Its config.toml turns off the plugin sync and analytics, which would otherwise look up
+    // chatgpt.com, api.github.com and ab.chatgpt.com on every run.
     let env = codex::prepare_codex_home(&job, &codex_home).unwrap();
-    // Without these, every run looks up chatgpt.com and api.github.com (the curated plugin
-    // sync) and ab.chatgpt.com (metrics).
-    let config = codex_home.join("config.toml");
-    let mut toml = std::fs::read_to_string(&config).unwrap();
-    toml.push_str("\n[features]\nplugins = false\n\n[analytics]\nenabled = false\n");
-    std::fs::write(&config, toml).unwrap();
     let args = codex::codex_args(&job);
 
     let mut stream = CodexStream::new(Redactor::patterns_only());
@@ -452,4 +455,227 @@ async fn real_codex_writes_and_commits_through_the_mock_responses_api() {
     assert_eq!(mock.requests().len(), calls.len(), "no other request");
     assert!(!run.stderr.contains("PATH aliases"), "{}", run.stderr);
     assert_isolated(&run);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real CLIs through the worker: broker, clone, the runner's config home and environment,
+// stream parsing, push and result, with `agent.claude_command = [CLAUDE_BIN]` /
+// `agent.codex_command = [CODEX_BIN]`.
+
+/// Enough for the CLI's start, a few model turns, clone and push.
+const WORKER_WAIT: Duration = Duration::from_secs(120);
+
+/// A shell command that writes the command line of every process from its own shell up to
+/// pid 1, one per line, to `out`: while the job runs, the CLI the worker started is among them.
+fn ancestry_command(out: &Path) -> String {
+    format!(
+        "p=$$; while [ \"$p\" -gt 1 ]; do tr '\\0' ' ' < /proc/$p/cmdline; echo; \
+         p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status); done > '{}'",
+        out.display()
+    )
+}
+
+/// The ancestry lines `ancestry_command` wrote, failing the test when the token is in any.
+fn agent_argv(ancestry: &Path, marker: &str) -> String {
+    let lines = std::fs::read_to_string(ancestry).expect("the agent ran the ancestry command");
+    assert!(!lines.contains(TOKEN), "the token is in an argv: {lines}");
+    lines
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no process with {marker:?} above the tool's shell: {lines}"))
+        .to_owned()
+}
+
+/// A coding job for `origin` on the work branch `branch`, run by `harness` against
+/// `base_url` with [`TOKEN`] as its subscription token.
+fn worker_job(
+    job_id: &str,
+    origin: &BareRepo,
+    harness: &str,
+    base_url: &str,
+    branch: &str,
+) -> Value {
+    let mut job = coding_job(job_id, &origin.url(), Some(branch));
+    let o = job.as_object_mut().unwrap();
+    o.remove("proxyBaseUrl");
+    o.remove("sessionToken");
+    job["harness"] = json!(harness);
+    job["subscriptionToken"] = json!(TOKEN);
+    job["subscriptionBaseUrl"] = json!(base_url);
+    job["model"] = json!("mock-model");
+    job["userPrompt"] = json!("Create hello.txt and commit it.");
+    job
+}
+
+/// What every worker run must show: `done`, pushed, the final text as summary, stats and usage
+/// reported, the scripted commit on the remote branch.
+fn assert_pushed(result: &Value, origin: &BareRepo, branch: &str) {
+    assert_eq!(result["state"], "done", "{result}");
+    assert!(result.get("failureCause").is_none(), "{result}");
+    let r = &result["result"];
+    assert_eq!(r["pushed"], true, "{result}");
+    assert_eq!(r["branch"], branch);
+    assert_eq!(r["summary"], FINAL_TEXT);
+    assert!(r["stats"]["toolCalls"].as_u64().unwrap() >= 2, "{result}");
+    assert!(r["usage"]["inputTokens"].as_u64().unwrap() > 0, "{result}");
+    assert!(r["usage"]["outputTokens"].as_u64().unwrap() > 0, "{result}");
+    assert_eq!(origin.subjects(branch)[0], "Add hello");
+    assert_eq!(
+        origin.file_at(branch, "hello.txt").as_deref(),
+        Some("hello from the mock model\n")
+    );
+}
+
+/// Every request to `api` is one scripted step, with the token as a bearer token.
+fn assert_steps_with_token(mock: &ModelMock, api: Api, steps: usize) {
+    let calls = mock.api_requests(api);
+    assert_eq!(
+        calls.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (0..steps).map(Some).collect::<Vec<_>>(),
+        "one call per scripted step"
+    );
+    for request in &calls {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert_eq!(request.model(), Some("mock-model"));
+    }
+}
+
+const WRITE_AND_COMMIT: &str =
+    "printf 'hello from the mock model\\n' > hello.txt && git add -A && git commit -q -m 'Add hello'";
+
+/// The worker as root (CI): the runner's `IS_SANDBOX=1` is what lets bypassPermissions start,
+/// and its `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` what keeps the run to the scripted
+/// calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
+    let Some(claude_bin) = bin("CLAUDE_BIN") else {
+        eprintln!("real_subscription: skipped (set CLAUDE_BIN, see scripts/install-agent-clis.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    let probe = tempfile::tempdir().unwrap();
+    let ancestry = probe.path().join("ancestry");
+    let steps = vec![
+        Step::tool_call(
+            "Bash",
+            json!({"command": ancestry_command(&ancestry), "description": "List the processes"}),
+        ),
+        Step::tool_call(
+            "Bash",
+            json!({"command": WRITE_AND_COMMIT, "description": "Write hello.txt and commit it"}),
+        ),
+        Step::text(FINAL_TEXT),
+    ];
+    let turns = steps.len();
+    let mock = ModelMock::start(steps).await;
+    let w = TestWorker::start(Path::new("pi-unused"), |c| {
+        c.agent.claude_command = vec![claude_bin.display().to_string()];
+    })
+    .await;
+
+    let started = Instant::now();
+    w.enqueue(&worker_job(
+        "job-real-claude",
+        &origin,
+        "claude-code",
+        &mock.origin(),
+        "work/real-claude",
+    ))
+    .await;
+    let result = w.next_result(WORKER_WAIT).await;
+    eprintln!(
+        "real_subscription: worker claude job took {:?}",
+        started.elapsed()
+    );
+
+    print_requests(&mock);
+    assert_pushed(&result, &origin, "work/real-claude");
+    assert_steps_with_token(&mock, Api::Messages, turns);
+    let others: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.api.is_none())
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(others.iter().all(|r| r == "HEAD /"), "{others:?}");
+    let agent = agent_argv(&ancestry, "--output-format stream-json");
+    assert!(agent.contains("--append-system-prompt"), "{agent}");
+    assert!(agent.contains("--model mock-model"), "{agent}");
+    w.stop().await;
+}
+
+/// Codex's home goes under `agent.codex_home_root` (here under target/, off the temp dir), so
+/// Codex sets up its helper binaries (`apply_patch`, linked in `<home>/tmp/arg0/`); the home is
+/// private while the run lasts and gone after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
+    let Some(codex_bin) = bin("CODEX_BIN") else {
+        eprintln!("real_subscription: skipped (set CODEX_BIN, see scripts/install-agent-clis.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    let probe = tempfile::tempdir().unwrap();
+    let ancestry = probe.path().join("ancestry");
+    let seen = probe.path().join("codex-home");
+    let homes = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = homes.path().join("codex-homes");
+    let inspect = format!(
+        "{} && {{ echo \"$CODEX_HOME\"; stat -c %a \"$CODEX_HOME\" \"$CODEX_HOME/auth.json\"; \
+         ls -d \"$CODEX_HOME\"/tmp/arg0/*/apply_patch; }} > '{}'",
+        ancestry_command(&ancestry),
+        seen.display()
+    );
+    let steps = vec![
+        Step::tool_call("exec_command", json!({"cmd": inspect})),
+        Step::tool_call("exec_command", json!({"cmd": WRITE_AND_COMMIT})),
+        Step::text(FINAL_TEXT),
+    ];
+    let turns = steps.len();
+    let mock = ModelMock::start(steps).await;
+    let w = TestWorker::start(Path::new("pi-unused"), |c| {
+        c.agent.codex_command = vec![codex_bin.display().to_string()];
+        c.agent.codex_home_root = root.display().to_string();
+    })
+    .await;
+
+    let started = Instant::now();
+    w.enqueue(&worker_job(
+        "job-real-codex",
+        &origin,
+        "codex",
+        &mock.base_url(),
+        "work/real-codex",
+    ))
+    .await;
+    let result = w.next_result(WORKER_WAIT).await;
+    eprintln!(
+        "real_subscription: worker codex job took {:?}",
+        started.elapsed()
+    );
+
+    print_requests(&mock);
+    assert_pushed(&result, &origin, "work/real-codex");
+    assert_steps_with_token(&mock, Api::Responses, turns);
+    assert_eq!(mock.requests().len(), turns, "no other request");
+    let agent = agent_argv(&ancestry, "--dangerously-bypass-approvals-and-sandbox");
+    assert!(agent.contains("exec --json"), "{agent}");
+
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    let [home, home_mode, auth_mode, apply_patch] = lines[..] else {
+        panic!("unexpected inspection output: {seen}");
+    };
+    let home = PathBuf::from(home);
+    assert_eq!(home.parent(), Some(root.as_path()), "{seen}");
+    assert_eq!((home_mode, auth_mode), ("700", "600"), "{seen}");
+    assert!(
+        apply_patch.starts_with(home.to_str().unwrap()),
+        "Codex made its apply_patch helper: {seen}"
+    );
+    assert!(!home.exists(), "the token's home outlived the run");
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    w.stop().await;
 }
