@@ -193,6 +193,7 @@ pub async fn run_worker(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let ctx = JobContext::new(config.clone(), metrics.clone(), secrets);
+    sweep_leftovers(&config).await;
     let tracker = TaskTracker::new();
     let interrupt = CancellationToken::new();
     let running: Running = Arc::default();
@@ -253,6 +254,24 @@ pub async fn run_worker(
     // Shut down while disconnected.
     drain(&config, &tracker, &interrupt).await;
     Ok(())
+}
+
+/// A worker killed mid-job leaves its workspace (and a per-run config home) behind: remove
+/// those of dead processes before taking new work.
+async fn sweep_leftovers(config: &Config) {
+    let mut roots = vec![config.work_dir().join("jobs")];
+    roots.extend(config.codex_home_root());
+    let removed = tokio::task::spawn_blocking(move || {
+        roots
+            .iter()
+            .map(|r| workspace::sweep_stale(r))
+            .sum::<usize>()
+    })
+    .await
+    .unwrap_or_default();
+    if removed > 0 {
+        tracing::info!(removed, "removed what a stopped worker left behind");
+    }
 }
 
 async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationToken) {
