@@ -31,6 +31,8 @@ pub enum SinkError {
     Io(#[from] std::io::Error),
     #[error("cannot encode the event: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("not connected to the broker")]
+    Disconnected,
 }
 
 impl SinkError {
@@ -38,6 +40,7 @@ impl SinkError {
     pub fn reason(&self) -> &'static str {
         match self {
             SinkError::Publish(e) => e.reason(),
+            SinkError::Disconnected => "channel-closed",
             SinkError::Io(_) | SinkError::Encode(_) => "other",
         }
     }
@@ -71,6 +74,39 @@ impl EventSink for BrokerSink {
                 })
                 .await?;
             Ok(())
+        })
+    }
+}
+
+/// The broker sink of the current connection, swapped on every reconnect, so a job that
+/// outlives its connection still publishes (its delivery is another matter: only its own
+/// channel can settle it).
+#[derive(Default)]
+pub struct CurrentSink {
+    current: std::sync::RwLock<Option<Arc<dyn EventSink>>>,
+}
+
+impl CurrentSink {
+    pub fn set(&self, sink: Option<Arc<dyn EventSink>>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    fn get(&self) -> Option<Arc<dyn EventSink>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl EventSink for CurrentSink {
+    fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            match self.get() {
+                Some(sink) => sink.publish(event).await,
+                // The caller's retries span a reconnect.
+                None => Err(SinkError::Disconnected),
+            }
         })
     }
 }

@@ -27,7 +27,7 @@ use crate::job::outcome::{Event, JobState, ResultBody};
 use crate::job::{parse_job, AgentJob, InvalidJob};
 use crate::metrics::Metrics;
 use crate::telemetry::SecretRegistry;
-use events::{publish_with_retry, BrokerSink, EventSink};
+use events::{publish_with_retry, BrokerSink, CurrentSink, EventSink};
 use run::{invalid_job_result, run_job, JobContext, JobEnd};
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +198,7 @@ pub async fn run_worker(
     let interrupt = CancellationToken::new();
     let running: Running = Arc::default();
     let policy = config.validation_policy();
+    let sink = Arc::new(CurrentSink::default());
     let mut sessions = 0u64;
 
     loop {
@@ -216,6 +217,7 @@ pub async fn run_worker(
             metrics.amqp_reconnects.inc();
             tracing::info!("reconnected to the broker");
         }
+        sink.set(Some(session.sink.clone()));
         metrics.amqp_connected.set(1);
         metrics.set_ready(true);
         tracing::info!(queue = %config.amqp.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
@@ -224,6 +226,7 @@ pub async fn run_worker(
         let lost = interrupt.child_token();
         let end = consume(
             &mut session,
+            &sink,
             &ctx,
             &tracker,
             &running,
@@ -233,6 +236,7 @@ pub async fn run_worker(
         )
         .await;
         metrics.set_ready(false);
+        sink.set(None);
         match end {
             SessionEnd::Shutdown => {
                 if let Err(e) = session.consumer.cancel().await {
@@ -297,6 +301,7 @@ enum Step {
 
 async fn consume(
     session: &mut Session,
+    sink: &Arc<CurrentSink>,
     ctx: &JobContext,
     tracker: &TaskTracker,
     running: &Running,
@@ -327,7 +332,7 @@ async fn consume(
         let attempt = delivery.attempt;
         match parse_job(&delivery.body, policy) {
             Err(invalid) => {
-                let sink = session.sink.clone();
+                let sink: Arc<dyn EventSink> = sink.clone();
                 let metrics = metrics.clone();
                 let attempts = config.amqp.publish_attempts;
                 tracker.spawn(async move {
@@ -374,7 +379,7 @@ async fn consume(
                 );
                 let task = JobTask {
                     ctx: ctx.clone(),
-                    sink: session.sink.clone(),
+                    sink: sink.clone(),
                     running: running.clone(),
                     cancel: lost.child_token(),
                 };
