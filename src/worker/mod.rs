@@ -224,17 +224,14 @@ pub async fn run_worker(
 
         // Cancelled when this session is lost: its jobs' deliveries are gone with it.
         let lost = interrupt.child_token();
-        let end = consume(
-            &mut session,
-            &sink,
-            &ctx,
-            &tracker,
-            &running,
-            &policy,
-            &lost,
-            &shutdown,
-        )
-        .await;
+        let shared = Shared {
+            ctx: &ctx,
+            sink: &sink,
+            tracker: &tracker,
+            running: &running,
+            policy: &policy,
+        };
+        let end = consume(&mut session, &shared, &lost, &shutdown).await;
         metrics.set_ready(false);
         sink.set(None);
         match end {
@@ -299,16 +296,28 @@ enum Step {
     Next(Box<Option<Result<JobDelivery, BrokerError>>>),
 }
 
+/// What every session of the consume loop shares.
+struct Shared<'a> {
+    ctx: &'a JobContext,
+    sink: &'a Arc<CurrentSink>,
+    tracker: &'a TaskTracker,
+    running: &'a Running,
+    policy: &'a crate::job::ValidationPolicy,
+}
+
 async fn consume(
     session: &mut Session,
-    sink: &Arc<CurrentSink>,
-    ctx: &JobContext,
-    tracker: &TaskTracker,
-    running: &Running,
-    policy: &crate::job::ValidationPolicy,
+    shared: &Shared<'_>,
     lost: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
+    let Shared {
+        ctx,
+        sink,
+        tracker,
+        running,
+        policy,
+    } = *shared;
     let config = &ctx.config;
     let metrics = &ctx.metrics;
     let mut health = tokio::time::interval(HEALTH_CHECK);
