@@ -4,6 +4,7 @@ mod support;
 
 mod broker;
 mod cli;
+mod faults;
 mod git;
 mod real_pi;
 mod secrets;
