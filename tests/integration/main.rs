@@ -5,6 +5,7 @@ mod support;
 mod broker;
 mod cli;
 mod completion;
+mod faults;
 mod git;
 mod real_pi;
 mod real_subscription;

@@ -3,6 +3,9 @@
 //! - [`repo`]: bare-repository fixtures (initial commit on `main`, commits on branches, reads
 //!   of tips and files, a rejecting pre-receive hook).
 //! - [`git_http`]: a real smart-HTTP git server with token auth that records every attempt.
+//! - [`fault_proxy`]: a loopback TCP proxy that drops, black-holes or refuses connections and
+//!   can hold back an AMQP client's acks.
+//! - [`process`]: the worker binary as a child process (kill, terminate, log, `/readyz`).
 //! - [`broker`]: connections to the local RabbitMQ, unique names per test, clean-up.
 //! - [`agents`]: fake agent scripts that speak Pi's JSON event stream.
 //! - [`model_mock`]: a loopback model API (chat completions, Anthropic Messages, OpenAI
@@ -13,7 +16,9 @@
 
 pub mod agents;
 pub mod broker;
+pub mod fault_proxy;
 pub mod git_http;
 pub mod model_mock;
+pub mod process;
 pub mod repo;
 pub mod worker;
