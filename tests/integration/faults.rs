@@ -743,7 +743,6 @@ async fn a_worker_killed_between_its_confirmed_result_and_the_ack_leaves_one_out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs completion refs"]
 async fn a_worker_killed_between_its_confirmed_result_and_the_ack_never_runs_the_job_again() {
     let (sc, first, origin) = kill_between_result_and_ack("kill-result-before-ack-done-ref").await;
     assert_eq!(sc.runs(), 1, "the finished job ran again");
@@ -1147,7 +1146,7 @@ async fn broker_wide_a_job_longer_than_the_consumer_timeout_resumes_on_its_redel
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "broker-wide: FAULTS_BROKER_RESTART=1, run alone (module doc); needs the last attempt's failed result published on a live channel"]
+#[ignore = "broker-wide: FAULTS_BROKER_RESTART=1, run alone (module doc)"]
 async fn broker_wide_a_job_always_longer_than_the_consumer_timeout_ends_with_one_failed_result() {
     require_broker_wide_flag();
     let _one = BROKER_WIDE.lock().await;
