@@ -601,6 +601,63 @@ echo two > two.txt; commit_all 'Second'; finish 'done'"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_long_agent_run_exits_0_within_the_grace_and_gives_the_job_back_with_its_work_pushed(
+) {
+    let origin = BareRepo::new();
+    let mut sc = Scene::new(
+        "sigterm-drain",
+        |s| {
+            format!(
+                r#"if [ "$N" -eq 1 ]; then
+  echo one > one.txt; commit_all 'First'; touch {s}/committed; sleep 1000
+fi
+test -f one.txt
+echo two > two.txt; commit_all 'Second'; finish 'done'"#,
+                s = s.display()
+            )
+        },
+        |c| {
+            c.worker.shutdown_grace_ms = 2_000;
+            // No checkpoint would push the commit in time: only the interruption can.
+            c.job.checkpoint_interval_ms = 3_600_000;
+        },
+    )
+    .await;
+    let mut w1 = sc.start("w1").await;
+    sc.enqueue(&coding_job("job-drain", &origin.url(), Some("work/drain")))
+        .await;
+    let committed = sc.s().join("committed");
+    eventually("the agent's commit", WAIT, || committed.exists()).await;
+    assert_eq!(origin.tip("work/drain"), None);
+
+    let signalled = Instant::now();
+    w1.terminate();
+    let status = w1
+        .wait_exit(Duration::from_secs(2 + 5))
+        .await
+        .expect("the worker exits within the grace plus 5 s");
+    assert!(status.success(), "exit: {status:?}");
+    sc.figures.recovery_ms.push(signalled.elapsed().as_millis());
+    // The job is back in the queue, its committed work on the remote, and no result published.
+    assert_eq!(
+        message_count(&sc.broker.conn, &sc.broker.topo.jobs_queue).await,
+        1
+    );
+    assert_eq!(origin.subjects("work/drain")[0], "First");
+    assert_eq!(sc.take_results().await, 0);
+
+    let mut w2 = sc.start("w2").await;
+    let r = sc.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["attempt"], 2);
+    assert_eq!(r["result"]["resumed"], true);
+    assert_eq!(origin.subjects("work/drain")[..2], ["Second", "First"]);
+    sc.stop_and_check_acked(&mut w2).await;
+    sc.outcomes(&["job-drain".into()]);
+    sc.figures.report();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_its_final_push_is_resumed_from_the_last_checkpoint() {
     let root = tempfile::tempdir().unwrap();
     let origin = BareRepo::new_in(root.path(), "repo");
