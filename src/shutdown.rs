@@ -23,6 +23,8 @@ pub fn spawn_signal_listener(token: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => {}
         }
         tracing::warn!("second signal: exiting without waiting for the drain");
+        // No destructor runs after exit: stop the agents here, or they outlive the worker.
+        crate::agent::process::kill_all_agent_groups();
         std::process::exit(FORCED_EXIT_CODE);
     });
     Ok(())

@@ -98,7 +98,7 @@ pub async fn supervise(
         .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(SuperviseError::Spawn)?;
     // The leader's pid is the group id; it stays valid while any member lives.
-    let mut guard = GroupGuard(child.id().and_then(|p| i32::try_from(p).ok()));
+    let mut guard = GroupGuard::new(child.id().and_then(|p| i32::try_from(p).ok()));
 
     let stdin_pipe = child.stdin.take();
     let mut stdout = child.stdout.take();
@@ -233,10 +233,45 @@ async fn read_some<R: AsyncReadExt + Unpin>(
     }
 }
 
+/// Every agent process group alive in this process: a forced exit (a second SIGTERM) skips
+/// every destructor, so it kills these itself rather than leave agents orphaned.
+static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<i32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// SIGKILLs every agent process group still alive; for the forced exit only.
+pub fn kill_all_agent_groups() {
+    let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
+    for pgid in groups.iter() {
+        // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
+        unsafe {
+            libc::killpg(*pgid, libc::SIGKILL);
+        }
+    }
+}
+
 /// Signals the agent's process group; SIGKILLs it on drop unless disarmed.
 struct GroupGuard(Option<i32>);
 
 impl GroupGuard {
+    fn new(pgid: Option<i32>) -> Self {
+        if let Some(p) = pgid {
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(p);
+        }
+        Self(pgid)
+    }
+
+    fn forget(&self) {
+        if let Some(p) = self.0 {
+            LIVE_GROUPS
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&p);
+        }
+    }
+
     fn signal(&self, sig: libc::c_int) {
         if let Some(pgid) = self.0 {
             // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
@@ -247,6 +282,7 @@ impl GroupGuard {
     }
 
     fn disarm(&mut self) {
+        self.forget();
         self.0 = None;
     }
 }
@@ -254,6 +290,7 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.signal(libc::SIGKILL);
+        self.forget();
     }
 }
 

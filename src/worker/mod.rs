@@ -1,34 +1,41 @@
 //! The worker: the consume loop, the flow of one job, and the one function that decides how a
 //! delivery is settled (contract section 4).
 //!
+//! - `consume`: the consume loop, reconnection and the drain ([`run_worker`]).
+//! - `git_steps`: git steps with their timeouts, and the checkpoint pushes.
+//! - [`reporter`]: the per-job progress and follow-up publisher.
 //! - [`run`]: the job driver (phases, result body, failure mapping).
 //! - [`coding`]: the ordinary coding flow.
-//! - [`events`]: where events go (broker, stdout, memory) and the per-job reporter.
+//! - [`events`]: where events go (broker, stdout, memory).
 //! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
 //! - [`workspace`]: the job's private checkout and HOME.
 
 pub mod coding;
+mod consume;
 pub mod events;
+mod git_steps;
+pub mod reporter;
 pub mod run;
 pub mod watchdog;
 pub mod workspace;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_lite::FutureExt;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
-use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher, Settlement, Topology};
+use crate::broker::{BrokerError, JobDelivery, Settlement, Topology};
 use crate::config::Config;
 use crate::job::outcome::{Event, JobState, ResultBody};
-use crate::job::{parse_job, AgentJob, InvalidJob};
+use crate::job::{AgentJob, InvalidJob};
 use crate::metrics::Metrics;
-use crate::telemetry::SecretRegistry;
-use events::{publish_with_retry, BrokerSink, CurrentSink, EventSink};
+use events::{publish_with_retry, EventSink};
 use run::{invalid_job_result, run_job, JobContext, JobEnd};
+
+pub use consume::run_worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -94,310 +101,6 @@ pub fn topology(config: &Config) -> Topology {
 /// settled with the running one (contract 4.6).
 type Running = Arc<Mutex<HashMap<String, Vec<JobDelivery>>>>;
 
-/// One connection to the broker with its publisher and consumer.
-struct Session {
-    conn: lapin::Connection,
-    publisher: Publisher,
-    sink: Arc<dyn EventSink>,
-    consumer: JobConsumer,
-}
-
-impl Session {
-    async fn open(config: &Config) -> Result<Self, BrokerError> {
-        let name = if config.amqp.connection_name.trim().is_empty() {
-            format!(
-                "executor-harness pid={} host={}",
-                std::process::id(),
-                hostname()
-            )
-        } else {
-            config.amqp.connection_name.trim().to_owned()
-        };
-        let conn = broker::connect(&config.amqp.url, &name, config.amqp.heartbeat_secs).await?;
-        let topo = topology(config);
-        if config.amqp.declare {
-            broker::declare_topology(&conn, &topo).await?;
-        }
-        let confirm_timeout = Duration::from_millis(config.amqp.confirm_timeout_ms);
-        let publisher = Publisher::open(&conn, confirm_timeout).await?;
-        let sink: Arc<dyn EventSink> = Arc::new(BrokerSink {
-            publisher: publisher.clone(),
-            exchange: config.amqp.events_exchange.clone(),
-        });
-        let consumer = JobConsumer::open(
-            &conn,
-            &topo.jobs_queue,
-            config.worker.concurrency,
-            &format!("executor-harness-{}", std::process::id()),
-        )
-        .await?;
-        Ok(Self {
-            conn,
-            publisher,
-            sink,
-            consumer,
-        })
-    }
-
-    /// Connection, consumer channel and publisher channel all still open.
-    fn healthy(&self) -> bool {
-        self.conn.status().connected() && self.consumer.is_open() && self.publisher.is_open()
-    }
-}
-
-/// Opens a session, retrying with backoff while the failure can pass (the broker is down or
-/// restarting). A failure that cannot pass (bad credentials, a conflicting topology) is fatal.
-async fn open_session(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Option<Result<Session, BrokerError>> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match Session::open(config).await {
-            Ok(s) => return Some(Ok(s)),
-            Err(e) if !e.can_be_recovered() => return Some(Err(e)),
-            Err(e) => {
-                // Jitter keeps a fleet from reconnecting in lockstep.
-                let wait = delay + delay.mul_f64(fastrand::f64() * 0.25);
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach the broker");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            }
-        }
-    }
-}
-
-/// Longest wait between two connection attempts.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
-/// How often the consume loop checks that its connection and channels are still open: a lost
-/// channel is noticed within this, even when no delivery arrives.
-const HEALTH_CHECK: Duration = Duration::from_millis(500);
-
-/// Why a session stopped consuming.
-enum SessionEnd {
-    Shutdown,
-    Lost(String),
-}
-
-/// Consumes jobs until `shutdown` is cancelled, then drains: in-flight jobs get
-/// `worker.shutdown_grace_ms`, whatever still runs is interrupted and requeued. A lost
-/// connection or channel interrupts the jobs it carried (their deliveries go back to the
-/// queue) and the worker reconnects, re-declares and consumes again.
-pub async fn run_worker(
-    config: Arc<Config>,
-    metrics: Arc<Metrics>,
-    secrets: SecretRegistry,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
-    let ctx = JobContext::new(config.clone(), metrics.clone(), secrets);
-    sweep_leftovers(&config).await;
-    let tracker = TaskTracker::new();
-    let interrupt = CancellationToken::new();
-    let running: Running = Arc::default();
-    let policy = config.validation_policy();
-    let sink = Arc::new(CurrentSink::default());
-    let mut sessions = 0u64;
-
-    loop {
-        let mut session = match open_session(&config, &shutdown).await {
-            None => break,
-            Some(Ok(s)) => s,
-            Some(Err(e)) => {
-                interrupt.cancel();
-                tracker.close();
-                tracker.wait().await;
-                return Err(e.into());
-            }
-        };
-        sessions += 1;
-        if sessions > 1 {
-            metrics.amqp_reconnects.inc();
-            tracing::info!("reconnected to the broker");
-        }
-        sink.set(Some(session.sink.clone()));
-        metrics.amqp_connected.set(1);
-        metrics.set_ready(true);
-        tracing::info!(queue = %config.amqp.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
-
-        // Cancelled when this session is lost: its jobs' deliveries are gone with it.
-        let lost = interrupt.child_token();
-        let shared = Shared {
-            ctx: &ctx,
-            sink: &sink,
-            tracker: &tracker,
-            running: &running,
-            policy: &policy,
-        };
-        let end = consume(&mut session, &shared, &lost, &shutdown).await;
-        metrics.set_ready(false);
-        sink.set(None);
-        match end {
-            SessionEnd::Shutdown => {
-                if let Err(e) = session.consumer.cancel().await {
-                    tracing::warn!(error = %e, "cannot cancel the consumer");
-                }
-                drain(&config, &tracker, &interrupt).await;
-                metrics.amqp_connected.set(0);
-                let _ = session.conn.close(200, "worker shutdown".into()).await;
-                return Ok(());
-            }
-            SessionEnd::Lost(why) => {
-                metrics.amqp_connected.set(0);
-                tracing::warn!(reason = %why, in_flight = tracker.len(), "lost the broker: interrupting this session's jobs and reconnecting");
-                lost.cancel();
-                let _ = session.conn.close(200, "session lost".into()).await;
-            }
-        }
-    }
-    // Shut down while disconnected.
-    drain(&config, &tracker, &interrupt).await;
-    Ok(())
-}
-
-/// A worker killed mid-job leaves its workspace (and a per-run config home) behind: remove
-/// those of dead processes before taking new work.
-async fn sweep_leftovers(config: &Config) {
-    let mut roots = vec![config.work_dir().join("jobs")];
-    roots.extend(config.codex_home_root());
-    let removed = tokio::task::spawn_blocking(move || {
-        roots
-            .iter()
-            .map(|r| workspace::sweep_stale(r))
-            .sum::<usize>()
-    })
-    .await
-    .unwrap_or_default();
-    if removed > 0 {
-        tracing::info!(removed, "removed what a stopped worker left behind");
-    }
-}
-
-async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationToken) {
-    tracker.close();
-    let grace = Duration::from_millis(config.worker.shutdown_grace_ms);
-    tracing::info!(
-        in_flight = tracker.len(),
-        grace_ms = grace.as_millis() as u64,
-        "draining"
-    );
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!("grace period over: interrupting the jobs still running");
-        interrupt.cancel();
-        tracker.wait().await;
-    }
-}
-
-enum Step {
-    Shutdown,
-    Check,
-    Next(Box<Option<Result<JobDelivery, BrokerError>>>),
-}
-
-/// What every session of the consume loop shares.
-struct Shared<'a> {
-    ctx: &'a JobContext,
-    sink: &'a Arc<CurrentSink>,
-    tracker: &'a TaskTracker,
-    running: &'a Running,
-    policy: &'a crate::job::ValidationPolicy,
-}
-
-async fn consume(
-    session: &mut Session,
-    shared: &Shared<'_>,
-    lost: &CancellationToken,
-    shutdown: &CancellationToken,
-) -> SessionEnd {
-    let Shared {
-        ctx,
-        sink,
-        tracker,
-        running,
-        policy,
-    } = *shared;
-    let config = &ctx.config;
-    let metrics = &ctx.metrics;
-    let mut health = tokio::time::interval(HEALTH_CHECK);
-    loop {
-        let step = tokio::select! {
-            _ = shutdown.cancelled() => Step::Shutdown,
-            _ = health.tick() => Step::Check,
-            next = session.consumer.next() => Step::Next(Box::new(next)),
-        };
-        let next = match step {
-            Step::Shutdown => return SessionEnd::Shutdown,
-            Step::Check if session.healthy() => continue,
-            Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
-            Step::Next(next) => *next,
-        };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return SessionEnd::Lost(format!("consumer failed: {e}")),
-            None => return SessionEnd::Lost("the broker ended the consumer".into()),
-        };
-        let attempt = delivery.attempt;
-        match parse_job(&delivery.body, policy) {
-            Err(invalid) => {
-                let sink: Arc<dyn EventSink> = sink.clone();
-                let metrics = metrics.clone();
-                let attempts = config.amqp.publish_attempts;
-                tracker.spawn(async move {
-                    let end = announce_invalid(&invalid, attempt, sink.as_ref(), attempts).await;
-                    let reason = if invalid.message.contains("not valid JSON") {
-                        "not-json"
-                    } else if invalid.message.contains("exceeds") {
-                        "oversize"
-                    } else {
-                        "invalid-job"
-                    };
-                    if settle(&delivery, settlement(end)).await
-                        && end == DeliveryEnd::InvalidSettled
-                    {
-                        metrics.jobs_rejected.with_label_values(&[reason]).inc();
-                    }
-                });
-            }
-            Ok(job) => {
-                let delivery = {
-                    let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
-                    match r.get_mut(&job.job_id) {
-                        Some(waiting) => {
-                            waiting.push(delivery);
-                            None
-                        }
-                        None => {
-                            r.insert(job.job_id.clone(), Vec::new());
-                            Some(delivery)
-                        }
-                    }
-                };
-                let Some(delivery) = delivery else {
-                    tracing::info!(job_id = %job.job_id, "duplicate delivery of a running job: held until it settles");
-                    continue;
-                };
-                let span = tracing::info_span!(
-                    "job",
-                    job.id = %job.job_id,
-                    job.attempt = attempt,
-                    mode = job.mode.as_str(),
-                    repo = %job.repo_slug(),
-                    branch = %job.branch,
-                );
-                let task = JobTask {
-                    ctx: ctx.clone(),
-                    sink: sink.clone(),
-                    running: running.clone(),
-                    cancel: lost.child_token(),
-                };
-                tracker.spawn(task.run(job, delivery).instrument(span));
-            }
-        }
-    }
-}
-
 struct JobTask {
     ctx: JobContext,
     sink: Arc<dyn EventSink>,
@@ -414,7 +117,30 @@ impl JobTask {
         let started = Instant::now();
         let started_at = events::now_ms();
         let attempt = delivery.attempt;
-        let end = run_job(&self.ctx, &job, attempt, self.sink.clone(), self.cancel).await;
+        // A bug that panics inside one job must not leave its delivery unsettled until the
+        // worker restarts: it becomes a failed result like any other failure.
+        let end = AssertUnwindSafe(run_job(
+            &self.ctx,
+            &job,
+            attempt,
+            self.sink.clone(),
+            self.cancel,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "the job's task panicked");
+            JobEnd::Finished(Box::new(internal_error_result(
+                &job.job_id,
+                attempt,
+                started_at,
+            )))
+        });
         let last_chance = is_last_attempt(attempt, self.ctx.config.amqp.delivery_limit);
         let end = match end {
             // One more requeue would dead-letter it unannounced: finish it instead (4.5).
@@ -479,6 +205,22 @@ impl JobTask {
 /// those must not be requeued again.
 pub fn is_last_attempt(attempt: u32, delivery_limit: u32) -> bool {
     attempt > delivery_limit
+}
+
+/// The result of a job whose run panicked (a bug of the worker, never of the job).
+fn internal_error_result(job_id: &str, attempt: u32, started_at: u64) -> ResultBody {
+    ResultBody {
+        job_id: job_id.to_owned(),
+        attempt,
+        state: JobState::Failed,
+        started_at,
+        finished_at: events::now_ms(),
+        phase_timings_ms: Default::default(),
+        result: None,
+        error: Some("the worker failed internally while running this job".into()),
+        failure_cause: Some(crate::job::outcome::FailureCause::Agent),
+        detail: None,
+    }
 }
 
 /// The result of a job whose last allowed delivery was interrupted.

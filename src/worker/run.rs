@@ -17,7 +17,8 @@ use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::telemetry::SecretRegistry;
 use crate::worker::coding::{self, CodingEnd};
-use crate::worker::events::{now_ms, EventSink, JobReporter};
+use crate::worker::events::{now_ms, EventSink};
+use crate::worker::reporter::JobReporter;
 use crate::worker::watchdog::{KillReason, Watchdog};
 
 /// What every job shares: configuration, metrics, the HTTP client for the PR API.

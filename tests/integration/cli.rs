@@ -92,3 +92,54 @@ fn every_command_explains_itself_in_help() {
     let out = bin().args(["enqueue", "--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("--wait"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_wait_follows_the_job_to_its_result_and_exits_by_outcome() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nprintf '%s\\n' '{\"title\":\"Later\"}' >> .cat-follow-ups.jsonl\nfinish 'done'",
+    );
+    let w = crate::support::worker::TestWorker::start(&agent, |_| {}).await;
+    let config_path = scratch.path().join("config.toml");
+    std::fs::write(&config_path, toml::to_string(&*w.config).unwrap()).unwrap();
+    let mut job = coding_job("job-enqueue", &origin.url(), Some("work/enqueue"));
+    job["streamFollowUps"] = serde_json::json!(true);
+    let job_path = scratch.path().join("job.json");
+    std::fs::write(&job_path, job.to_string()).unwrap();
+
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["enqueue", "--wait", "--json", "--config"])
+            .arg(&config_path)
+            .arg(&job_path)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"progress"));
+    assert_eq!(kinds.last(), Some(&"result"));
+    assert!(kinds.contains(&"followup"), "{kinds:?}");
+    assert_eq!(events.last().unwrap()["result"]["pushed"], true);
+    // The backend's queues got the result too: the follower bound a queue of its own.
+    assert_eq!(
+        w.next_result(std::time::Duration::from_secs(5)).await["jobId"],
+        "job-enqueue"
+    );
+    w.stop().await;
+}

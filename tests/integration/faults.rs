@@ -658,6 +658,50 @@ echo two > two.txt; commit_all 'Second'; finish 'done'"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_forces_the_exit_without_waiting_for_the_drain() {
+    let origin = BareRepo::new();
+    let sc = Scene::new(
+        "second-signal",
+        |s| format!("touch {s}/started; sleep 1000", s = s.display()),
+        |c| c.worker.shutdown_grace_ms = 60_000,
+    )
+    .await;
+    let mut w = sc.start("w1").await;
+    sc.enqueue(&coding_job(
+        "job-forced",
+        &origin.url(),
+        Some("work/forced"),
+    ))
+    .await;
+    let started = sc.s().join("started");
+    eventually("the agent", WAIT, || started.exists()).await;
+    w.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        w.try_exit().is_none(),
+        "the first signal only starts the drain"
+    );
+    w.terminate();
+    let status = w
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .expect("the second signal ends the worker at once");
+    assert_eq!(status.code(), Some(130));
+    // Its agent did not outlive it.
+    let pids = std::fs::read_to_string(sc.s().join("agent-pids")).unwrap();
+    for pid in pids.lines() {
+        eventually("the agent to be gone", Duration::from_secs(5), || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                    st.rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_during_its_final_push_is_resumed_from_the_last_checkpoint() {
     let root = tempfile::tempdir().unwrap();
     let origin = BareRepo::new_in(root.path(), "repo");

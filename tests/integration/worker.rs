@@ -655,3 +655,32 @@ async fn a_finished_job_delivered_again_re_publishes_its_result_without_running_
     assert_eq!(origin.subjects("work/once")[0], "Work");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_moved_by_someone_else_fails_the_job_as_git_without_clobbering_their_work() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "echo one > one.txt\ncommit_all 'Ours'\ntouch {s}/committed\nwait_for {s}/go\necho two > two.txt\ncommit_all 'Ours again'\nfinish 'done'",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| c.job.checkpoint_interval_ms = 50).await;
+    w.enqueue(&coding_job("job-nff", &origin.url(), Some("work/nff")))
+        .await;
+    eventually("our checkpoint", WAIT, || origin.tip("work/nff").is_some()).await;
+    // Another writer moves the branch: every later push of ours is a non-fast-forward.
+    let theirs = origin.commit_files("work/nff", &[("theirs.txt", "x\n")], "Theirs");
+    eventually("the agent's commit", WAIT, || s.join("committed").exists()).await;
+    std::fs::write(s.join("go"), b"").unwrap();
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    assert!(r["error"].as_str().unwrap().contains("work/nff"), "{r}");
+    assert_eq!(origin.tip("work/nff").as_deref(), Some(theirs.as_str()));
+    w.stop().await;
+}

@@ -1,0 +1,284 @@
+//! The per-job reporter: numbers and publishes a job's progress (phases, todo snapshots, tool
+//! span batches) and follow-ups in order from one background task, tracks the phase timings
+//! and the breadcrumb, and carries the agent-activity clock the watchdog reads.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::events::{now_ms, publish_with_retry, EventSink};
+use crate::job::outcome::{
+    Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody, TodoProgress, ToolSpan,
+};
+use crate::metrics::Metrics;
+use crate::redact::Redactor;
+use crate::worker::watchdog::{ActivityClock, JobState};
+
+/// Tool spans go out in batches, at most one a second (contract 3.2).
+const SPAN_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Phase tracking: the current phase and the time spent in each one, in entry order.
+#[derive(Debug)]
+struct Phases {
+    current: String,
+    since: Instant,
+    timings: PhaseTimings,
+}
+
+/// Numbers and publishes one job's progress and follow-up messages, in order, from one
+/// background task, so the flow never waits on the broker for them; `finish` drains it, which
+/// puts every follow-up before the result.
+pub struct JobReporter {
+    job_id: String,
+    attempt: u32,
+    redactor: Redactor,
+    phases: Mutex<Phases>,
+    todo: Mutex<Option<TodoProgress>>,
+    /// Agent activity, read by the inactivity watchdog.
+    clock: Arc<ActivityClock>,
+    /// The last completed tool and when, for the failure breadcrumb.
+    last_tool: Mutex<Option<(String, Instant)>>,
+    /// Completed tool calls not yet published; sent in batches, at most one a second.
+    spans: Mutex<Vec<ToolSpan>>,
+    seq: Mutex<(u64, u64)>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Event>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<u64>>>,
+}
+
+impl JobReporter {
+    pub fn start(
+        job_id: &str,
+        attempt: u32,
+        redactor: Redactor,
+        sink: Arc<dyn EventSink>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let task = tokio::spawn(async move {
+            let mut failures = 0u64;
+            while let Some(event) = rx.recv().await {
+                if let Err(e) = publish_with_retry(sink.as_ref(), &event, 3).await {
+                    failures += 1;
+                    metrics
+                        .publish_failures
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    tracing::warn!(error = %e, kind = event.type_name(), "event publish failed");
+                } else if matches!(event, Event::Followup(_)) {
+                    metrics.followups_published.inc();
+                }
+            }
+            failures
+        });
+        let reporter = Arc::new(Self {
+            job_id: job_id.to_owned(),
+            attempt,
+            redactor,
+            phases: Mutex::new(Phases {
+                current: "starting".into(),
+                since: Instant::now(),
+                timings: PhaseTimings::default(),
+            }),
+            todo: Mutex::new(None),
+            last_tool: Mutex::new(None),
+            spans: Mutex::new(Vec::new()),
+            clock: Arc::new(ActivityClock::default()),
+            seq: Mutex::new((0, 0)),
+            tx: Mutex::new(Some(tx)),
+            task: Mutex::new(Some(task)),
+        });
+        let weak = Arc::downgrade(&reporter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SPAN_BATCH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(r) if r.is_open() => r.flush_spans(),
+                    _ => return,
+                }
+            }
+        });
+        reporter
+    }
+
+    fn is_open(&self) -> bool {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Publishes the buffered tool spans as one progress message.
+    fn flush_spans(&self) {
+        let spans = std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()));
+        if spans.is_empty() {
+            return;
+        }
+        let event = Event::Progress(ProgressBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq: self.next_progress_seq(),
+            at: now_ms(),
+            phase: self.phase(),
+            progress: None,
+            spans: Some(spans),
+        });
+        self.send(event);
+    }
+
+    fn send(&self, event: Event) {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn next_progress_seq(&self) -> u64 {
+        let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 += 1;
+        s.0
+    }
+
+    pub fn phase(&self) -> String {
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .current
+            .clone()
+    }
+
+    /// Announces the job (phase `starting`).
+    pub fn announce(&self) {
+        self.progress_event(None);
+    }
+
+    /// Moves to `next`, adding the time of the previous phase to its total, and publishes it.
+    pub fn mark_phase(&self, next: &str) {
+        {
+            let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+            let elapsed = p.since.elapsed().as_millis() as u64;
+            let prev = std::mem::replace(&mut p.current, next.to_owned());
+            p.timings.add(&prev, elapsed);
+            p.since = Instant::now();
+        }
+        self.progress_event(None);
+    }
+
+    /// Closes the phase list with a terminal `done`/`failed` (not published: the result says it).
+    pub fn finish_phases(&self, terminal: &str) -> PhaseTimings {
+        let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = p.since.elapsed().as_millis() as u64;
+        let prev = std::mem::replace(&mut p.current, terminal.to_owned());
+        p.timings.add(&prev, elapsed);
+        p.since = Instant::now();
+        p.timings.clone()
+    }
+
+    pub fn todo(&self, progress: TodoProgress) {
+        {
+            let mut t = self.todo.lock().unwrap_or_else(|p| p.into_inner());
+            if t.as_ref() == Some(&progress) {
+                return;
+            }
+            *t = Some(progress.clone());
+        }
+        self.progress_event(Some(progress));
+    }
+
+    fn progress_event(&self, progress: Option<TodoProgress>) {
+        let progress = progress.map(|mut p| {
+            if let Some(items) = p.items.as_mut() {
+                for i in items {
+                    i.label = self.redactor.redact(&i.label);
+                }
+            }
+            p
+        });
+        let event = Event::Progress(ProgressBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq: self.next_progress_seq(),
+            at: now_ms(),
+            phase: self.phase(),
+            progress,
+            spans: None,
+        });
+        self.send(event);
+    }
+
+    pub fn clock(&self) -> Arc<ActivityClock> {
+        self.clock.clone()
+    }
+
+    /// Agent output (stdout or stderr): the agent is alive.
+    pub fn activity(&self) {
+        self.clock.touch();
+    }
+
+    /// Silence counts against the inactivity window only while the agent runs.
+    pub fn agent_running(&self, on: bool) {
+        self.clock.watch(on);
+    }
+
+    /// Records a completed tool call: the breadcrumb, and the next span batch.
+    pub fn span(&self, mut span: ToolSpan) {
+        span.tool = self.redactor.redact(&span.tool);
+        *self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((span.tool.clone(), Instant::now()));
+        self.spans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(span);
+    }
+
+    /// `last completed tool <name> <N>s ago`, or `no tool had completed yet` (seed 3.7).
+    pub fn breadcrumb(&self) -> String {
+        match &*self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((tool, at)) => format!(
+                "last completed tool {tool} {}s ago",
+                at.elapsed().as_secs_f64().round() as u64
+            ),
+            None => "no tool had completed yet".to_owned(),
+        }
+    }
+
+    pub fn followup(&self, item: FollowUpItem) {
+        let seq = {
+            let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
+            s.1 += 1;
+            s.1
+        };
+        let item = FollowUpItem {
+            title: self.redactor.redact(&item.title),
+            detail: self.redactor.redact(&item.detail),
+            suggested_action: item.suggested_action.map(|s| self.redactor.redact(&s)),
+            kind: item.kind,
+        };
+        self.send(Event::Followup(FollowUpBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq,
+            item,
+        }));
+    }
+
+    /// Publishes everything queued and stops the background task. Returns the number of events
+    /// that could not be published.
+    pub async fn finish(&self) -> u64 {
+        self.flush_spans();
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match task {
+            Some(t) => t.await.unwrap_or_default(),
+            None => 0,
+        }
+    }
+}
+
+impl JobState for JobReporter {
+    fn phase(&self) -> String {
+        JobReporter::phase(self)
+    }
+
+    fn breadcrumb(&self) -> String {
+        JobReporter::breadcrumb(self)
+    }
+}
