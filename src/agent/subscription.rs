@@ -166,18 +166,7 @@ pub fn codex_home_for(job: &AgentJob, inv: &Invocation) -> PathBuf {
     let Some(root) = &inv.codex_home_root else {
         return inv.home_dir.join(CODEX_HOME_DIR);
     };
-    let safe: String = job
-        .job_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
+    let safe = crate::job::sanitize::dir_component(&job.job_id);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     root.join(format!("{safe}-{}-{run}", std::process::id()))
 }

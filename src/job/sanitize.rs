@@ -88,6 +88,21 @@ fn js_trim(s: &str) -> &str {
     })
 }
 
+/// A job id as one directory-name component: ASCII letters, digits, `-` and `_` kept, anything
+/// else `_`, at most 64 characters. Not reversible: callers add a unique suffix.
+pub fn dir_component(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

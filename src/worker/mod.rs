@@ -135,10 +135,11 @@ impl JobTask {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(panic = %what, "the job's task panicked");
-            JobEnd::Finished(Box::new(internal_error_result(
+            JobEnd::Finished(Box::new(worker_failure(
                 &job.job_id,
                 attempt,
                 started_at,
+                "the worker failed internally while running this job".into(),
             )))
         });
         let last_chance = is_last_attempt(attempt, self.ctx.config.amqp.delivery_limit);
@@ -149,10 +150,14 @@ impl JobTask {
                     attempt,
                     "interrupted on its last allowed delivery: finishing it as failed"
                 );
-                JobEnd::Finished(Box::new(last_attempt_result(
+                JobEnd::Finished(Box::new(worker_failure(
                     &job.job_id,
                     attempt,
                     started_at,
+                    format!(
+                        "the job was interrupted on its last allowed delivery (attempt {attempt}); \
+                         its committed work was pushed to its branch"
+                    ),
                 )))
             }
             other => other,
@@ -207,8 +212,9 @@ pub fn is_last_attempt(attempt: u32, delivery_limit: u32) -> bool {
     attempt > delivery_limit
 }
 
-/// The result of a job whose run panicked (a bug of the worker, never of the job).
-fn internal_error_result(job_id: &str, attempt: u32, started_at: u64) -> ResultBody {
+/// A `failed` result the worker writes itself: a run that panicked (a bug of the worker), or a
+/// last allowed delivery that was interrupted.
+fn worker_failure(job_id: &str, attempt: u32, started_at: u64, error: String) -> ResultBody {
     ResultBody {
         job_id: job_id.to_owned(),
         attempt,
@@ -217,25 +223,7 @@ fn internal_error_result(job_id: &str, attempt: u32, started_at: u64) -> ResultB
         finished_at: events::now_ms(),
         phase_timings_ms: Default::default(),
         result: None,
-        error: Some("the worker failed internally while running this job".into()),
-        failure_cause: Some(crate::job::outcome::FailureCause::Agent),
-        detail: None,
-    }
-}
-
-/// The result of a job whose last allowed delivery was interrupted.
-fn last_attempt_result(job_id: &str, attempt: u32, started_at: u64) -> ResultBody {
-    ResultBody {
-        job_id: job_id.to_owned(),
-        attempt,
-        state: JobState::Failed,
-        started_at,
-        finished_at: events::now_ms(),
-        phase_timings_ms: Default::default(),
-        result: None,
-        error: Some(format!(
-            "the job was interrupted on its last allowed delivery (attempt {attempt}); its committed work was pushed to its branch"
-        )),
+        error: Some(error),
         failure_cause: Some(crate::job::outcome::FailureCause::Agent),
         detail: None,
     }

@@ -17,17 +17,7 @@ impl Workspace {
     /// Makes `<work_dir>/jobs/<job id>-a<attempt>-<unique>/{home}`; the checkout (`repo`) is
     /// created by the clone. Each attempt and each duplicate gets its own directory.
     pub fn create(work_dir: &Path, job_id: &str, attempt: u32) -> std::io::Result<Self> {
-        let safe: String = job_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(64)
-            .collect();
+        let safe = crate::job::sanitize::dir_component(job_id);
         let unique = format!(
             "{}-{}",
             std::process::id(),
