@@ -269,6 +269,8 @@ async fn run_in(
         git: g.clone(),
     });
     let stop_checkpoints = CancellationToken::new();
+    // Whatever way this function returns, the checkpoint ticks stop with it.
+    let _stop_on_return = stop_checkpoints.clone().drop_guard();
     let checkpoint_task = tokio::spawn(checkpoint_loop(
         checkpoints.clone(),
         Duration::from_millis(ctx.config.job.checkpoint_interval_ms),

@@ -162,14 +162,19 @@ impl JobReporter {
         self.progress_event(None);
     }
 
-    /// Closes the phase list with a terminal `done`/`failed` (not published: the result says it).
+    /// Closes the phase list with a terminal `done`/`failed` (its own time is not counted).
     pub fn finish_phases(&self, terminal: &str) -> PhaseTimings {
-        let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
-        let elapsed = p.since.elapsed().as_millis() as u64;
-        let prev = std::mem::replace(&mut p.current, terminal.to_owned());
-        p.timings.add(&prev, elapsed);
-        p.since = Instant::now();
-        p.timings.clone()
+        let timings = {
+            let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
+            let elapsed = p.since.elapsed().as_millis() as u64;
+            let prev = std::mem::replace(&mut p.current, terminal.to_owned());
+            p.timings.add(&prev, elapsed);
+            p.since = Instant::now();
+            p.timings.clone()
+        };
+        // The terminal phase is a phase change too; it goes out before the result.
+        self.progress_event(None);
+        timings
     }
 
     pub fn todo(&self, progress: TodoProgress) {

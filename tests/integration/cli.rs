@@ -143,3 +143,38 @@ async fn enqueue_wait_follows_the_job_to_its_result_and_exits_by_outcome() {
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicting_topology_stops_the_worker_at_start_up_with_one_line_naming_the_queue() {
+    let broker = crate::support::broker::TestBroker::new(|_| {}).await;
+    // A classic queue where the worker wants a quorum one.
+    crate::support::broker::declare_queue(
+        &broker.conn,
+        &broker.topo.jobs_queue,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let config =
+        crate::support::worker::test_config(&broker, std::path::Path::new("pi"), scratch.path());
+    let config_path = scratch.path().join("config.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["worker", "--config"])
+            .arg(&config_path)
+            .env("HARNESS_LOG_FORMAT", "json")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(&broker.topo.jobs_queue), "{stderr}");
+    assert!(lines[0].contains("inequivalent arg"), "{stderr}");
+}

@@ -97,7 +97,7 @@ async fn a_coding_job_pushes_the_agent_commit_and_is_acked_only_after_its_result
         .filter(|p| p.get("progress").is_none() && p.get("spans").is_none())
         .map(|p| p["phase"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(phases, ["starting", "clone", "agent", "push"]);
+    assert_eq!(phases, ["starting", "clone", "agent", "push", "done"]);
     w.stop().await;
 }
 
