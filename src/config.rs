@@ -520,6 +520,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_default_toml_lists_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let file: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        // A key missing from the file would still load (as its default): compare the raw trees.
+        assert_eq!(file, defaults);
+    }
+
+    #[test]
     fn seed_env_knobs_override_the_file_and_are_floored() {
         let mut c = Config::default();
         c.apply_env(env(&[
