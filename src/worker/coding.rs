@@ -415,7 +415,7 @@ async fn run_in(
             body: &pr_spec.body,
             token: &job.gh_token,
         };
-        match pr::open_pull_request(&ctx.http, &req, cancel).await {
+        match pr::open_pull_request(ctx.http(), &req, cancel).await {
             Ok(url) => result.pr_url = Some(url),
             Err(e) if cancel.is_cancelled() => {
                 tracing::warn!(error = %e, "PR open interrupted");

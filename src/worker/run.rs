@@ -26,7 +26,9 @@ use crate::worker::watchdog::{KillReason, Watchdog};
 pub struct JobContext {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
-    pub http: reqwest::Client,
+    /// Built on first use: most jobs open no PR, and an idle worker should not hold the TLS
+    /// roots in memory.
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
     pub secrets: SecretRegistry,
 }
 
@@ -35,9 +37,16 @@ impl JobContext {
         Self {
             config,
             metrics,
-            http: crate::git::pr::http_client(),
+            http: Arc::default(),
             secrets,
         }
+    }
+}
+
+impl JobContext {
+    /// The HTTP client for the PR/MR API (one per worker, so connections are reused).
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(crate::git::pr::http_client)
     }
 }
 
