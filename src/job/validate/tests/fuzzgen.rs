@@ -22,6 +22,9 @@ mod checks;
 mod values;
 
 pub use checks::{check, Outcome, REFUSAL_CLASSES};
+// Used by the unit tests, not by the example that includes this file too.
+#[allow(unused_imports)]
+pub use values::JOB_FIELDS;
 use values::{
     deep_nesting, edge_number, hostile_string, huge_string, is_number_key, is_url_or_path_key,
     known_fields, near_miss_key, pick, plausible, random_key, random_value,
