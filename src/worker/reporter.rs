@@ -152,6 +152,8 @@ impl JobReporter {
 
     /// Moves to `next`, adding the time of the previous phase to its total, and publishes it.
     pub fn mark_phase(&self, next: &str) {
+        // The last tool spans belong to the phase they ran in.
+        self.flush_spans();
         {
             let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
             let elapsed = p.since.elapsed().as_millis() as u64;
@@ -164,6 +166,8 @@ impl JobReporter {
 
     /// Closes the phase list with a terminal `done`/`failed` (its own time is not counted).
     pub fn finish_phases(&self, terminal: &str) -> PhaseTimings {
+        // The last tool spans belong to the phase they ran in.
+        self.flush_spans();
         let timings = {
             let mut p = self.phases.lock().unwrap_or_else(|p| p.into_inner());
             let elapsed = p.since.elapsed().as_millis() as u64;
