@@ -17,13 +17,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use git2::{
-    AutotagOption, BranchType, Direction, ErrorCode, FetchOptions, Oid, Remote, Repository,
-};
+use git2::{AutotagOption, Direction, ErrorCode, FetchOptions, Oid, Remote, Repository};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::checkout::require_local_branch;
 use super::credentials::{remote_url, supports_shallow, NetState};
 use super::push::{non_fast_forward, push_refspecs, rejection, PushAttempt};
 use super::{open, GitAuth, GitError, Identity};
@@ -201,126 +198,6 @@ pub fn push_completion(
                     Ok(Existing::Different | Existing::Missing) | Err(_) => Err(refused),
                 }
             }
-        },
-    }
-}
-
-/// The final push with its completion ref: `refs/heads/<local_branch>` to
-/// `refs/heads/<remote_branch>` and a completion commit (parent: the local branch's tip, see
-/// [`push_completion`]) to `completion_ref`, both non-forced, in ONE push call.
-///
-/// Ok only when both updates were accepted (a completion ref already holding the same message
-/// counts as accepted). libgit2 cannot push atomically, so the remote applies the two updates
-/// independently; this function restores the invariant "no completion ref without its branch"
-/// as follows:
-///
-/// - the branch refused and the completion ref created by this push: the completion ref is
-///   deleted again, even when the job is being cancelled (best effort; the error says when
-///   that failed too);
-/// - libgit2 refused to send because one update is not a fast-forward: when the remote
-///   completion ref holds the same message the branch is pushed alone, when it holds another
-///   message the completion ref is reported rejected (nothing was pushed), otherwise the branch
-///   is the one that is behind and is reported rejected.
-#[allow(clippy::too_many_arguments)]
-pub fn push_branch_with_completion(
-    dir: &Path,
-    local_branch: &str,
-    remote_branch: &str,
-    completion_ref: &str,
-    message: &str,
-    id: &Identity,
-    auth: &GitAuth,
-    cancel: &CancellationToken,
-) -> Result<(), GitError> {
-    const OP: &str = "push";
-    let state = NetState::new(auth, cancel);
-    state.check_cancel(OP)?;
-    require_ref_name(OP, completion_ref)?;
-    let repo = open(OP, dir)?;
-    require_local_branch(&repo, OP, local_branch)?;
-    let head = repo
-        .find_branch(local_branch, BranchType::Local)
-        .and_then(|b| b.get().peel_to_commit())
-        .map_err(|e| GitError::local(OP, e))?
-        .id();
-    let commit = completion_commit(&repo, head, message, id, OP)?;
-    let branch_ref = format!("refs/heads/{remote_branch}");
-    let branch_spec = format!("refs/heads/{local_branch}:{branch_ref}");
-    let completion_spec = format!("{commit}:{completion_ref}");
-
-    let report = match push_refspecs(&repo, &state, OP, &[branch_spec.clone(), completion_spec])? {
-        PushAttempt::Sent(report) => report,
-        PushAttempt::NotFastForward(why) => {
-            return match existing_completion(&repo, &state.renewed(), completion_ref, message, OP)?
-            {
-                Existing::Same => {
-                    push_alone(&repo, &state.renewed(), auth, branch_spec, &branch_ref)
-                }
-                Existing::Different => Err(holds_another_result(completion_ref)),
-                Existing::Missing => Err(non_fast_forward(branch_ref, &why, auth)),
-            };
-        }
-    };
-
-    let mut branch_refused = None;
-    let mut completion_refused = None;
-    for (refname, reason) in report.rejected {
-        if refname == completion_ref {
-            completion_refused = Some((refname, reason));
-        } else if branch_refused.is_none() {
-            branch_refused = Some((refname, reason));
-        }
-    }
-    match (branch_refused, completion_refused) {
-        (None, None) => Ok(()),
-        (None, Some((refname, reason))) => {
-            let refused = rejection(&state, auth, refname, reason);
-            match existing_completion(&repo, &state.renewed(), completion_ref, message, OP) {
-                Ok(Existing::Same) => Ok(()),
-                Ok(Existing::Different | Existing::Missing) | Err(_) => Err(refused),
-            }
-        }
-        (Some((refname, reason)), completion) => {
-            let refused = rejection(&state, auth, refname, reason);
-            let created = report.created.iter().any(|r| r == completion_ref);
-            if completion.is_some() || !created {
-                return Err(refused);
-            }
-            // Not cancellable: a completion ref without its branch is worse than a late return.
-            let never = CancellationToken::new();
-            let undo_state = NetState::new(auth, &never);
-            let undo = push_refspecs(&repo, &undo_state, OP, &[format!(":{completion_ref}")]);
-            let undone = matches!(&undo, Ok(PushAttempt::Sent(r)) if r.rejected.is_empty());
-            if undone {
-                return Err(refused);
-            }
-            let GitError::Rejected { refname, reason } = refused else {
-                return Err(refused);
-            };
-            Err(GitError::Rejected {
-                refname,
-                reason: format!(
-                    "{reason}; the completion ref {completion_ref} was created and could not \
-                     be removed"
-                ),
-            })
-        }
-    }
-}
-
-/// Pushes one refspec (the branch, after its completion ref turned out to be there already).
-fn push_alone(
-    repo: &Repository,
-    state: &NetState<'_>,
-    auth: &GitAuth,
-    spec: String,
-    dst: &str,
-) -> Result<(), GitError> {
-    match push_refspecs(repo, state, "push", &[spec])? {
-        PushAttempt::NotFastForward(why) => Err(non_fast_forward(dst.to_owned(), &why, auth)),
-        PushAttempt::Sent(report) => match report.rejected.into_iter().next() {
-            Some((refname, reason)) => Err(rejection(state, auth, refname, reason)),
-            None => Ok(()),
         },
     }
 }

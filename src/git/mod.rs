@@ -31,10 +31,7 @@ pub use checkout::{
     remote_branch_exists, set_identity, Refresh,
 };
 pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
-pub use completion::{
-    completion_ref, probe_remote, push_branch_with_completion, push_completion, read_completion,
-    RemoteProbe,
-};
+pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};
 pub use credentials::TOKEN_USERNAME;
 pub use push::push_branch;
 

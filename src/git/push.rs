@@ -1,7 +1,6 @@
 //! Non-forced pushes: checkpoints, the final push, and the shared push call the completion ref
 //! uses.
 
-use std::cell::RefCell;
 use std::path::Path;
 
 use git2::{ErrorCode, PushOptions, Repository};
@@ -45,8 +44,6 @@ pub fn push_branch(
 pub(crate) struct PushReport {
     /// The ref updates the remote refused, with its reason, in the order reported.
     pub(crate) rejected: Vec<(String, String)>,
-    /// The remote refs this push was about to create (they had no value on the remote).
-    pub(crate) created: Vec<String>,
 }
 
 /// The result of [`push_refspecs`] when the transport did not fail.
@@ -70,7 +67,6 @@ pub(crate) fn push_refspecs(
     let mut remote = repo
         .find_remote("origin")
         .map_err(|e| GitError::local(op, e))?;
-    let created = RefCell::new(Vec::new());
     let mut callbacks = state.callbacks();
     callbacks.push_update_reference(|refname, status| {
         if let Some(reason) = status {
@@ -81,15 +77,9 @@ pub(crate) fn push_refspecs(
         }
         Ok(())
     });
-    callbacks.push_negotiation(|updates| {
+    callbacks.push_negotiation(|_| {
         if !state.keep_going() {
             return Err(state.cancelled_error());
-        }
-        let mut created = created.borrow_mut();
-        for update in updates {
-            if update.src().is_zero() && !update.dst().is_zero() {
-                created.push(String::from_utf8_lossy(update.dst_refname_bytes()).into_owned());
-            }
         }
         Ok(())
     });
@@ -104,10 +94,7 @@ pub(crate) fn push_refspecs(
         return Err(state.error(op, err));
     }
     let rejected = state.rejected.borrow_mut().drain(..).collect();
-    Ok(PushAttempt::Sent(PushReport {
-        rejected,
-        created: created.take(),
-    }))
+    Ok(PushAttempt::Sent(PushReport { rejected }))
 }
 
 /// A ref update the remote refused, with what the remote printed (hook output explains it).

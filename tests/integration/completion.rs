@@ -1,13 +1,13 @@
 //! Completion refs against real remotes (`file://` and the smart-HTTP server with a token): the
-//! final push with its completion ref, the pre-start probe, reading a stored result without a
+//! final push followed by its completion ref, the pre-start probe, reading a stored result without a
 //! work tree, ref naming for odd job ids, and first-writer-wins.
 
 use std::path::{Path, PathBuf};
 
 use executor_harness::git::{
     clone_branch, commit_tracked_edits, completion_ref, create_branch, head_oid, probe_remote,
-    push_branch_with_completion, push_completion, read_completion, set_identity, GitAuth, GitError,
-    Identity, RemoteProbe,
+    push_branch, push_completion, read_completion, set_identity, GitAuth, GitError, Identity,
+    RemoteProbe,
 };
 use executor_harness::redact::Secret;
 use tempfile::TempDir;
@@ -106,11 +106,13 @@ impl Remote {
         raw.split_once("\n\n").unwrap().1.to_owned()
     }
 
+    /// The worker's final push: the branch, then its completion ref on the same tip.
     fn push_final(&self, dir: &Path, refname: &str, message: &str) -> Result<(), GitError> {
-        push_branch_with_completion(
+        push_branch(dir, BRANCH, BRANCH, &self.auth, &live())?;
+        let head = head_oid(dir).unwrap();
+        push_completion(
             dir,
-            BRANCH,
-            BRANCH,
+            &head,
             refname,
             message,
             &Identity::bot(),
@@ -383,107 +385,6 @@ fn over_smart_http_a_second_push_completion_with_another_message_does_not_overwr
 }
 
 #[test]
-fn a_final_push_whose_job_already_holds_another_result_pushes_nothing() {
-    let remote = Remote::file();
-    let refname = completion_ref(PREFIX, "job-raced");
-    let (_tmp, first) = remote.work("cat-factory/first", "first\n");
-    let first_head = head_oid(&first).unwrap();
-    let id = Identity::bot();
-    push_completion(
-        &first,
-        &first_head,
-        &refname,
-        RESULT,
-        &id,
-        &remote.auth,
-        &live(),
-    )
-    .unwrap();
-
-    let (_tmp2, dir) = remote.work(BRANCH, "second\n");
-    let err = remote
-        .push_final(&dir, &refname, "{\"other\": true}")
-        .unwrap_err();
-    assert!(
-        matches!(&err, GitError::Rejected { refname: r, .. } if *r == refname),
-        "{err:?}"
-    );
-    assert_eq!(remote.repo.tip(BRANCH), None, "the branch was not pushed");
-    assert_eq!(remote.message_at(&refname), RESULT);
-}
-
-#[test]
-fn a_final_push_whose_completion_ref_already_holds_the_same_result_pushes_the_branch() {
-    let remote = Remote::file();
-    let refname = completion_ref(PREFIX, "job-retried");
-    let (_tmp, first) = remote.work("cat-factory/first", "first\n");
-    let first_head = head_oid(&first).unwrap();
-    let id = Identity::bot();
-    push_completion(
-        &first,
-        &first_head,
-        &refname,
-        RESULT,
-        &id,
-        &remote.auth,
-        &live(),
-    )
-    .unwrap();
-    let stored = remote.target(&refname).unwrap();
-
-    let (_tmp2, dir) = remote.work(BRANCH, "second\n");
-    remote.push_final(&dir, &refname, RESULT).unwrap();
-    assert_eq!(remote.repo.tip(BRANCH), Some(head_oid(&dir).unwrap()));
-    assert_eq!(remote.target(&refname), Some(stored));
-}
-
-#[test]
-fn repeating_the_same_final_push_is_a_no_op_success() {
-    let remote = Remote::http();
-    let refname = completion_ref(PREFIX, "job-again");
-    let (_tmp, dir) = remote.work(BRANCH, "again\n");
-    remote.push_final(&dir, &refname, RESULT).unwrap();
-    let stored = remote.target(&refname).unwrap();
-    remote.push_final(&dir, &refname, RESULT).unwrap();
-    assert_eq!(remote.target(&refname), Some(stored));
-}
-
-#[test]
-fn a_refused_branch_takes_back_the_completion_ref_its_push_created() {
-    use std::os::unix::fs::PermissionsExt;
-    let remote = Remote::http();
-    // An `update` hook decides per ref: branches are refused, other refs pass.
-    let hook = remote.repo.path().join("hooks").join("update");
-    std::fs::create_dir_all(hook.parent().unwrap()).unwrap();
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\ncase \"$1\" in refs/heads/*) echo 'branches are frozen' >&2; exit 1;; esac\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    let refname = completion_ref(PREFIX, "job-frozen");
-    let (_tmp, dir) = remote.work(BRANCH, "frozen\n");
-    let err = remote.push_final(&dir, &refname, RESULT).unwrap_err();
-    match &err {
-        GitError::Rejected { refname: r, reason } => {
-            assert_eq!(r, &format!("refs/heads/{BRANCH}"));
-            assert!(reason.contains("branches are frozen"), "{reason}");
-        }
-        other => panic!("expected a rejection, got {other:?}"),
-    }
-    assert_eq!(remote.repo.tip(BRANCH), None);
-    assert_eq!(
-        remote.probe(Some(BRANCH), &refname),
-        RemoteProbe {
-            branch_exists: false,
-            completion: None
-        },
-        "no completion ref without its branch"
-    );
-}
-
-#[test]
 fn a_cancelled_token_stops_probe_read_and_pushes_before_they_start() {
     let remote = Remote::file();
     let refname = completion_ref(PREFIX, "job-cancel");
@@ -508,11 +409,6 @@ fn a_cancelled_token_stops_probe_read_and_pushes_before_they_start() {
             .unwrap_err()
             .is_cancelled()
     );
-    assert!(push_branch_with_completion(
-        &dir, BRANCH, BRANCH, &refname, RESULT, &id, auth, &cancel
-    )
-    .unwrap_err()
-    .is_cancelled());
     assert_eq!(remote.probe(Some(BRANCH), &refname).completion, None);
     assert_eq!(remote.repo.tip(BRANCH), None);
 }
