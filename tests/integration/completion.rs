@@ -142,7 +142,7 @@ fn files_containing(root: &Path, needle: &str) -> Vec<PathBuf> {
     hits
 }
 
-fn branch_and_completion_in_one_push_are_both_found_by_the_probe(remote: &Remote) {
+fn a_pushed_branch_and_its_completion_ref_are_both_found_by_the_probe(remote: &Remote) {
     let refname = completion_ref(PREFIX, "job-1");
     let before = remote.probe(Some(BRANCH), &refname);
     assert_eq!(
@@ -177,14 +177,14 @@ fn branch_and_completion_in_one_push_are_both_found_by_the_probe(remote: &Remote
 }
 
 #[test]
-fn over_file_the_branch_and_its_completion_ref_land_in_one_push() {
-    branch_and_completion_in_one_push_are_both_found_by_the_probe(&Remote::file());
+fn over_file_the_branch_and_its_completion_ref_are_found_by_the_probe() {
+    a_pushed_branch_and_its_completion_ref_are_both_found_by_the_probe(&Remote::file());
 }
 
 #[test]
-fn over_smart_http_the_branch_and_its_completion_ref_land_in_one_push() {
+fn over_smart_http_the_branch_and_its_completion_ref_are_found_by_the_probe() {
     let remote = Remote::http();
-    branch_and_completion_in_one_push_are_both_found_by_the_probe(&remote);
+    a_pushed_branch_and_its_completion_ref_are_both_found_by_the_probe(&remote);
     let server = remote.server.as_ref().unwrap();
     assert_eq!(server.bad_attempts(), 0);
     assert!(server.accepted_attempts() > 0);
