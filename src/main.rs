@@ -133,14 +133,20 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
-async fn worker_cmd(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(load_config(config)?);
+/// The configuration, and logging through a redactor that learns each job's secrets.
+fn start(path: Option<&Path>) -> anyhow::Result<(Arc<Config>, SecretRegistry)> {
+    let config = Arc::new(load_config(path)?);
     let secrets = SecretRegistry::default();
     telemetry::init(
         config.log.format == "json",
         &config.log.level,
         secrets.clone(),
     );
+    Ok((config, secrets))
+}
+
+async fn worker_cmd(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (config, secrets) = start(config)?;
     let metrics = Arc::new(Metrics::new());
     let shutdown = CancellationToken::new();
     shutdown::spawn_signal_listener(shutdown.clone()).context("cannot install signal handlers")?;
@@ -161,13 +167,7 @@ async fn worker_cmd(config: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Arc::new(load_config(config)?);
-    let secrets = SecretRegistry::default();
-    telemetry::init(
-        config.log.format == "json",
-        &config.log.level,
-        secrets.clone(),
-    );
+    let (config, secrets) = start(config)?;
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let sink: Arc<dyn EventSink> = Arc::new(StdoutSink::new(json));
     let job = match parse_job(&body, &config.validation_policy()) {

@@ -113,16 +113,20 @@ impl JobReporter {
         if spans.is_empty() {
             return;
         }
-        let event = Event::Progress(ProgressBody {
+        self.send_progress(None, Some(spans));
+    }
+
+    /// One progress message: the current phase, with a todo snapshot or a span batch.
+    fn send_progress(&self, progress: Option<TodoProgress>, spans: Option<Vec<ToolSpan>>) {
+        self.send(Event::Progress(ProgressBody {
             job_id: self.job_id.clone(),
             attempt: self.attempt,
             seq: self.next_progress_seq(),
             at: now_ms(),
             phase: self.phase(),
-            progress: None,
-            spans: Some(spans),
-        });
-        self.send(event);
+            progress,
+            spans,
+        }));
     }
 
     fn send(&self, event: Event) {
@@ -201,16 +205,7 @@ impl JobReporter {
             }
             p
         });
-        let event = Event::Progress(ProgressBody {
-            job_id: self.job_id.clone(),
-            attempt: self.attempt,
-            seq: self.next_progress_seq(),
-            at: now_ms(),
-            phase: self.phase(),
-            progress,
-            spans: None,
-        });
-        self.send(event);
+        self.send_progress(progress, None);
     }
 
     pub fn clock(&self) -> Arc<ActivityClock> {
