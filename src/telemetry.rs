@@ -13,8 +13,25 @@ use crate::redact::{Redactor, Secret};
 /// The secrets of the jobs in flight, shared by the log writer and the worker.
 #[derive(Clone, Default)]
 pub struct SecretRegistry {
-    inner: Arc<RwLock<Vec<(u64, Secret)>>>,
+    inner: Arc<RwLock<Registered>>,
     next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The secrets, and the redactor built from them: rebuilt when a job starts or ends, not for
+/// every log line.
+#[derive(Default)]
+struct Registered {
+    secrets: Vec<(u64, Secret)>,
+    redactor: Redactor,
+}
+
+impl Registered {
+    fn rebuild(&mut self) {
+        self.redactor = self
+            .secrets
+            .iter()
+            .fold(Redactor::patterns_only(), |r, (_, s)| r.with_secret(s));
+    }
 }
 
 /// Unregisters its secrets when dropped (when the job's task ends, however it ends).
@@ -25,8 +42,9 @@ pub struct SecretGuard {
 
 impl Drop for SecretGuard {
     fn drop(&mut self) {
-        if let Ok(mut v) = self.registry.inner.write() {
-            v.retain(|(id, _)| *id != self.id);
+        if let Ok(mut r) = self.registry.inner.write() {
+            r.secrets.retain(|(id, _)| *id != self.id);
+            r.rebuild();
         }
     }
 }
@@ -34,8 +52,9 @@ impl Drop for SecretGuard {
 impl SecretRegistry {
     pub fn register(&self, secrets: impl IntoIterator<Item = Secret>) -> SecretGuard {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut v) = self.inner.write() {
-            v.extend(secrets.into_iter().map(|s| (id, s)));
+        if let Ok(mut r) = self.inner.write() {
+            r.secrets.extend(secrets.into_iter().map(|s| (id, s)));
+            r.rebuild();
         }
         SecretGuard {
             registry: self.clone(),
@@ -43,14 +62,20 @@ impl SecretRegistry {
         }
     }
 
-    pub fn redactor(&self) -> Redactor {
-        let mut r = Redactor::patterns_only();
-        if let Ok(v) = self.inner.read() {
-            for (_, s) in v.iter() {
-                r = r.with_secret(s);
-            }
+    /// Redacts `text` with the current secrets (no copy of the redactor per log line).
+    pub fn redact(&self, text: &str) -> String {
+        match self.inner.read() {
+            Ok(r) => r.redactor.redact(text),
+            Err(poisoned) => poisoned.into_inner().redactor.redact(text),
         }
-        r
+    }
+
+    pub fn redactor(&self) -> Redactor {
+        match self.inner.read() {
+            Ok(r) => r.redactor.clone(),
+            // A poisoned lock must not let secrets through: patterns at least.
+            Err(poisoned) => poisoned.into_inner().redactor.clone(),
+        }
     }
 }
 
@@ -82,7 +107,7 @@ impl Drop for LineBuffer {
             return;
         }
         let text = String::from_utf8_lossy(&self.buf);
-        let clean = self.secrets.redactor().redact(&text);
+        let clean = self.secrets.redact(&text);
         let _ = io::stderr().lock().write_all(clean.as_bytes());
     }
 }
