@@ -189,28 +189,12 @@ pub async fn run_job(
         Err(end) => {
             let timings = reporter.finish_phases("failed");
             let (cause, error, detail, reason) = match end {
-                Killed(k) => {
-                    let list = timings.describe();
-                    let list = if list.is_empty() {
-                        "(none)".to_owned()
-                    } else {
-                        list
-                    };
-                    let crumb = match &k {
-                        KillReason::Inactivity { breadcrumb, .. } => breadcrumb.clone(),
-                        KillReason::MaxDuration { .. } => breadcrumb.clone(),
-                    };
-                    let reason = match k {
-                        KillReason::Inactivity { .. } => "inactivity",
-                        KillReason::MaxDuration { .. } => "max-duration",
-                    };
-                    (
-                        k.failure_cause(),
-                        k.message(),
-                        format!("Phase timings: {list}. {crumb}."),
-                        reason,
-                    )
-                }
+                Killed(k) => (
+                    k.failure_cause(),
+                    k.message(),
+                    k.detail(&timings, &breadcrumb),
+                    k.label(),
+                ),
                 Failed(e) => (
                     e.failure_cause(),
                     e.to_string(),

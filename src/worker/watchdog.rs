@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::outcome::FailureCause;
+use crate::job::outcome::{FailureCause, PhaseTimings};
 
 /// What the agent's output touches: the time of the last activity, and whether the agent is
 /// running (the only time silence counts).
@@ -101,6 +101,26 @@ impl KillReason {
             KillReason::Inactivity { .. } => FailureCause::InactivityTimeout,
             KillReason::MaxDuration { .. } => FailureCause::MaxDuration,
         }
+    }
+
+    /// The `reason` field of the `job failed` log line.
+    pub fn label(&self) -> &'static str {
+        match self {
+            KillReason::Inactivity { .. } => "inactivity",
+            KillReason::MaxDuration { .. } => "max-duration",
+        }
+    }
+
+    /// `Phase timings: <p=Ns, ...>. <breadcrumb>.` (seed 3.7). The inactivity breadcrumb is the
+    /// one captured when the watchdog fired; `current` serves the cap.
+    pub fn detail(&self, timings: &PhaseTimings, current: &str) -> String {
+        let list = timings.describe();
+        let list = if list.is_empty() { "(none)" } else { &list };
+        let crumb = match self {
+            KillReason::Inactivity { breadcrumb, .. } => breadcrumb.as_str(),
+            KillReason::MaxDuration { .. } => current,
+        };
+        format!("Phase timings: {list}. {crumb}.")
     }
 }
 
@@ -227,6 +247,10 @@ mod tests {
             cap: Duration::from_millis(1_500),
         };
         assert_eq!(r.message(), "Aborted: exceeded max duration of 2s");
+        assert_eq!(
+            r.detail(&PhaseTimings::default(), "no tool had completed yet"),
+            "Phase timings: (none). no tool had completed yet."
+        );
         assert_eq!(r.failure_cause(), FailureCause::MaxDuration);
     }
 
