@@ -179,6 +179,18 @@ pub struct GitConfig {
     /// Push `refs/harness/done/<jobId>` with the final push, so a finished job is never run twice.
     pub completion_refs: bool,
     pub completion_ref_prefix: String,
+    /// Completion refs older than this are deleted from a remote when the worker next records
+    /// a completion there (at most once per remote every `completion_ref_prune_interval_ms`).
+    /// 0 keeps them forever.
+    pub completion_ref_max_age_ms: u64,
+    /// Least time between two prunes of the same remote by one worker process.
+    pub completion_ref_prune_interval_ms: u64,
+    /// When a final push is rejected, how long to wait for another run of the same job to
+    /// record its completion, so that both publish the one outcome. 0 does not wait.
+    pub race_wait_ms: u64,
+    /// Largest file the worker commits or pushes; a job whose work holds a bigger one fails as
+    /// `git` before its bytes are read (GitHub refuses files over 100 MiB anyway).
+    pub max_file_bytes: u64,
     /// Dependency caches a persistent checkout keeps across runs. Env `HARNESS_CLEAN_KEEP`.
     pub clean_keep: Vec<String>,
 }
@@ -190,6 +202,10 @@ impl Default for GitConfig {
             author_email: "cat-factory[bot]@users.noreply.github.com".into(),
             completion_refs: true,
             completion_ref_prefix: "refs/harness/done/".into(),
+            completion_ref_max_age_ms: 7 * 24 * 60 * 60 * 1000,
+            completion_ref_prune_interval_ms: 10 * 60 * 1000,
+            race_wait_ms: 15_000,
+            max_file_bytes: 100 * 1024 * 1024,
             clean_keep: ["node_modules", ".venv", "target", ".gradle", ".pnpm-store"]
                 .iter()
                 .map(|s| s.to_string())

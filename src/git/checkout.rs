@@ -4,27 +4,27 @@
 use std::path::Path;
 
 use git2::build::{CheckoutBuilder, RepoBuilder};
-use git2::{AutotagOption, BranchType, ConfigLevel, Direction, FetchOptions, Oid, Remote};
+use git2::{
+    AutotagOption, BranchType, ConfigLevel, Direction, FetchOptions, Oid, Remote, RemoteRedirect,
+};
 use tokio_util::sync::CancellationToken;
 
-use super::credentials::{remote_url, supports_shallow, NetState};
-use super::{open, GitAuth, GitError, Identity};
+use super::credentials::{checkout_remote, supports_shallow, NetState};
+use super::{open, GitError, GitRemote, Identity};
 
 /// Whether `refs/heads/<branch>` exists on the remote.
 ///
 /// Compares the full ref name, so a remote `feature/x` does not make `x` exist (the seed's
 /// `ls-remote` tail match gave false resumes, seed-behaviour Q1).
 pub fn remote_branch_exists(
-    url: &str,
+    remote: &GitRemote,
     branch: &str,
-    auth: &GitAuth,
     cancel: &CancellationToken,
 ) -> Result<bool, GitError> {
     const OP: &str = "ls-remote";
-    let state = NetState::new(auth, cancel);
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
-    let url = remote_url(url)?;
-    let mut remote = Remote::create_detached(url.as_str()).map_err(|e| state.error(OP, e))?;
+    let mut remote = Remote::create_detached(remote.url()).map_err(|e| state.error(OP, e))?;
     let connection = remote
         .connect_auth(Direction::Fetch, Some(state.callbacks()), None)
         .map_err(|e| state.error(OP, e))?;
@@ -36,24 +36,25 @@ pub fn remote_branch_exists(
 /// Clones only `branch` into `dir` (which must not exist or be empty) and checks it out.
 ///
 /// With `shallow`, fetches depth 1 where the transport can (not libgit2's local transport,
-/// which then clones in full). `origin` stores the URL of [`remote_url`]: at most the user name
-/// `x-access-token`, never the token.
+/// which then clones in full). `origin` stores the remote's URL: at most the user name
+/// `x-access-token`, never the token. Later fetches and pushes do not use `origin`.
 pub fn clone_branch(
-    url: &str,
+    remote: &GitRemote,
     branch: &str,
     dir: &Path,
-    auth: &GitAuth,
     shallow: bool,
     cancel: &CancellationToken,
 ) -> Result<(), GitError> {
     const OP: &str = "clone";
-    let state = NetState::new(auth, cancel);
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
-    let url = remote_url(url)?;
+    let url = remote.url();
 
     let mut fetch = FetchOptions::new();
-    fetch.remote_callbacks(state.callbacks());
-    if shallow && supports_shallow(&url) {
+    fetch
+        .remote_callbacks(state.callbacks())
+        .follow_redirects(RemoteRedirect::Initial);
+    if shallow && supports_shallow(url) {
         fetch.depth(1);
     }
     let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
@@ -62,7 +63,7 @@ pub fn clone_branch(
         .branch(branch)
         .fetch_options(fetch)
         .remote_create(move |repo, name, url| repo.remote_with_fetch(name, url, &refspec));
-    builder.clone(&url, dir).map_err(|e| state.error(OP, e))?;
+    builder.clone(url, dir).map_err(|e| state.error(OP, e))?;
     Ok(())
 }
 
@@ -142,13 +143,13 @@ pub enum Refresh {
 /// moves, so a failure there leaves the branch where it was too.
 pub fn refresh_from_base_if_clean(
     dir: &Path,
+    remote: &GitRemote,
     base_branch: &str,
-    auth: &GitAuth,
     id: &Identity,
     cancel: &CancellationToken,
 ) -> Result<Refresh, GitError> {
     const OP: &str = "refresh";
-    let state = NetState::new(auth, cancel);
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     let repo = open(OP, dir)?;
     let local = |e| GitError::local(OP, e);
@@ -156,10 +157,11 @@ pub fn refresh_from_base_if_clean(
     let tracking = format!("refs/remotes/origin/{base_branch}");
     let refspec = format!("+refs/heads/{base_branch}:{tracking}");
     {
-        let mut remote = repo.find_remote("origin").map_err(local)?;
+        let mut remote = checkout_remote(&repo, remote, OP)?;
         let mut fetch = FetchOptions::new();
         fetch
             .remote_callbacks(state.callbacks())
+            .follow_redirects(RemoteRedirect::Initial)
             .download_tags(AutotagOption::None);
         remote
             .fetch(&[&refspec], Some(&mut fetch), None)

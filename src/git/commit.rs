@@ -7,17 +7,25 @@ use std::path::Path;
 
 use git2::{Status, StatusOptions};
 
+use super::limits::{check_work_tree, FileLimit};
 use super::{open, GitError, Identity};
 
 /// `git add -u` over the whole repository, then a commit when the index differs from HEAD.
 ///
 /// Only tracked files are staged (edits and deletions); new files are never added, so scratch
 /// files the agent left behind cannot reach the branch (seed-behaviour 4.1 step 11.2). Returns
-/// whether a commit was made.
-pub fn commit_tracked_edits(dir: &Path, message: &str, id: &Identity) -> Result<bool, GitError> {
+/// whether a commit was made. A tracked file over `limit`, or one that became a FIFO or device,
+/// is refused before anything is read.
+pub fn commit_tracked_edits(
+    dir: &Path,
+    message: &str,
+    id: &Identity,
+    limit: FileLimit,
+) -> Result<bool, GitError> {
     const OP: &str = "commit";
     let repo = open(OP, dir)?;
     let local = |e| GitError::local(OP, e);
+    check_work_tree(&repo, limit, OP)?;
 
     let mut index = repo.index().map_err(local)?;
     index.update_all(["*"], None).map_err(local)?;

@@ -7,9 +7,11 @@
 //! the stored result is published again.
 //!
 //! The completion commit has the empty tree and the work's head as its only parent, so the work
-//! stays reachable from the ref even if the branch is later rewritten. It is dated like the head
-//! commit rather than "now": the same result over the same head is the same commit, so a push
-//! retried after a lost answer finds the ref already there and is a no-op.
+//! stays reachable from the ref even if the branch is later rewritten. It is dated at the
+//! result's `finishedAt` (like the head commit when the message has none) rather than "now":
+//! the same result over the same head is the same commit, so a push retried after a lost answer
+//! finds the ref already there and is a no-op, and a record's age is its commit's date, which
+//! [`prune_completion_refs`](super::prune_completion_refs) reads.
 //!
 //! Pushes are never forced: a second writer of a job id with a different result is rejected,
 //! and the first result stands. A ref that already holds the same message counts as written.
@@ -17,13 +19,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use git2::{AutotagOption, Direction, ErrorCode, FetchOptions, Oid, Remote, Repository};
+use git2::{
+    AutotagOption, Direction, ErrorCode, FetchOptions, Oid, Remote, RemoteRedirect, Repository,
+};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use super::credentials::{remote_url, supports_shallow, NetState};
+use super::credentials::{checkout_remote, supports_shallow, NetState};
 use super::push::{non_fast_forward, push_refspecs, rejection, PushAttempt};
-use super::{open, GitAuth, GitError, Identity};
+use super::{open, GitError, GitRemote, Identity};
 
 /// Longest job-id component kept readable; longer ones are hashed. Loose refs are files, and
 /// file names stop at 255 bytes on common file systems (a `.lock` suffix is added on update).
@@ -91,18 +95,16 @@ pub struct RemoteProbe {
 ///
 /// Full ref names are compared, so a remote `feature/x` does not make `x` exist.
 pub fn probe_remote(
-    url: &str,
+    remote: &GitRemote,
     branch: Option<&str>,
     completion_ref: &str,
-    auth: &GitAuth,
     cancel: &CancellationToken,
 ) -> Result<RemoteProbe, GitError> {
     const OP: &str = "ls-remote";
-    let state = NetState::new(auth, cancel);
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     require_ref_name(OP, completion_ref)?;
-    let url = remote_url(url)?;
-    let mut remote = Remote::create_detached(url.as_str()).map_err(|e| state.error(OP, e))?;
+    let mut remote = Remote::create_detached(remote.url()).map_err(|e| state.error(OP, e))?;
     let connection = remote
         .connect_auth(Direction::Fetch, Some(state.callbacks()), None)
         .map_err(|e| state.error(OP, e))?;
@@ -131,22 +133,18 @@ pub fn probe_remote(
 /// caller removes `scratch_dir`. A ref missing on the remote is an error: the caller asks
 /// after [`probe_remote`] found it.
 pub fn read_completion(
-    url: &str,
+    remote: &GitRemote,
     completion_ref: &str,
     scratch_dir: &Path,
-    auth: &GitAuth,
     cancel: &CancellationToken,
 ) -> Result<String, GitError> {
     const OP: &str = "fetch";
-    let state = NetState::new(auth, cancel);
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     require_ref_name(OP, completion_ref)?;
-    let url = remote_url(url)?;
     let repo = Repository::init_bare(scratch_dir).map_err(|e| GitError::local(OP, e))?;
-    let mut remote = repo
-        .remote_anonymous(&url)
-        .map_err(|e| GitError::local(OP, e))?;
-    let shallow = supports_shallow(&url);
+    let shallow = supports_shallow(remote.url());
+    let mut remote = checkout_remote(&repo, remote, OP)?;
     let oid =
         fetch_ref(&repo, &mut remote, completion_ref, shallow, &state, OP)?.ok_or_else(|| {
             GitError::Git {
@@ -158,31 +156,33 @@ pub fn read_completion(
 }
 
 /// In the checkout `dir`, commits `message` over the empty tree with parent `head` and pushes
-/// it to `completion_ref` on `origin`, never forced.
+/// it to `completion_ref` on `remote`, never forced.
 ///
 /// Ok when the remote accepted the update, or when the ref already holds a commit with the same
 /// message (a retry of the same write). A ref holding another message gives
 /// [`GitError::Rejected`] and is left as it is.
 pub fn push_completion(
     dir: &Path,
+    remote: &GitRemote,
     head: &str,
     completion_ref: &str,
     message: &str,
     id: &Identity,
-    auth: &GitAuth,
     cancel: &CancellationToken,
 ) -> Result<(), GitError> {
     const OP: &str = "push";
-    let state = NetState::new(auth, cancel);
+    let auth = remote.auth();
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     require_ref_name(OP, completion_ref)?;
     let repo = open(OP, dir)?;
     let head = Oid::from_str(head).map_err(|e| GitError::local(OP, e))?;
     let commit = completion_commit(&repo, head, message, id, OP)?;
     let refspec = format!("{commit}:{completion_ref}");
-    match push_refspecs(&repo, &state, OP, &[refspec])? {
+    match push_refspecs(&repo, remote, &state, OP, &[refspec])? {
         PushAttempt::NotFastForward(why) => {
-            match existing_completion(&repo, &state.renewed(), completion_ref, message, OP)? {
+            match existing_completion(&repo, remote, &state.renewed(), completion_ref, message, OP)?
+            {
                 Existing::Same => Ok(()),
                 Existing::Different => Err(holds_another_result(completion_ref)),
                 Existing::Missing => Err(non_fast_forward(completion_ref.to_owned(), &why, auth)),
@@ -193,7 +193,14 @@ pub fn push_completion(
             Some((refname, reason)) => {
                 let refused = rejection(&state, auth, refname, reason);
                 // The rejection stands unless the ref provably holds our result.
-                match existing_completion(&repo, &state.renewed(), completion_ref, message, OP) {
+                match existing_completion(
+                    &repo,
+                    remote,
+                    &state.renewed(),
+                    completion_ref,
+                    message,
+                    OP,
+                ) {
                     Ok(Existing::Same) => Ok(()),
                     Ok(Existing::Different | Existing::Missing) | Err(_) => Err(refused),
                 }
@@ -220,14 +227,13 @@ enum Existing {
 /// is removed again) and compares its message with `message`.
 fn existing_completion(
     repo: &Repository,
+    remote: &GitRemote,
     state: &NetState<'_>,
     completion_ref: &str,
     message: &str,
     op: &'static str,
 ) -> Result<Existing, GitError> {
-    let mut remote = repo
-        .find_remote("origin")
-        .map_err(|e| GitError::local(op, e))?;
+    let mut remote = checkout_remote(repo, remote, op)?;
     // Not shallow: a depth would graft the fetched commit into the checkout's history.
     let fetched = fetch_ref(repo, &mut remote, completion_ref, false, state, op);
     let found = match fetched {
@@ -258,6 +264,7 @@ fn fetch_ref(
     let mut fetch = FetchOptions::new();
     fetch
         .remote_callbacks(state.callbacks())
+        .follow_redirects(RemoteRedirect::Initial)
         .download_tags(AutotagOption::None)
         .update_fetchhead(false);
     if shallow {
@@ -306,10 +313,20 @@ fn completion_commit(
         .and_then(|t| t.write())
         .map_err(local)?;
     let tree = repo.find_tree(tree_id).map_err(local)?;
-    let when = parent.committer().when();
+    let when = record_time(message).unwrap_or_else(|| parent.committer().when());
     let signature = git2::Signature::new(&id.name, &id.email, &when).map_err(local)?;
     repo.commit(None, &signature, &signature, message, &tree, &[&parent])
         .map_err(local)
+}
+
+/// The result's `finishedAt` (milliseconds) as the completion commit's time, so a record's
+/// age can be read off its commit when old records are pruned. A message that is not a result
+/// body has none.
+fn record_time(message: &str) -> Option<git2::Time> {
+    let body: serde_json::Value = serde_json::from_str(message).ok()?;
+    let ms = body.get("finishedAt")?.as_u64()?;
+    let secs = i64::try_from(ms / 1000).ok()?;
+    Some(git2::Time::new(secs, 0))
 }
 
 /// A completion ref must be a full, valid ref name: it is used verbatim in refspecs.

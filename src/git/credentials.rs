@@ -7,11 +7,11 @@
 
 use std::cell::{Cell, RefCell};
 
-use git2::{Cred, CredentialType, ErrorClass, ErrorCode, RemoteCallbacks};
+use git2::{Cred, CredentialType, ErrorClass, ErrorCode, Remote, RemoteCallbacks, Repository};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::{clean, GitAuth, GitError};
+use super::{clean, GitError, GitRemote};
 use crate::redact::tail_chars;
 
 /// The user name sent with the token. GitHub requires it for installation tokens; GitLab
@@ -21,7 +21,7 @@ pub const TOKEN_USERNAME: &str = "x-access-token";
 /// What one network operation saw: whether the token was offered, whether the callback gave up
 /// on authentication or on cancellation, and the ref updates a push had rejected.
 pub(crate) struct NetState<'a> {
-    auth: &'a GitAuth,
+    remote: &'a GitRemote,
     cancel: &'a CancellationToken,
     token_offered: Cell<bool>,
     auth_refused: Cell<Option<String>>,
@@ -35,9 +35,9 @@ pub(crate) struct NetState<'a> {
 const REMOTE_TEXT_MAX_CHARS: usize = 1000;
 
 impl<'a> NetState<'a> {
-    pub(crate) fn new(auth: &'a GitAuth, cancel: &'a CancellationToken) -> Self {
+    pub(crate) fn new(remote: &'a GitRemote, cancel: &'a CancellationToken) -> Self {
         Self {
-            auth,
+            remote,
             cancel,
             token_offered: Cell::new(false),
             auth_refused: Cell::new(None),
@@ -50,7 +50,7 @@ impl<'a> NetState<'a> {
     /// The state for a further network operation of the same job. A new connection asks for
     /// the credential again, which must not count as the remote refusing it.
     pub(crate) fn renewed(&self) -> NetState<'a> {
-        NetState::new(self.auth, self.cancel)
+        NetState::new(self.remote, self.cancel)
     }
 
     /// Fails fast when the job is already cancelled, before any connection is made.
@@ -64,7 +64,7 @@ impl<'a> NetState<'a> {
     /// The callbacks every network operation installs: credentials and cancellation.
     pub(crate) fn callbacks<'s>(&'s self) -> RemoteCallbacks<'s> {
         let mut callbacks = RemoteCallbacks::new();
-        callbacks.credentials(move |_url, _user_from_url, allowed| self.credential(allowed));
+        callbacks.credentials(move |url, _user_from_url, allowed| self.credential(url, allowed));
         callbacks.transfer_progress(move |_progress| self.keep_going());
         callbacks.sideband_progress(move |text| {
             self.remember_remote_text(text);
@@ -106,11 +106,20 @@ impl<'a> NetState<'a> {
         git2::Error::new(ErrorCode::User, ErrorClass::Callback, "cancelled")
     }
 
-    fn credential(&self, allowed: CredentialType) -> Result<Cred, git2::Error> {
+    fn credential(&self, asking: &str, allowed: CredentialType) -> Result<Cred, git2::Error> {
         if self.cancel.is_cancelled() {
             return Err(self.cancelled_error());
         }
-        let Some(token) = self.auth.secret() else {
+        // A redirect (or anything else that moved the connection) must not take the token to
+        // another host: it goes only to the origin of the job's own clone URL.
+        if !same_origin(asking, &self.remote.url) {
+            return Err(self.refuse(&format!(
+                "{} asks for credentials, but the job's token is only for {}",
+                origin_text(asking),
+                origin_text(&self.remote.url)
+            )));
+        }
+        let Some(token) = self.remote.auth.secret() else {
             return Err(self.refuse("the remote asks for credentials and the job has no token"));
         };
         if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
@@ -135,17 +144,67 @@ impl<'a> NetState<'a> {
         if self.cancelled.get() || (self.cancel.is_cancelled() && err.code() == ErrorCode::User) {
             return GitError::Cancelled { op };
         }
-        let message = clean(err.message(), self.auth.secret());
+        let message = clean(err.message(), self.remote.auth.secret());
         if let Some(why) = self.auth_refused.take() {
             return GitError::Auth {
                 op,
-                message: clean(&why, self.auth.secret()),
+                message: clean(&why, self.remote.auth.secret()),
             };
         }
         if err.code() == ErrorCode::Auth {
             return GitError::Auth { op, message };
         }
         GitError::Git { op, message }
+    }
+}
+
+/// The remote every fetch and push of a checkout goes through: an anonymous remote on the
+/// job's validated URL, never the checkout's `origin`, which the agent can point anywhere.
+/// libgit2 still applies the checkout's `url.<base>.insteadOf` and `pushInsteadOf` to an
+/// anonymous remote, so a URL the configuration rewrote is refused instead of contacted.
+pub(crate) fn checkout_remote<'r>(
+    repo: &'r Repository,
+    remote: &GitRemote,
+    op: &'static str,
+) -> Result<Remote<'r>, GitError> {
+    let anonymous = repo
+        .remote_anonymous(&remote.url)
+        .map_err(|e| GitError::local(op, e))?;
+    let fetch_url = anonymous.url_bytes() == remote.url.as_bytes();
+    let push_url = anonymous
+        .pushurl_bytes()
+        .is_none_or(|push| push == remote.url.as_bytes());
+    if !(fetch_url && push_url) {
+        return Err(GitError::Git {
+            op,
+            message: "the checkout's git configuration rewrites the job's remote URL \
+                      (url.<base>.insteadOf or pushInsteadOf): refusing to contact another remote"
+                .to_owned(),
+        });
+    }
+    Ok(anonymous)
+}
+
+/// Scheme, host and port of `url`, when it parses as a URL with a host.
+fn origin_of(url: &str) -> Option<(String, String, Option<u16>)> {
+    let url = Url::parse(url).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some((url.scheme().to_owned(), host, url.port_or_known_default()))
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (origin_of(a), origin_of(b)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `scheme://host[:port]` of a URL for an error message (never its user info or path).
+fn origin_text(url: &str) -> String {
+    match origin_of(url) {
+        Some((scheme, host, Some(port))) => format!("{scheme}://{host}:{port}"),
+        Some((scheme, host, None)) => format!("{scheme}://{host}"),
+        None => "a remote without a host".to_owned(),
     }
 }
 
@@ -188,7 +247,14 @@ pub(crate) fn supports_shallow(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::GitAuth;
     use crate::redact::Secret;
+
+    const URL: &str = "https://github.com/o/r.git";
+
+    fn remote(auth: GitAuth) -> GitRemote {
+        GitRemote::new(URL, auth).unwrap()
+    }
 
     #[test]
     fn https_urls_get_the_token_username_and_lose_any_password() {
@@ -229,12 +295,12 @@ mod tests {
 
     #[test]
     fn the_token_is_offered_once_then_refused_with_an_auth_error() {
-        let auth = GitAuth::token(Secret::new("tok-123456"));
+        let remote = remote(GitAuth::token(Secret::new("tok-123456")));
         let cancel = CancellationToken::new();
-        let state = NetState::new(&auth, &cancel);
-        let first = state.credential(CredentialType::USER_PASS_PLAINTEXT);
+        let state = NetState::new(&remote, &cancel);
+        let first = state.credential(URL, CredentialType::USER_PASS_PLAINTEXT);
         assert!(first.is_ok());
-        let second = state.credential(CredentialType::USER_PASS_PLAINTEXT);
+        let second = state.credential(URL, CredentialType::USER_PASS_PLAINTEXT);
         let err = second.err().expect("second ask is refused");
         assert_eq!(err.code(), ErrorCode::Auth);
         let mapped = state.error("clone", err);
@@ -243,11 +309,11 @@ mod tests {
 
     #[test]
     fn no_token_is_an_auth_error_at_the_first_ask() {
-        let auth = GitAuth::none();
+        let remote = remote(GitAuth::none());
         let cancel = CancellationToken::new();
-        let state = NetState::new(&auth, &cancel);
+        let state = NetState::new(&remote, &cancel);
         let err = state
-            .credential(CredentialType::USER_PASS_PLAINTEXT)
+            .credential(URL, CredentialType::USER_PASS_PLAINTEXT)
             .err()
             .expect("refused");
         assert!(state.error("ls-remote", err).is_auth());
@@ -255,13 +321,72 @@ mod tests {
 
     #[test]
     fn a_cancelled_token_stops_progress_and_maps_to_cancelled() {
-        let auth = GitAuth::none();
+        let remote = remote(GitAuth::none());
         let cancel = CancellationToken::new();
-        let state = NetState::new(&auth, &cancel);
+        let state = NetState::new(&remote, &cancel);
         assert!(state.keep_going());
         cancel.cancel();
         assert!(!state.keep_going());
         let err = git2::Error::new(ErrorCode::User, ErrorClass::Net, "aborted");
         assert!(state.error("clone", err).is_cancelled());
+    }
+
+    #[test]
+    fn the_token_is_offered_only_to_the_scheme_host_and_port_of_the_clone_url() {
+        let remote = remote(GitAuth::token(Secret::new("tok-123456")));
+        let cancel = CancellationToken::new();
+        for elsewhere in [
+            "https://127.0.0.2/steal.git",
+            "http://github.com/o/r.git",
+            "https://github.com:8443/o/r.git",
+            "https://github.com.evil.example/o/r.git",
+            "not a url",
+        ] {
+            let state = NetState::new(&remote, &cancel);
+            let err = state
+                .credential(elsewhere, CredentialType::USER_PASS_PLAINTEXT)
+                .err()
+                .unwrap_or_else(|| panic!("{elsewhere} got the token"));
+            let mapped = state.error("push", err);
+            assert!(mapped.is_auth(), "{mapped:?}");
+            assert!(!mapped.to_string().contains("tok-123456"), "{mapped}");
+        }
+        // Same origin, other spellings: user info, case, explicit default port.
+        for same in [
+            "https://x-access-token@github.com/o/r.git",
+            "https://GitHub.com:443/o/other.git",
+        ] {
+            let state = NetState::new(&remote, &cancel);
+            assert!(
+                state
+                    .credential(same, CredentialType::USER_PASS_PLAINTEXT)
+                    .is_ok(),
+                "{same}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checkout_whose_config_rewrites_the_url_gets_no_remote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let remote = remote(GitAuth::none());
+        assert!(checkout_remote(&repo, &remote, "push").is_ok());
+        let mut config = repo.config().unwrap();
+        config
+            .set_str(
+                "url.http://127.0.0.2:9/.pushInsteadOf",
+                "https://x-access-token@github.com/",
+            )
+            .unwrap();
+        let err = checkout_remote(&repo, &remote, "push").err().unwrap();
+        assert!(err.to_string().contains("insteadOf"), "{err}");
+        config
+            .remove("url.http://127.0.0.2:9/.pushInsteadOf")
+            .unwrap();
+        config
+            .set_str("url.http://127.0.0.2:9/.insteadOf", "https://")
+            .unwrap();
+        assert!(checkout_remote(&repo, &remote, "fetch").is_err());
     }
 }

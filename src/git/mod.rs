@@ -7,9 +7,12 @@
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one with the final push.
+//! - [`prune`]: deleting completion refs older than the configured age from a remote.
 //! - [`pr`]: opening the pull request (GitHub) or merge request (GitLab) after the final push.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
+//! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
+//!   and on new commits before any push, from metadata only.
 //!
 //! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
 //! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
@@ -18,7 +21,9 @@ mod checkout;
 mod commit;
 mod completion;
 mod credentials;
+mod limits;
 pub mod pr;
+mod prune;
 mod push;
 
 use std::fmt;
@@ -33,6 +38,8 @@ pub use checkout::{
 pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
 pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};
 pub use credentials::TOKEN_USERNAME;
+pub use limits::{check_new_blobs, FileLimit};
+pub use prune::prune_completion_refs;
 pub use push::push_branch;
 
 /// A failed git operation. Every message has been through the redactor, so none holds a token.
@@ -53,6 +60,18 @@ pub enum GitError {
     /// A file under `.git` (the exclude file) could not be written.
     #[error("git {op}: {message}")]
     Io { op: &'static str, message: String },
+    /// The work holds a file over `git.max_file_bytes`: refused before its bytes are read, so
+    /// the worker's memory never follows the size of what an agent writes.
+    #[error(
+        "git {op}: '{path}' is {size} bytes, over the {limit}-byte limit for one file \
+         (git.max_file_bytes); remove it from the work or keep it out of git"
+    )]
+    TooLarge {
+        op: &'static str,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
 }
 
 impl GitError {
@@ -63,7 +82,8 @@ impl GitError {
             GitError::Auth { .. }
             | GitError::Rejected { .. }
             | GitError::Git { .. }
-            | GitError::Io { .. } => false,
+            | GitError::Io { .. }
+            | GitError::TooLarge { .. } => false,
         }
     }
 
@@ -74,7 +94,8 @@ impl GitError {
             GitError::Cancelled { .. }
             | GitError::Rejected { .. }
             | GitError::Git { .. }
-            | GitError::Io { .. } => false,
+            | GitError::Io { .. }
+            | GitError::TooLarge { .. } => false,
         }
     }
 
@@ -128,6 +149,35 @@ impl fmt::Debug for GitAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = if self.token.is_some() { "***" } else { "none" };
         f.debug_struct("GitAuth").field("token", &shown).finish()
+    }
+}
+
+/// Where a job's git traffic goes and the credential it may carry there.
+///
+/// Built once from the job's validated clone URL: every clone, fetch and push of the job goes to
+/// this URL (never to whatever the checkout's configuration names), and the token is offered
+/// only to its scheme, host and port. The stored URL is [`credentials::remote_url`]'s form: at
+/// most the user name `x-access-token`, never a password.
+#[derive(Clone, Debug)]
+pub struct GitRemote {
+    url: String,
+    auth: GitAuth,
+}
+
+impl GitRemote {
+    pub fn new(url: &str, auth: GitAuth) -> Result<Self, GitError> {
+        Ok(Self {
+            url: credentials::remote_url(url)?,
+            auth,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn auth(&self) -> &GitAuth {
+        &self.auth
     }
 }
 

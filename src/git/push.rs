@@ -3,14 +3,14 @@
 
 use std::path::Path;
 
-use git2::{ErrorCode, PushOptions, Repository};
+use git2::{ErrorCode, PushOptions, RemoteRedirect, Repository};
 
 use super::checkout::require_local_branch;
-use super::credentials::NetState;
-use super::{clean, open, GitAuth, GitError};
+use super::credentials::{checkout_remote, NetState};
+use super::{clean, open, GitAuth, GitError, GitRemote};
 use tokio_util::sync::CancellationToken;
 
-/// Pushes `refs/heads/<local_branch>` to `refs/heads/<remote_branch>` on `origin`, never forced.
+/// Pushes `refs/heads/<local_branch>` to `refs/heads/<remote_branch>` on `remote`, never forced.
 ///
 /// Ok only when every ref update was accepted: a status reported through
 /// `push_update_reference` (a hook, a protected branch, a non-fast-forward on the server) and
@@ -19,19 +19,20 @@ use tokio_util::sync::CancellationToken;
 /// Cancellation is honoured up to the moment the pack is sent; once sent, the push settles.
 pub fn push_branch(
     dir: &Path,
+    remote: &GitRemote,
     local_branch: &str,
     remote_branch: &str,
-    auth: &GitAuth,
     cancel: &CancellationToken,
 ) -> Result<(), GitError> {
     const OP: &str = "push";
-    let state = NetState::new(auth, cancel);
+    let auth = remote.auth();
+    let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     let repo = open(OP, dir)?;
     require_local_branch(&repo, OP, local_branch)?;
     let remote_ref = format!("refs/heads/{remote_branch}");
     let refspec = format!("refs/heads/{local_branch}:{remote_ref}");
-    match push_refspecs(&repo, &state, OP, &[refspec])? {
+    match push_refspecs(&repo, remote, &state, OP, &[refspec])? {
         PushAttempt::NotFastForward(message) => Err(non_fast_forward(remote_ref, &message, auth)),
         PushAttempt::Sent(report) => match report.rejected.into_iter().next() {
             Some((refname, reason)) => Err(rejection(&state, auth, refname, reason)),
@@ -54,19 +55,18 @@ pub(crate) enum PushAttempt {
     NotFastForward(String),
 }
 
-/// One push call of `refspecs` to `origin`, with the credential and cancellation callbacks.
+/// One push call of `refspecs` to `remote`, with the credential and cancellation callbacks.
 ///
 /// libgit2 has no atomic push (it never asks for the `atomic` capability), so the remote applies
 /// each update on its own: the caller reads [`PushReport::rejected`] per ref.
 pub(crate) fn push_refspecs(
     repo: &Repository,
+    remote: &GitRemote,
     state: &NetState<'_>,
     op: &'static str,
     refspecs: &[String],
 ) -> Result<PushAttempt, GitError> {
-    let mut remote = repo
-        .find_remote("origin")
-        .map_err(|e| GitError::local(op, e))?;
+    let mut remote = checkout_remote(repo, remote, op)?;
     let mut callbacks = state.callbacks();
     callbacks.push_update_reference(|refname, status| {
         if let Some(reason) = status {
@@ -84,7 +84,9 @@ pub(crate) fn push_refspecs(
         Ok(())
     });
     let mut options = PushOptions::new();
-    options.remote_callbacks(callbacks);
+    options
+        .remote_callbacks(callbacks)
+        .follow_redirects(RemoteRedirect::Initial);
 
     let pushed = remote.push(refspecs, Some(&mut options));
     if let Err(err) = pushed {

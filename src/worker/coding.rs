@@ -2,7 +2,7 @@
 //! agent with checkpoint pushes and live follow-ups, commit what it left in tracked files, push,
 //! open the PR, and map it all to the seed's result.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +12,17 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{self, AgentError, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups::{self, FOLLOW_UPS_FILENAME};
 use crate::git::pr::{self, PrRequest};
-use crate::git::{self, GitAuth, Identity, Refresh};
+use crate::git::{self, FileLimit, GitAuth, GitError, GitRemote, Identity, Refresh};
 use crate::job::outcome::{
     no_changes_reason, AgentResult, FailureCause, ResultBody, TodoProgress, ToolSpan,
 };
 use crate::job::{AgentJob, Harness};
+use crate::worker::completion::{Completion, CompletionRecord, PendingCompletion, Pruning};
 use crate::worker::git_steps::{checkpoint_loop, Checkpointer, Git};
 use crate::worker::reporter::JobReporter;
 use crate::worker::run::{FlowError, JobContext};
-use crate::worker::workspace::Workspace;
+use crate::worker::workspace::{resolve_service_directory, Workspace};
 
-/// Longest wait for the last checkpoint push of an interrupted job: it must fit in the
-/// shutdown grace the platform gives after SIGTERM.
-const INTERRUPT_PUSH_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many untracked leftovers the warning lists.
 const UNTRACKED_LISTED: usize = 20;
 
@@ -49,42 +47,6 @@ enum InnerEnd {
         pending: Option<PendingCompletion>,
     },
     AlreadyFinished(Box<ResultBody>),
-}
-
-/// What is needed to push the completion ref once the result body exists.
-struct PendingCompletion {
-    dir: PathBuf,
-    head: String,
-    ref_name: String,
-    identity: Identity,
-    auth: GitAuth,
-    git: Git,
-}
-
-/// Records a finished job on its remote: `refs/harness/done/<jobId>` pointing at a commit
-/// whose message is the published result. Holds the job's workspace until then.
-pub struct Completion {
-    pending: PendingCompletion,
-    ws: Workspace,
-}
-
-impl Completion {
-    /// Pushes the completion ref (a failure only costs a re-run on a later redelivery), then
-    /// removes the workspace.
-    pub async fn record(self, result_json: String) {
-        let p = self.pending;
-        let (dir, head, r, id, auth) = (p.dir, p.head, p.ref_name, p.identity, p.auth);
-        let pushed = p
-            .git
-            .run("push", move |c| {
-                git::push_completion(&dir, &head, &r, &result_json, &id, &auth, c)
-            })
-            .await;
-        if let Err(e) = pushed {
-            tracing::warn!(error = %e, "could not record the job's completion on the remote");
-        }
-        self.ws.remove().await;
-    }
 }
 
 pub async fn run(
@@ -131,8 +93,9 @@ async fn run_in(
         cancel.clone(),
     );
     let dir = ws.checkout();
-    let auth = GitAuth::token(job.gh_token.clone());
-    let url = job.repo.clone_url.clone();
+    // Every fetch and push goes to the validated clone URL, whatever the checkout's config
+    // says by then: the agent can rewrite `origin`.
+    let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone()))?;
     let identity = Identity {
         name: ctx.config.git.author_name.clone(),
         email: ctx.config.git.author_email.clone(),
@@ -147,20 +110,24 @@ async fn run_in(
         .git
         .completion_refs
         .then(|| git::completion_ref(&ctx.config.git.completion_ref_prefix, &job.job_id));
+    let record = done_ref.clone().map(|ref_name| CompletionRecord {
+        remote: remote.clone(),
+        ref_name,
+        scratch: ws.root().join("completion"),
+        git: g.clone(),
+    });
     let probe = match (&job.new_branch, &done_ref) {
         (nb, Some(r)) => {
-            let (url, nb, r, auth) = (url.clone(), nb.clone(), r.clone(), auth.clone());
+            let (remote, nb, r) = (remote.clone(), nb.clone(), r.clone());
             g.run("probe", move |c| {
-                git::probe_remote(&url, nb.as_deref(), &r, &auth, c)
+                git::probe_remote(&remote, nb.as_deref(), &r, c)
             })
             .await?
         }
         (Some(nb), None) => {
-            let (url, nb, auth) = (url.clone(), nb.clone(), auth.clone());
+            let (remote, nb) = (remote.clone(), nb.clone());
             let exists = g
-                .run("probe", move |c| {
-                    git::remote_branch_exists(&url, &nb, &auth, c)
-                })
+                .run("probe", move |c| git::remote_branch_exists(&remote, &nb, c))
                 .await?;
             git::RemoteProbe {
                 branch_exists: exists,
@@ -172,44 +139,36 @@ async fn run_in(
             completion: None,
         },
     };
-    if let (Some(_), Some(r)) = (&probe.completion, &done_ref) {
-        let (url, r, auth) = (url.clone(), r.clone(), auth.clone());
-        let scratch = ws.root().join("completion");
-        let recorded = g
-            .run("probe", move |c| {
-                git::read_completion(&url, &r, &scratch, &auth, c)
-            })
-            .await?;
-        match serde_json::from_str::<ResultBody>(&recorded) {
-            Ok(body) => {
-                tracing::info!("job already finished: re-publishing its recorded result");
-                return Ok(InnerEnd::AlreadyFinished(Box::new(body)));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "unreadable completion record: running the job")
-            }
+    if let (Some(_), Some(record)) = (&probe.completion, &record) {
+        if let Some(body) = record.read().await? {
+            tracing::info!("job already finished: re-publishing its recorded result");
+            return Ok(InnerEnd::AlreadyFinished(body));
         }
     }
     let resumed = job.new_branch.is_some() && probe.branch_exists;
     let pending = |head: String| {
-        done_ref.clone().map(|ref_name| PendingCompletion {
+        record.clone().map(|record| PendingCompletion {
             dir: dir.clone(),
             head,
-            ref_name,
             identity: identity.clone(),
-            auth: auth.clone(),
-            git: g.clone(),
+            record,
+            pruning: Some(Pruning {
+                prefix: ctx.config.git.completion_ref_prefix.clone(),
+                max_age: Duration::from_millis(ctx.config.git.completion_ref_max_age_ms),
+                every: Duration::from_millis(ctx.config.git.completion_ref_prune_interval_ms),
+                gate: ctx.prune_gate.clone(),
+            }),
         })
     };
 
     reporter.mark_phase("clone");
     {
-        let (url, d, auth) = (url.clone(), dir.clone(), auth.clone());
+        let (remote, d) = (remote.clone(), dir.clone());
         if resumed {
             tracing::info!(branch = %local_branch, "coding-agent: resuming existing branch");
             let b = local_branch.clone();
             g.run("clone", move |c| {
-                git::clone_branch(&url, &b, &d, &auth, false, c)
+                git::clone_branch(&remote, &b, &d, false, c)
             })
             .await?;
         } else {
@@ -217,7 +176,7 @@ async fn run_in(
             let base = job.branch.clone();
             let nb = job.new_branch.clone();
             g.run("clone", move |c| {
-                git::clone_branch(&url, &base, &d, &auth, true, c)?;
+                git::clone_branch(&remote, &base, &d, true, c)?;
                 match nb {
                     Some(nb) => git::create_branch(&d, &nb),
                     None => Ok(()),
@@ -235,15 +194,15 @@ async fn run_in(
         .await?
     };
     if resumed {
-        let (d, base, auth, id) = (
+        let (d, base, remote, id) = (
             dir.clone(),
             job.branch.clone(),
-            auth.clone(),
+            remote.clone(),
             identity.clone(),
         );
         let refreshed = g
             .run("refresh", move |c| {
-                git::refresh_from_base_if_clean(&d, &base, &auth, &id, c)
+                git::refresh_from_base_if_clean(&d, &remote, &base, &id, c)
             })
             .await;
         match refreshed {
@@ -258,12 +217,14 @@ async fn run_in(
         }
     }
 
+    let limit = FileLimit(ctx.config.git.max_file_bytes);
     let checkpoints = Arc::new(Checkpointer {
         dir: dir.clone(),
         local_branch: local_branch.clone(),
         remote_branch: push_branch.clone(),
-        auth: auth.clone(),
+        remote: remote.clone(),
         base_sha: base_sha.clone(),
+        limit,
         last_pushed: Mutex::new(None),
         metrics: ctx.metrics.clone(),
         git: g.clone(),
@@ -278,12 +239,14 @@ async fn run_in(
     ));
 
     let work_dir = match &job.repo.service_directory {
-        Some(sd) => dir.join(sd),
+        Some(sd) => {
+            let (d, sd) = (dir.clone(), sd.clone());
+            tokio::task::spawn_blocking(move || resolve_service_directory(&d, &sd))
+                .await
+                .map_err(|e| FlowError::Task(e.to_string()))??
+        }
         None => dir.clone(),
     };
-    tokio::fs::create_dir_all(&work_dir)
-        .await
-        .map_err(FlowError::io("cannot create the service directory"))?;
 
     let follow = if job.stream_follow_ups {
         let d = dir.clone();
@@ -317,13 +280,7 @@ async fn run_in(
             // Committed work is kept for the next attempt (the seed dropped it, Q8).
             stop_checkpoints.cancel();
             let _ = checkpoint_task.await;
-            // A fresh token: the job's own may be what stopped the agent.
-            let git = checkpoints.git.with_cancel(CancellationToken::new());
-            let last =
-                tokio::time::timeout(INTERRUPT_PUSH_TIMEOUT, checkpoints.push_once(&git)).await;
-            if !matches!(last, Ok(Ok(_))) {
-                tracing::warn!("coding-agent: could not push the committed work of a stopped run");
-            }
+            checkpoints.push_committed_work().await;
             if cancel.is_cancelled() {
                 return Err(FlowError::Interrupted);
             }
@@ -340,17 +297,24 @@ async fn run_in(
     }
 
     // Safety net: edits to tracked files the agent did not commit.
-    {
+    let safety_net = {
         let (d, msg, id) = (
             dir.clone(),
             job.safety_net_message().to_owned(),
             identity.clone(),
         );
-        g.run("commit", move |_| git::commit_tracked_edits(&d, &msg, &id))
-            .await?;
-    }
+        g.run("commit", move |_| {
+            git::commit_tracked_edits(&d, &msg, &id, limit)
+        })
+        .await
+    };
     stop_checkpoints.cancel();
     let _ = checkpoint_task.await;
+    if let Err(e) = safety_net {
+        // The refused edit stays out of git; what the agent committed is kept.
+        checkpoints.push_committed_work().await;
+        return Err(e);
+    }
 
     let leftovers = {
         let d = dir.clone();
@@ -399,7 +363,18 @@ async fn run_in(
         assistant_chars = stats.assistant_chars,
         "coding-agent: pushing"
     );
-    checkpoints.push_once(&g).await?;
+    if let Err(e) = checkpoints.push_once(&g).await {
+        // Rejected: maybe another run of this same job (a duplicate enqueue taken by another
+        // worker) pushed first. Its recorded outcome is then the one to publish.
+        if let (FlowError::Git(GitError::Rejected { .. }), Some(record)) = (&e, &record) {
+            let wait = Duration::from_millis(ctx.config.git.race_wait_ms);
+            if let Some(winner) = record.await_winner(wait).await? {
+                tracing::warn!("another run of this job finished first: publishing its result");
+                return Ok(InnerEnd::AlreadyFinished(winner));
+            }
+        }
+        return Err(e);
+    }
     result.pushed = Some(true);
 
     if let Some(pr_spec) = &job.pr {

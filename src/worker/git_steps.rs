@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::git::{self, GitAuth, GitError};
+use crate::git::{self, FileLimit, GitError, GitRemote};
 use crate::metrics::Metrics;
 use crate::worker::run::FlowError;
 
@@ -80,14 +80,20 @@ fn human_duration(d: Duration) -> String {
     }
 }
 
+/// Longest wait for the last checkpoint push of an interrupted job: it must fit in the
+/// shutdown grace the platform gives after SIGTERM.
+const INTERRUPT_PUSH_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Serialised checkpoint pushes: never two `push`es at once, and only once the branch has
 /// moved past the pre-run tip, so a run that never commits leaves no remote branch behind.
 pub(crate) struct Checkpointer {
     pub(crate) dir: PathBuf,
     pub(crate) local_branch: String,
     pub(crate) remote_branch: String,
-    pub(crate) auth: GitAuth,
+    pub(crate) remote: GitRemote,
     pub(crate) base_sha: String,
+    /// No push carries a file bigger than this.
+    pub(crate) limit: FileLimit,
     /// The tip the remote is known to hold; also the push lock.
     pub(crate) last_pushed: Mutex<Option<String>>,
     pub(crate) metrics: Arc<Metrics>,
@@ -102,6 +108,17 @@ impl Checkpointer {
         self.push_locked(&mut last, git).await
     }
 
+    /// Pushes what a stopped or refused run committed, best effort: the next attempt resumes
+    /// from it. Runs on a fresh token (the job's own may be what stopped the agent), bounded
+    /// so it fits in the shutdown grace.
+    pub(crate) async fn push_committed_work(&self) {
+        let git = self.git.with_cancel(CancellationToken::new());
+        let last = tokio::time::timeout(INTERRUPT_PUSH_TIMEOUT, self.push_once(&git)).await;
+        if !matches!(last, Ok(Ok(_))) {
+            tracing::warn!("coding-agent: could not push the committed work of a stopped run");
+        }
+    }
+
     /// A tick skips when a push is already in flight (coalescing).
     async fn tick(&self) -> Option<Result<bool, FlowError>> {
         let mut last = self.last_pushed.try_lock().ok()?;
@@ -114,14 +131,23 @@ impl Checkpointer {
         if head == self.base_sha || last.as_deref() == Some(head.as_str()) {
             return Ok(false);
         }
-        let (d, lb, rb, auth) = (
+        let (d, lb, rb, remote, limit) = (
             self.dir.clone(),
             self.local_branch.clone(),
             self.remote_branch.clone(),
-            self.auth.clone(),
+            self.remote.clone(),
+            self.limit,
         );
-        git.run("push", move |c| git::push_branch(&d, &lb, &rb, &auth, c))
-            .await?;
+        // What the remote already holds needs no size check.
+        let known: Vec<String> = std::iter::once(self.base_sha.clone())
+            .chain(last.clone())
+            .collect();
+        let tip = head.clone();
+        git.run("push", move |c| {
+            git::check_new_blobs(&d, &tip, &known, limit)?;
+            git::push_branch(&d, &remote, &lb, &rb, c)
+        })
+        .await?;
         *last = Some(head);
         Ok(true)
     }

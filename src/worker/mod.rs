@@ -6,11 +6,14 @@
 //! - [`reporter`]: the per-job progress and follow-up publisher.
 //! - [`run`]: the job driver (phases, result body, failure mapping).
 //! - [`coding`]: the ordinary coding flow.
+//! - `completion`: reading and recording a job's completion ref, one outcome per job when two
+//!   runs race, and pruning old refs.
 //! - [`events`]: where events go (broker, stdout, memory).
 //! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
 //! - [`workspace`]: the job's private checkout and HOME.
 
 pub mod coding;
+mod completion;
 mod consume;
 pub mod events;
 mod git_steps;

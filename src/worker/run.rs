@@ -17,9 +17,11 @@ use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::telemetry::SecretRegistry;
 use crate::worker::coding::{self, CodingEnd};
+use crate::worker::completion::PruneGate;
 use crate::worker::events::{now_ms, EventSink};
 use crate::worker::reporter::JobReporter;
 use crate::worker::watchdog::{KillReason, Watchdog};
+use crate::worker::workspace::ServiceDirError;
 
 /// What every job shares: configuration, metrics, the HTTP client for the PR API.
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub struct JobContext {
     /// roots in memory.
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
     pub secrets: SecretRegistry,
+    /// When this worker last pruned old completion refs from each remote.
+    pub(crate) prune_gate: Arc<PruneGate>,
 }
 
 impl JobContext {
@@ -39,6 +43,7 @@ impl JobContext {
             metrics,
             http: Arc::default(),
             secrets,
+            prune_gate: Arc::default(),
         }
     }
 }
@@ -76,6 +81,8 @@ pub enum FlowError {
     },
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    ServiceDir(#[from] ServiceDirError),
     #[error("a blocking task failed: {0}")]
     Task(String),
     #[error("the job was interrupted")]
@@ -89,7 +96,8 @@ impl FlowError {
 
     pub fn failure_cause(&self) -> FailureCause {
         match self {
-            FlowError::Git(_) => FailureCause::Git,
+            // The repository's own layout makes the checkout unusable.
+            FlowError::Git(_) | FlowError::ServiceDir(_) => FailureCause::Git,
             FlowError::Agent(e) => e.failure_cause(),
             FlowError::Pr(e) => e.failure_cause(),
             FlowError::Io { .. } | FlowError::Unsupported(_) | FlowError::Task(_) => {
@@ -227,9 +235,18 @@ pub async fn run_job(
     };
     // The finished job is recorded on its remote before its result goes out, so a redelivery
     // after a crash re-publishes this result instead of running the agent again.
+    let mut body = body;
     if let Some(c) = completion {
         match serde_json::to_string(&body) {
-            Ok(json) => c.record(json).await,
+            Ok(json) => {
+                if let Some(winner) = c.record(json).await {
+                    // Another run of this job recorded its result first: one job, one outcome.
+                    tracing::warn!(
+                        "another run of this job recorded its result first: publishing that one"
+                    );
+                    body = *winner;
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode the result for its completion record")
             }

@@ -70,6 +70,80 @@ impl Drop for Workspace {
     }
 }
 
+/// A `serviceDirectory` the checkout cannot hold: a symlink on the way leads out of it, or a
+/// component is not a directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceDirError {
+    #[error(
+        "repo.serviceDirectory '{relative}' leads outside the checkout through the symlink \
+         '{through}'"
+    )]
+    Escapes { relative: String, through: String },
+    #[error("repo.serviceDirectory '{relative}': '{at}' is not a directory")]
+    NotADirectory { relative: String, at: String },
+    #[error("repo.serviceDirectory '{relative}': {source}")]
+    Io {
+        relative: String,
+        source: std::io::Error,
+    },
+}
+
+/// Resolves `relative` (already free of `..` and absolute parts, see
+/// `job::sanitize::sanitize_service_directory`) inside `checkout`, creating what is missing.
+///
+/// Each component is looked at before anything is created: a symlink is followed only when
+/// its target stays inside the checkout, so a repository holding `svc -> /some/host/dir`
+/// cannot make the worker create directories, or run the agent, outside the checkout. Returns
+/// the resolved (canonical) directory. Nothing else runs in the checkout yet, so no one can
+/// swap a component between the check and its use.
+pub fn resolve_service_directory(
+    checkout: &Path,
+    relative: &str,
+) -> Result<PathBuf, ServiceDirError> {
+    let io = |source| ServiceDirError::Io {
+        relative: relative.to_owned(),
+        source,
+    };
+    let root = checkout.canonicalize().map_err(io)?;
+    let mut current = root.clone();
+    let mut walked = PathBuf::new();
+    for component in Path::new(relative).components() {
+        walked.push(component);
+        let next = current.join(component);
+        match std::fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = next.canonicalize().map_err(io)?;
+                if !target.starts_with(&root) {
+                    return Err(ServiceDirError::Escapes {
+                        relative: relative.to_owned(),
+                        through: walked.display().to_string(),
+                    });
+                }
+                if !target.is_dir() {
+                    return Err(ServiceDirError::NotADirectory {
+                        relative: relative.to_owned(),
+                        at: walked.display().to_string(),
+                    });
+                }
+                current = target;
+            }
+            Ok(meta) if meta.is_dir() => current = next,
+            Ok(_) => {
+                return Err(ServiceDirError::NotADirectory {
+                    relative: relative.to_owned(),
+                    at: walked.display().to_string(),
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&next).map_err(io)?;
+                current = next;
+            }
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok(current)
+}
+
 /// Removes what a killed worker left under `root` (its job workspaces, with a `models.json`
 /// holding a session token, or per-run config homes): entries named `...-<pid>-<n>` whose
 /// process is gone. Entries of live processes, including other workers sharing the
@@ -123,6 +197,42 @@ mod tests {
         assert!(!dead.exists());
         assert!(live.root().exists());
         assert!(unrelated.exists());
+    }
+
+    #[test]
+    fn a_service_directory_through_a_symlink_out_of_the_checkout_is_refused_before_creating_anything(
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tmp.path().join("host");
+        let checkout = tmp.path().join("repo");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::create_dir_all(checkout.join("inside/real")).unwrap();
+        std::os::unix::fs::symlink(&host, checkout.join("svc")).unwrap();
+        std::os::unix::fs::symlink("inside", checkout.join("alias")).unwrap();
+        std::fs::write(checkout.join("file"), b"x").unwrap();
+
+        let err = resolve_service_directory(&checkout, "svc/x/y").unwrap_err();
+        assert!(
+            matches!(&err, ServiceDirError::Escapes { through, .. } if through == "svc"),
+            "{err}"
+        );
+        assert!(!host.join("x").exists(), "nothing was created outside");
+
+        // A symlink that stays inside is followed; missing parts are created inside.
+        let dir = resolve_service_directory(&checkout, "alias/real/new").unwrap();
+        assert_eq!(
+            dir,
+            checkout.canonicalize().unwrap().join("inside/real/new")
+        );
+        assert!(dir.is_dir());
+        assert!(matches!(
+            resolve_service_directory(&checkout, "file/x"),
+            Err(ServiceDirError::NotADirectory { .. })
+        ));
+        // A dangling symlink cannot be resolved, so it is refused too.
+        std::os::unix::fs::symlink("/nonexistent/place", checkout.join("dangling")).unwrap();
+        assert!(resolve_service_directory(&checkout, "dangling/x").is_err());
+        assert!(!Path::new("/nonexistent/place").exists());
     }
 
     #[test]

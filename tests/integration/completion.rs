@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use executor_harness::git::{
     clone_branch, commit_tracked_edits, completion_ref, create_branch, head_oid, probe_remote,
-    push_branch, push_completion, read_completion, set_identity, GitAuth, GitError, Identity,
-    RemoteProbe,
+    push_branch, push_completion, read_completion, set_identity, FileLimit, GitAuth, GitError,
+    GitRemote, Identity, RemoteProbe,
 };
 use executor_harness::redact::Secret;
 use tempfile::TempDir;
@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::support::git_http::GitHttpServer;
 use crate::support::repo::{git, BareRepo};
 
+/// These tests are not about the size limit.
+const NO_LIMIT: FileLimit = FileLimit(0);
 const TOKEN: &str = "c0mpletion-token-value-456";
 const PREFIX: &str = "refs/harness/done/";
 const BRANCH: &str = "cat-factory/done";
@@ -67,20 +69,25 @@ impl Remote {
         }
     }
 
+    /// The remote as a job builds it from its clone URL.
+    fn origin(&self) -> GitRemote {
+        GitRemote::new(&self.url, self.auth.clone()).unwrap()
+    }
+
     /// A checkout of `main` on a new work branch with one commit of its own.
     fn work(&self, branch: &str, content: &str) -> (TempDir, PathBuf) {
         let tmp = TempDir::new().unwrap();
         let dir = tmp.path().join("checkout");
-        clone_branch(&self.url, "main", &dir, &self.auth, true, &live()).unwrap();
+        clone_branch(&self.origin(), "main", &dir, true, &live()).unwrap();
         set_identity(&dir, &Identity::bot()).unwrap();
         create_branch(&dir, branch).unwrap();
         std::fs::write(dir.join("README.md"), content).unwrap();
-        assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot()).unwrap());
+        assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot(), NO_LIMIT).unwrap());
         (tmp, dir)
     }
 
     fn probe(&self, branch: Option<&str>, refname: &str) -> RemoteProbe {
-        probe_remote(&self.url, branch, refname, &self.auth, &live()).unwrap()
+        probe_remote(&self.origin(), branch, refname, &live()).unwrap()
     }
 
     /// Where `refname` points on the remote, read with the git CLI.
@@ -108,15 +115,16 @@ impl Remote {
 
     /// The worker's final push: the branch, then its completion ref on the same tip.
     fn push_final(&self, dir: &Path, refname: &str, message: &str) -> Result<(), GitError> {
-        push_branch(dir, BRANCH, BRANCH, &self.auth, &live())?;
+        let origin = self.origin();
+        push_branch(dir, &origin, BRANCH, BRANCH, &live())?;
         let head = head_oid(dir).unwrap();
         push_completion(
             dir,
+            &origin,
             &head,
             refname,
             message,
             &Identity::bot(),
-            &self.auth,
             &live(),
         )
     }
@@ -224,7 +232,7 @@ fn read_completion_returns_the_exact_message_in_a_bare_scratch_repo(
     let (_tmp, dir) = remote.work(BRANCH, "read me\n");
     remote.push_final(&dir, &refname, RESULT).unwrap();
 
-    let message = read_completion(&remote.url, &refname, scratch, &remote.auth, &live()).unwrap();
+    let message = read_completion(&remote.origin(), &refname, scratch, &live()).unwrap();
     assert_eq!(message, RESULT);
 
     assert_eq!(git(scratch, &["rev-parse", "--is-bare-repository"]), "true");
@@ -240,7 +248,7 @@ fn read_completion_returns_the_exact_message_in_a_bare_scratch_repo(
         "the scratch repo names no remote"
     );
     // Reading again into the same scratch repo works (a redelivery after a crash mid-read).
-    let again = read_completion(&remote.url, &refname, scratch, &remote.auth, &live()).unwrap();
+    let again = read_completion(&remote.origin(), &refname, scratch, &live()).unwrap();
     assert_eq!(again, RESULT);
 }
 
@@ -282,10 +290,9 @@ fn reading_a_completion_ref_the_remote_lacks_is_an_error() {
     let remote = Remote::file();
     let scratch = TempDir::new().unwrap();
     let err = read_completion(
-        &remote.url,
+        &remote.origin(),
         &completion_ref(PREFIX, "absent"),
         &scratch.path().join("s"),
-        &remote.auth,
         &live(),
     )
     .unwrap_err();
@@ -323,11 +330,11 @@ fn job_ids_with_odd_characters_map_to_valid_distinct_refs_the_remote_accepts() {
         let message = format!("{{\"jobId\": {i}}}");
         push_completion(
             &dir,
+            &remote.origin(),
             &head,
             &refname,
             &message,
             &Identity::bot(),
-            &remote.auth,
             &live(),
         )
         .unwrap();
@@ -347,12 +354,21 @@ fn a_second_writer_with_another_result_does_not_overwrite_the_first(remote: &Rem
     let (_tmp, dir) = remote.work(BRANCH, "first\n");
     let head = head_oid(&dir).unwrap();
     let id = Identity::bot();
-    push_completion(&dir, &head, &refname, RESULT, &id, &remote.auth, &live()).unwrap();
+    push_completion(
+        &dir,
+        &remote.origin(),
+        &head,
+        &refname,
+        RESULT,
+        &id,
+        &live(),
+    )
+    .unwrap();
     let first = remote.target(&refname).unwrap();
 
     let other = "{\"status\": \"completed\", \"summary\": \"a different run\"}";
     let err =
-        push_completion(&dir, &head, &refname, other, &id, &remote.auth, &live()).unwrap_err();
+        push_completion(&dir, &remote.origin(), &head, &refname, other, &id, &live()).unwrap_err();
     assert!(
         matches!(&err, GitError::Rejected { refname: r, .. } if *r == refname),
         "{err:?}"
@@ -361,11 +377,29 @@ fn a_second_writer_with_another_result_does_not_overwrite_the_first(remote: &Rem
     assert_eq!(remote.message_at(&refname), RESULT);
 
     // The same result again is success, from this checkout or from another head.
-    push_completion(&dir, &head, &refname, RESULT, &id, &remote.auth, &live()).unwrap();
+    push_completion(
+        &dir,
+        &remote.origin(),
+        &head,
+        &refname,
+        RESULT,
+        &id,
+        &live(),
+    )
+    .unwrap();
     let (_tmp2, dir2) = remote.work("cat-factory/other", "second\n");
     let head2 = head_oid(&dir2).unwrap();
     assert_ne!(head2, head);
-    push_completion(&dir2, &head2, &refname, RESULT, &id, &remote.auth, &live()).unwrap();
+    push_completion(
+        &dir2,
+        &remote.origin(),
+        &head2,
+        &refname,
+        RESULT,
+        &id,
+        &live(),
+    )
+    .unwrap();
     assert_eq!(remote.target(&refname).as_deref(), Some(first.as_str()));
     // Checking what the remote holds leaves no completion ref behind in the checkout.
     assert_eq!(
@@ -392,20 +426,18 @@ fn a_cancelled_token_stops_probe_read_and_pushes_before_they_start() {
     let head = head_oid(&dir).unwrap();
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let auth = &remote.auth;
+    let origin = remote.origin();
     let id = Identity::bot();
     let scratch = TempDir::new().unwrap();
 
-    assert!(probe_remote(&remote.url, None, &refname, auth, &cancel)
+    assert!(probe_remote(&origin, None, &refname, &cancel)
+        .unwrap_err()
+        .is_cancelled());
+    assert!(read_completion(&origin, &refname, scratch.path(), &cancel)
         .unwrap_err()
         .is_cancelled());
     assert!(
-        read_completion(&remote.url, &refname, scratch.path(), auth, &cancel)
-            .unwrap_err()
-            .is_cancelled()
-    );
-    assert!(
-        push_completion(&dir, &head, &refname, RESULT, &id, auth, &cancel)
+        push_completion(&dir, &origin, &head, &refname, RESULT, &id, &cancel)
             .unwrap_err()
             .is_cancelled()
     );

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use executor_harness::git::{
     clone_branch, commit_tracked_edits, create_branch, current_branch, exclude_path, head_oid,
     push_branch, refresh_from_base_if_clean, remote_branch_exists, set_identity, untracked_files,
-    GitAuth, GitError, Identity, Refresh,
+    FileLimit, GitAuth, GitError, GitRemote, Identity, Refresh,
 };
 use executor_harness::redact::Secret;
 use tempfile::TempDir;
@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::support::git_http::GitHttpServer;
 use crate::support::repo::{git, BareRepo};
 
+/// These tests are not about the size limit.
+const NO_LIMIT: FileLimit = FileLimit(0);
 const TOKEN: &str = "s3cret-token-value-123";
 
 fn none() -> GitAuth {
@@ -23,6 +25,11 @@ fn none() -> GitAuth {
 
 fn token(value: &str) -> GitAuth {
     GitAuth::token(Secret::new(value))
+}
+
+/// The remote of `url` with `auth`, as a job builds it from its clone URL.
+fn at(url: &str, auth: GitAuth) -> GitRemote {
+    GitRemote::new(url, auth).unwrap()
 }
 
 fn live() -> CancellationToken {
@@ -38,7 +45,7 @@ fn workspace() -> (TempDir, PathBuf) {
 
 fn clone(url: &str, branch: &str, auth: &GitAuth, shallow: bool) -> (TempDir, PathBuf) {
     let (tmp, dir) = workspace();
-    clone_branch(url, branch, &dir, auth, shallow, &live()).unwrap();
+    clone_branch(&at(url, auth.clone()), branch, &dir, shallow, &live()).unwrap();
     set_identity(&dir, &Identity::bot()).unwrap();
     (tmp, dir)
 }
@@ -86,7 +93,7 @@ fn a_fresh_clone_of_main_then_branch_commit_and_push_lands_on_the_remote() {
     let (_tmp, dir) = workspace();
 
     // Shallow is asked for; the local transport clones in full instead of failing.
-    clone_branch(&remote.url(), "main", &dir, &none(), true, &live()).unwrap();
+    clone_branch(&at(&remote.url(), none()), "main", &dir, true, &live()).unwrap();
     assert_eq!(current_branch(&dir).unwrap().as_deref(), Some("main"));
     assert_eq!(head_oid(&dir).unwrap(), main_tip);
     set_identity(&dir, &Identity::bot()).unwrap();
@@ -101,11 +108,12 @@ fn a_fresh_clone_of_main_then_branch_commit_and_push_lands_on_the_remote() {
         Some("cat-factory/b1")
     );
     write(&dir, "README.md", "hello, edited\n");
-    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot(), NO_LIMIT).unwrap());
     let head = head_oid(&dir).unwrap();
     assert_ne!(head, main_tip);
 
-    push_branch(&dir, "cat-factory/b1", "cat-factory/b1", &none(), &live()).unwrap();
+    let origin = at(&remote.url(), none());
+    push_branch(&dir, &origin, "cat-factory/b1", "cat-factory/b1", &live()).unwrap();
     assert_eq!(remote.tip("cat-factory/b1").as_deref(), Some(head.as_str()));
     assert_eq!(
         remote.file_at("cat-factory/b1", "README.md").unwrap(),
@@ -129,13 +137,13 @@ fn pushing_to_a_differently_named_remote_branch_works() {
     let (_tmp, dir) = clone(&remote.url(), "main", &none(), false);
     create_branch(&dir, "local-work").unwrap();
     write(&dir, "README.md", "changed\n");
-    assert!(commit_tracked_edits(&dir, "work", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "work", &Identity::bot(), NO_LIMIT).unwrap());
 
     push_branch(
         &dir,
+        &at(&remote.url(), none()),
         "local-work",
         "cat-factory/remote-name",
-        &none(),
         &live(),
     )
     .unwrap();
@@ -150,7 +158,8 @@ fn pushing_to_a_differently_named_remote_branch_works() {
 fn remote_branch_exists_matches_the_exact_branch_name_not_a_suffix() {
     let remote = BareRepo::new();
     remote.commit_files("feature/x", &[("x.txt", "x\n")], "feature x");
-    let probe = |branch: &str| remote_branch_exists(&remote.url(), branch, &none(), &live());
+    let origin = at(&remote.url(), none());
+    let probe = |branch: &str| remote_branch_exists(&origin, branch, &live());
 
     assert!(probe("feature/x").unwrap());
     assert!(probe("main").unwrap());
@@ -166,6 +175,7 @@ fn a_resumed_clone_keeps_its_commits_and_refresh_merges_a_base_that_moved() {
     let base_tip = remote.commit_files("main", &[("base.txt", "base\n")], "base moved");
 
     let (_tmp, dir) = clone(&remote.url(), "cat-factory/b2", &none(), false);
+    let origin = at(&remote.url(), none());
     assert_eq!(
         head_oid(&dir).unwrap(),
         work_tip,
@@ -177,7 +187,7 @@ fn a_resumed_clone_keeps_its_commits_and_refresh_merges_a_base_that_moved() {
     );
 
     let outcome =
-        refresh_from_base_if_clean(&dir, "main", &none(), &Identity::bot(), &live()).unwrap();
+        refresh_from_base_if_clean(&dir, &origin, "main", &Identity::bot(), &live()).unwrap();
     assert_eq!(outcome, Refresh::Merged);
     let merge = head_oid(&dir).unwrap();
     assert_eq!(parents(&dir, &merge), vec![work_tip, base_tip]);
@@ -193,7 +203,7 @@ fn a_resumed_clone_keeps_its_commits_and_refresh_merges_a_base_that_moved() {
         "Merge branch 'main' into cat-factory/b2"
     );
 
-    push_branch(&dir, "cat-factory/b2", "cat-factory/b2", &none(), &live()).unwrap();
+    push_branch(&dir, &origin, "cat-factory/b2", "cat-factory/b2", &live()).unwrap();
     assert_eq!(remote.tip("cat-factory/b2"), Some(merge));
 }
 
@@ -204,7 +214,8 @@ fn refresh_fast_forwards_a_branch_without_commits_of_its_own_then_is_up_to_date(
     let base_tip = remote.commit_files("main", &[("base.txt", "base\n")], "base moved");
 
     let (_tmp, dir) = clone(&remote.url(), "cat-factory/b3", &none(), false);
-    let refresh = || refresh_from_base_if_clean(&dir, "main", &none(), &Identity::bot(), &live());
+    let origin = at(&remote.url(), none());
+    let refresh = || refresh_from_base_if_clean(&dir, &origin, "main", &Identity::bot(), &live());
     assert_eq!(refresh().unwrap(), Refresh::FastForwarded);
     assert_eq!(head_oid(&dir).unwrap(), base_tip);
     assert_eq!(read(&dir, "base.txt"), "base\n");
@@ -227,8 +238,9 @@ fn refresh_leaves_the_branch_and_work_tree_at_the_old_tip_on_conflict() {
     remote.commit_files("main", &[("README.md", "base side\n")], "base edit");
 
     let (_tmp, dir) = clone(&remote.url(), "cat-factory/b4", &none(), false);
+    let origin = at(&remote.url(), none());
     let outcome =
-        refresh_from_base_if_clean(&dir, "main", &none(), &Identity::bot(), &live()).unwrap();
+        refresh_from_base_if_clean(&dir, &origin, "main", &Identity::bot(), &live()).unwrap();
     assert_eq!(outcome, Refresh::Conflicted);
     assert_eq!(head_oid(&dir).unwrap(), work_tip);
     assert_eq!(read(&dir, "README.md"), "work side\n");
@@ -243,8 +255,8 @@ fn a_non_fast_forward_push_is_rejected_and_does_not_clobber_the_remote() {
     let theirs = remote.commit_files("main", &[("other.txt", "someone else\n")], "concurrent");
 
     write(&dir, "README.md", "mine\n");
-    assert!(commit_tracked_edits(&dir, "mine", &Identity::bot()).unwrap());
-    let err = push_branch(&dir, "main", "main", &none(), &live()).unwrap_err();
+    assert!(commit_tracked_edits(&dir, "mine", &Identity::bot(), NO_LIMIT).unwrap());
+    let err = push_branch(&dir, &at(&remote.url(), none()), "main", "main", &live()).unwrap_err();
     assert!(matches!(err, GitError::Rejected { .. }), "{err:?}");
     assert_eq!(remote.tip("main"), Some(theirs));
 }
@@ -266,7 +278,7 @@ fn the_safety_net_commit_stages_tracked_edits_and_deletions_but_never_new_files(
     write(&dir, "new.txt", "scratch\n");
     write(&dir, "sub/deeper/new2.txt", "scratch\n");
 
-    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot(), NO_LIMIT).unwrap());
     let head = head_oid(&dir).unwrap();
     assert_eq!(parents(&dir, &head), vec![before]);
     let files = git(&dir, &["ls-tree", "-r", "--name-only", "HEAD"]);
@@ -281,7 +293,7 @@ fn the_safety_net_commit_stages_tracked_edits_and_deletions_but_never_new_files(
         vec!["new.txt".to_owned(), "sub/deeper/new2.txt".to_owned()]
     );
 
-    assert!(!commit_tracked_edits(&dir, "again", &Identity::bot()).unwrap());
+    assert!(!commit_tracked_edits(&dir, "again", &Identity::bot(), NO_LIMIT).unwrap());
     assert_eq!(
         head_oid(&dir).unwrap(),
         head,
@@ -328,15 +340,23 @@ fn over_smart_http_a_token_clone_is_shallow_and_push_lands_with_no_token_on_disk
     let url = server.url("r");
     let auth = token(TOKEN);
 
-    assert!(remote_branch_exists(&url, "main", &auth, &live()).unwrap());
+    let origin = at(&url, auth.clone());
+    assert!(remote_branch_exists(&origin, "main", &live()).unwrap());
     let (_tmp, dir) = clone(&url, "main", &auth, true);
     assert_eq!(git(&dir, &["rev-list", "--count", "HEAD"]), "1", "depth 1");
     assert!(dir.join(".git/shallow").exists());
 
     create_branch(&dir, "cat-factory/http").unwrap();
     write(&dir, "README.md", "over http\n");
-    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot()).unwrap());
-    push_branch(&dir, "cat-factory/http", "cat-factory/http", &auth, &live()).unwrap();
+    assert!(commit_tracked_edits(&dir, "Agent changes", &Identity::bot(), NO_LIMIT).unwrap());
+    push_branch(
+        &dir,
+        &origin,
+        "cat-factory/http",
+        "cat-factory/http",
+        &live(),
+    )
+    .unwrap();
     assert_eq!(repo.tip("cat-factory/http"), Some(head_oid(&dir).unwrap()));
     assert_eq!(
         repo.file_at("cat-factory/http", "README.md").unwrap(),
@@ -365,7 +385,7 @@ fn a_wrong_token_is_an_auth_error_after_at_most_two_attempts() {
     let wrong = "wrong-token-value-999";
 
     let (_tmp, dir) = workspace();
-    let err = clone_branch(&url, "main", &dir, &token(wrong), true, &live()).unwrap_err();
+    let err = clone_branch(&at(&url, token(wrong)), "main", &dir, true, &live()).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert!(!err.to_string().contains(wrong), "{err}");
     let after_clone = server.bad_attempts();
@@ -374,7 +394,7 @@ fn a_wrong_token_is_an_auth_error_after_at_most_two_attempts() {
         "saw {after_clone} bad attempts"
     );
 
-    let err = remote_branch_exists(&url, "main", &token(wrong), &live()).unwrap_err();
+    let err = remote_branch_exists(&at(&url, token(wrong)), "main", &live()).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert!(server.bad_attempts() - after_clone <= 2);
 }
@@ -385,9 +405,10 @@ fn a_push_with_a_wrong_token_is_an_auth_error_and_changes_nothing() {
     let url = server.url("r");
     let (_tmp, dir) = clone(&url, "main", &token(TOKEN), true);
     write(&dir, "README.md", "x\n");
-    assert!(commit_tracked_edits(&dir, "x", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "x", &Identity::bot(), NO_LIMIT).unwrap());
 
-    let err = push_branch(&dir, "main", "main", &token("wrong-token-value"), &live()).unwrap_err();
+    let wrong = at(&url, token("wrong-token-value"));
+    let err = push_branch(&dir, &wrong, "main", "main", &live()).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert!(server.bad_attempts() <= 2, "saw {}", server.bad_attempts());
     assert_ne!(repo.tip("main"), Some(head_oid(&dir).unwrap()));
@@ -396,7 +417,7 @@ fn a_push_with_a_wrong_token_is_an_auth_error_and_changes_nothing() {
 #[test]
 fn without_a_token_an_authenticating_remote_is_an_auth_error() {
     let (_root, _repo, server) = served_repo();
-    let err = remote_branch_exists(&server.url("r"), "main", &none(), &live()).unwrap_err();
+    let err = remote_branch_exists(&at(&server.url("r"), none()), "main", &live()).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert_eq!(server.bad_attempts(), 0, "nothing was offered");
     assert!(server.anonymous_requests() >= 1);
@@ -410,14 +431,14 @@ fn a_push_rejected_by_a_pre_receive_hook_is_a_rejected_error() {
     let (_tmp, dir) = clone(&url, "main", &auth, true);
     create_branch(&dir, "cat-factory/hooked").unwrap();
     write(&dir, "README.md", "refused\n");
-    assert!(commit_tracked_edits(&dir, "refused", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "refused", &Identity::bot(), NO_LIMIT).unwrap());
 
     repo.reject_pushes_with_hook("protected by policy");
     let err = push_branch(
         &dir,
+        &at(&url, auth),
         "cat-factory/hooked",
         "cat-factory/hooked",
-        &auth,
         &live(),
     )
     .unwrap_err();
@@ -440,18 +461,19 @@ fn a_cancelled_token_stops_probe_clone_and_push_before_they_start() {
     let cancelled = CancellationToken::new();
     cancelled.cancel();
 
-    let err = remote_branch_exists(&remote.url(), "main", &none(), &cancelled).unwrap_err();
+    let origin = at(&remote.url(), none());
+    let err = remote_branch_exists(&origin, "main", &cancelled).unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
     let (_tmp, dir) = workspace();
-    let err = clone_branch(&remote.url(), "main", &dir, &none(), true, &cancelled).unwrap_err();
+    let err = clone_branch(&origin, "main", &dir, true, &cancelled).unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
     assert!(!dir.exists());
 
     let (_tmp2, dir) = clone(&remote.url(), "main", &none(), false);
     write(&dir, "README.md", "never pushed\n");
-    assert!(commit_tracked_edits(&dir, "x", &Identity::bot()).unwrap());
+    assert!(commit_tracked_edits(&dir, "x", &Identity::bot(), NO_LIMIT).unwrap());
     let before = remote.tip("main");
-    let err = push_branch(&dir, "main", "main", &none(), &cancelled).unwrap_err();
+    let err = push_branch(&dir, &origin, "main", "main", &cancelled).unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
     assert_eq!(remote.tip("main"), before);
 }
@@ -465,7 +487,7 @@ fn cancelling_while_a_clone_transfers_returns_cancelled() {
     server.before_upload_pack(move || in_server.cancel());
 
     let (_tmp, dir) = workspace();
-    let err =
-        clone_branch(&server.url("r"), "main", &dir, &token(TOKEN), true, &cancel).unwrap_err();
+    let origin = at(&server.url("r"), token(TOKEN));
+    let err = clone_branch(&origin, "main", &dir, true, &cancel).unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
 }

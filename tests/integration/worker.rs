@@ -669,7 +669,12 @@ async fn a_branch_moved_by_someone_else_fails_the_job_as_git_without_clobbering_
             s = s.display()
         ),
     );
-    let w = TestWorker::start(&agent, |c| c.job.checkpoint_interval_ms = 50).await;
+    let w = TestWorker::start(&agent, |c| {
+        c.job.checkpoint_interval_ms = 50;
+        // No other run of this job will record a result: the rejection stands.
+        c.git.race_wait_ms = 300;
+    })
+    .await;
     w.enqueue(&coding_job("job-nff", &origin.url(), Some("work/nff")))
         .await;
     eventually("our checkpoint", WAIT, || origin.tip("work/nff").is_some()).await;
