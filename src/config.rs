@@ -83,6 +83,9 @@ pub struct AmqpConfig {
     pub jobs_queue: String,
     pub dead_exchange: String,
     pub dead_queue: String,
+    /// The workers' copy of every dead-lettered job: one that reached the delivery limit gets a
+    /// `failed` result from whichever worker takes it.
+    pub dead_watch_queue: String,
     pub events_exchange: String,
     pub results_queue: String,
     pub followups_queue: String,
@@ -106,6 +109,7 @@ impl Default for AmqpConfig {
             jobs_queue: "harness.jobs".into(),
             dead_exchange: "harness.dead".into(),
             dead_queue: "harness.jobs.dead".into(),
+            dead_watch_queue: "harness.jobs.dead.watch".into(),
             events_exchange: "harness.events".into(),
             results_queue: "harness.results".into(),
             followups_queue: "harness.followups".into(),
@@ -189,7 +193,8 @@ pub struct GitConfig {
     /// record its completion, so that both publish the one outcome. 0 does not wait.
     pub race_wait_ms: u64,
     /// Largest file the worker commits or pushes; a job whose work holds a bigger one fails as
-    /// `git` before its bytes are read (GitHub refuses files over 100 MiB anyway).
+    /// `git` before its bytes are read (GitHub refuses files over 100 MiB anyway). Env
+    /// `HARNESS_GIT_MAX_FILE_BYTES`.
     pub max_file_bytes: u64,
     /// Dependency caches a persistent checkout keeps across runs. Env `HARNESS_CLEAN_KEEP`.
     pub clean_keep: Vec<String>,
@@ -333,7 +338,8 @@ impl Config {
                         message: "too large".into(),
                     })?;
         }
-        let knobs: [(&'static str, &mut u64); 8] = [
+        let knobs: [(&'static str, &mut u64); 9] = [
+            ("HARNESS_GIT_MAX_FILE_BYTES", &mut self.git.max_file_bytes),
             ("JOB_GIT_TIMEOUT_MS", &mut self.job.git_timeout_ms),
             ("JOB_MAX_DURATION_MS", &mut self.job.max_duration_ms),
             ("JOB_INACTIVITY_MS", &mut self.job.inactivity_ms),

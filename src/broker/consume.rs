@@ -152,6 +152,9 @@ pub struct JobDelivery {
     pub delivery_tag: u64,
     pub message_id: Option<String>,
     pub correlation_id: Option<String>,
+    /// Why the broker last dead-lettered this message (`reason` of the newest `x-death`
+    /// entry: `delivery_limit`, `rejected`, `expired`, `maxlen`); `None` if it never was.
+    pub death_reason: Option<String>,
     acker: Acker,
     /// Keeps the delivery's channel open until it is settled.
     _channel: Channel,
@@ -172,11 +175,9 @@ impl std::fmt::Debug for JobDelivery {
 
 impl JobDelivery {
     fn new(delivery: Delivery, channel: Channel) -> Self {
-        let delivery_count = delivery
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(|headers| header_u32(headers, "x-delivery-count"));
+        let headers = delivery.properties.headers().as_ref();
+        let delivery_count = headers.and_then(|h| header_u32(h, "x-delivery-count"));
+        let death_reason = headers.and_then(last_death_reason);
         Self {
             attempt: delivery_count.map_or(1, |count| count.saturating_add(1)),
             redelivered: delivery.redelivered,
@@ -191,6 +192,7 @@ impl JobDelivery {
                 .correlation_id()
                 .as_ref()
                 .map(|s| s.to_string()),
+            death_reason,
             body: delivery.data,
             acker: delivery.acker,
             _channel: channel,
@@ -234,6 +236,21 @@ impl JobDelivery {
     }
 }
 
+/// The `reason` of the newest `x-death` entry (the broker puts the newest first).
+fn last_death_reason(headers: &FieldTable) -> Option<String> {
+    let AMQPValue::FieldArray(deaths) = headers.inner().get("x-death")? else {
+        return None;
+    };
+    let AMQPValue::FieldTable(newest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    match newest.inner().get("reason")? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
 /// An integer header as u32, whatever integer type the broker chose for it.
 fn header_u32(headers: &FieldTable, name: &str) -> Option<u32> {
     let value: i64 = match headers.inner().get(name)? {
@@ -265,6 +282,28 @@ mod tests {
             headers.insert("x-delivery-count".into(), value);
             assert_eq!(header_u32(&headers, "x-delivery-count"), Some(2));
         }
+    }
+
+    #[test]
+    fn the_newest_dead_letter_reason_is_read_from_x_death() {
+        let death = |reason: &str| {
+            let mut t = FieldTable::default();
+            t.insert("reason".into(), AMQPValue::LongString(reason.into()));
+            t.insert("count".into(), AMQPValue::LongLongInt(1));
+            AMQPValue::FieldTable(t)
+        };
+        let mut headers = FieldTable::default();
+        assert_eq!(last_death_reason(&headers), None);
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![death("delivery_limit"), death("rejected")].into()),
+        );
+        assert_eq!(
+            last_death_reason(&headers).as_deref(),
+            Some("delivery_limit")
+        );
+        headers.insert("x-death".into(), AMQPValue::LongString("junk".into()));
+        assert_eq!(last_death_reason(&headers), None);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Topology {
     pub dead_exchange: String,
     /// Where poison and invalid jobs end, untouched, with the broker's `x-death`.
     pub dead_queue: String,
+    /// The workers' own copy of every dead-lettered job, also bound to the dead-letter
+    /// exchange: a job that died at the delivery limit (its worker killed during every
+    /// delivery) still gets a result from whichever worker consumes it.
+    pub dead_watch_queue: String,
     /// Topic exchange every event is published to.
     pub events_exchange: String,
     /// Bound to `job.result`.
@@ -53,13 +57,15 @@ impl Topology {
     /// The default length bound of the progress queue.
     pub const DEFAULT_PROGRESS_MAX_LENGTH: u32 = 10_000;
 
-    /// `<prefix>.jobs`, `<prefix>.dead`, `<prefix>.jobs.dead`, `<prefix>.events`,
+    /// `<prefix>.jobs`, `<prefix>.dead`, `<prefix>.jobs.dead`, `<prefix>.jobs.dead.watch`,
+    /// `<prefix>.events`,
     /// `<prefix>.results`, `<prefix>.followups`, `<prefix>.progress`, with default limits.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             jobs_queue: format!("{prefix}.jobs"),
             dead_exchange: format!("{prefix}.dead"),
             dead_queue: format!("{prefix}.jobs.dead"),
+            dead_watch_queue: format!("{prefix}.jobs.dead.watch"),
             events_exchange: format!("{prefix}.events"),
             results_queue: format!("{prefix}.results"),
             followups_queue: format!("{prefix}.followups"),
@@ -71,10 +77,11 @@ impl Topology {
     }
 
     /// Every queue, for tests and tools that clean up.
-    pub fn queues(&self) -> [&str; 5] {
+    pub fn queues(&self) -> [&str; 6] {
         [
             &self.jobs_queue,
             &self.dead_queue,
+            &self.dead_watch_queue,
             &self.results_queue,
             &self.followups_queue,
             &self.progress_queue,
@@ -100,6 +107,8 @@ pub async fn declare_topology(conn: &Connection, topo: &Topology) -> Result<(), 
     declare_exchange(conn, &topo.dead_exchange, ExchangeKind::Fanout).await?;
     declare_queue(conn, &topo.dead_queue, FieldTable::default()).await?;
     bind(conn, &topo.dead_queue, &topo.dead_exchange, "").await?;
+    declare_queue(conn, &topo.dead_watch_queue, FieldTable::default()).await?;
+    bind(conn, &topo.dead_watch_queue, &topo.dead_exchange, "").await?;
 
     let version = server_version(conn);
     let supports_timeout = version.is_some_and(|v| v >= CONSUMER_TIMEOUT_SINCE);

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::dead_letters::finish_dead_letter;
 use super::events::{BrokerSink, CurrentSink, EventSink};
 use super::run::JobContext;
 use super::{
@@ -26,6 +27,8 @@ struct Session {
     publisher: Publisher,
     sink: Arc<dyn EventSink>,
     consumer: JobConsumer,
+    /// The dead-letter watch queue (see `dead_letters`), one message at a time.
+    dead: JobConsumer,
 }
 
 impl Session {
@@ -57,17 +60,28 @@ impl Session {
             &format!("executor-harness-{}", std::process::id()),
         )
         .await?;
+        let dead = JobConsumer::open(
+            &conn,
+            &topo.dead_watch_queue,
+            1,
+            &format!("executor-harness-dead-{}", std::process::id()),
+        )
+        .await?;
         Ok(Self {
             conn,
             publisher,
             sink,
             consumer,
+            dead,
         })
     }
 
     /// Connection, consumer channel and publisher channel all still open.
     fn healthy(&self) -> bool {
-        self.conn.status().connected() && self.consumer.is_open() && self.publisher.is_open()
+        self.conn.status().connected()
+            && self.consumer.is_open()
+            && self.dead.is_open()
+            && self.publisher.is_open()
     }
 }
 
@@ -159,18 +173,23 @@ pub async fn run_worker(
         };
         let end = consume(&mut session, &shared, &lost, &shutdown).await;
         metrics.set_ready(false);
-        sink.set(None);
         match end {
             SessionEnd::Shutdown => {
-                if let Err(e) = session.consumer.cancel().await {
-                    tracing::warn!(error = %e, "cannot cancel the consumer");
+                for consumer in [&session.consumer, &session.dead] {
+                    if let Err(e) = consumer.cancel().await {
+                        tracing::warn!(error = %e, "cannot cancel the consumer");
+                    }
                 }
+                // The publisher stays up through the drain: a job that finishes within the
+                // grace publishes its result and is acked (contract 6).
                 drain(&config, &tracker, &interrupt).await;
+                sink.set(None);
                 metrics.amqp_connected.set(0);
                 let _ = session.conn.close(200, "worker shutdown".into()).await;
                 return Ok(());
             }
             SessionEnd::Lost(why) => {
+                sink.set(None);
                 metrics.amqp_connected.set(0);
                 tracing::warn!(reason = %why, in_flight = tracker.len(), "lost the broker: interrupting this session's jobs and reconnecting");
                 lost.cancel();
@@ -220,6 +239,7 @@ enum Step {
     Shutdown,
     Check,
     Next(Box<Option<Result<JobDelivery, BrokerError>>>),
+    Dead(Box<Option<Result<JobDelivery, BrokerError>>>),
 }
 
 /// What every session of the consume loop shares.
@@ -252,12 +272,35 @@ async fn consume(
             _ = shutdown.cancelled() => Step::Shutdown,
             _ = health.tick() => Step::Check,
             next = session.consumer.next() => Step::Next(Box::new(next)),
+            dead = session.dead.next() => Step::Dead(Box::new(dead)),
         };
         let next = match step {
             Step::Shutdown => return SessionEnd::Shutdown,
             Step::Check if session.healthy() => continue,
             Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
             Step::Next(next) => *next,
+            Step::Dead(dead) => match *dead {
+                Some(Ok(delivery)) => {
+                    let span = tracing::info_span!("dead_letter");
+                    tracker.spawn(
+                        finish_dead_letter(
+                            ctx.clone(),
+                            sink.clone(),
+                            policy.clone(),
+                            delivery,
+                            lost.child_token(),
+                        )
+                        .instrument(span),
+                    );
+                    continue;
+                }
+                Some(Err(e)) => {
+                    return SessionEnd::Lost(format!("dead-letter consumer failed: {e}"))
+                }
+                None => {
+                    return SessionEnd::Lost("the broker ended the dead-letter consumer".into())
+                }
+            },
         };
         let delivery = match next {
             Some(Ok(d)) => d,

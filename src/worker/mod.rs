@@ -8,6 +8,7 @@
 //! - [`coding`]: the ordinary coding flow.
 //! - `completion`: reading and recording a job's completion ref, one outcome per job when two
 //!   runs race, and pruning old refs.
+//! - `dead_letters`: the result of a job that died at the delivery limit.
 //! - [`events`]: where events go (broker, stdout, memory).
 //! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
 //! - [`workspace`]: the job's private checkout and HOME.
@@ -15,6 +16,7 @@
 pub mod coding;
 mod completion;
 mod consume;
+mod dead_letters;
 pub mod events;
 mod git_steps;
 pub mod reporter;
@@ -82,6 +84,7 @@ pub fn topology(config: &Config) -> Topology {
         jobs_queue: a.jobs_queue.clone(),
         dead_exchange: a.dead_exchange.clone(),
         dead_queue: a.dead_queue.clone(),
+        dead_watch_queue: a.dead_watch_queue.clone(),
         events_exchange: a.events_exchange.clone(),
         results_queue: a.results_queue.clone(),
         followups_queue: a.followups_queue.clone(),

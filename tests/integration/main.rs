@@ -7,6 +7,8 @@ mod cli;
 mod completion;
 mod faults;
 mod git;
+mod hostile;
+mod races;
 mod real_pi;
 mod real_subscription;
 mod secrets;

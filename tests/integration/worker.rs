@@ -14,7 +14,7 @@ use crate::support::worker::{coding_job, drain_json, eventually, next_json, next
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `(ready, unacked)` of a queue, as the broker counts them.
-fn queue_counts(queue: &str) -> (u64, u64) {
+pub(crate) fn queue_counts(queue: &str) -> (u64, u64) {
     let out = rabbitmqctl(&[
         "list_queues",
         "-q",

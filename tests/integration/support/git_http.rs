@@ -44,7 +44,13 @@ pub struct GitHttpServer {
 impl GitHttpServer {
     /// Serves the bare repositories under `root` (`<root>/<name>.git`), accepting `token`.
     pub fn start(root: &Path, token: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Self::start_on("127.0.0.1", root, token)
+    }
+
+    /// As [`GitHttpServer::start`], on another loopback address (`127.0.0.2` stands in for a
+    /// host the job's token must never reach).
+    pub fn start_on(ip: &str, root: &Path, token: &str) -> Self {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
@@ -83,6 +89,11 @@ impl GitHttpServer {
     /// Every `Authorization` header seen, in order.
     pub fn attempts(&self) -> Vec<AuthAttempt> {
         self.shared.attempts.lock().expect("attempts lock").clone()
+    }
+
+    /// Every request that reached the server, with a credential or without.
+    pub fn requests(&self) -> usize {
+        self.attempts().len() + self.anonymous_requests()
     }
 
     /// How many requests carried a wrong credential.

@@ -117,6 +117,22 @@ impl BareRepo {
         git(dir, &["rev-parse", "HEAD"])
     }
 
+    /// Commits a symlink `path -> target` on `main` and pushes it (a hostile repository's
+    /// way out of its checkout). Returns the new tip.
+    pub fn commit_symlink(&self, path: &str, target: &Path, message: &str) -> String {
+        let work = TempDir::new().expect("tempdir");
+        let dir = work.path();
+        git(
+            dir,
+            &["clone", "--quiet", &self.path.display().to_string(), "."],
+        );
+        std::os::unix::fs::symlink(target, dir.join(path)).expect("symlink");
+        git(dir, &["add", "--", path]);
+        git(dir, &["commit", "--quiet", "-m", message]);
+        git(dir, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
+        git(dir, &["rev-parse", "HEAD"])
+    }
+
     /// The commit `refs/heads/<branch>` points at, or `None` when the branch does not exist.
     pub fn tip(&self, branch: &str) -> Option<String> {
         let out = git(

@@ -33,6 +33,7 @@ pub fn test_config(broker: &TestBroker, agent: &Path, work_dir: &Path) -> Config
     c.amqp.jobs_queue = t.jobs_queue.clone();
     c.amqp.dead_exchange = t.dead_exchange.clone();
     c.amqp.dead_queue = t.dead_queue.clone();
+    c.amqp.dead_watch_queue = t.dead_watch_queue.clone();
     c.amqp.events_exchange = t.events_exchange.clone();
     c.amqp.results_queue = t.results_queue.clone();
     c.amqp.followups_queue = t.followups_queue.clone();
@@ -110,12 +111,61 @@ impl TestWorker {
             .unwrap_or_else(|| panic!("no result within {within:?}"))
     }
 
+    /// A second worker process-alike on the same queues, with its own work directory and
+    /// connection: two workers that can each take a delivery of the same job.
+    pub async fn start_another(&self) -> AnotherWorker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = (*self.config).clone();
+        config.worker.work_dir = dir.path().display().to_string();
+        config.amqp.connection_name = format!("{} (another)", config.amqp.connection_name);
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(run_worker(
+            Arc::new(config),
+            metrics.clone(),
+            SecretRegistry::default(),
+            shutdown.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(Instant::now() < deadline, "the other worker did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        AnotherWorker {
+            _dir: dir,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
     /// Stops the worker (as SIGTERM would) and waits for the drain.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(h) = self.handle.take() {
             h.await.unwrap().unwrap();
         }
+    }
+}
+
+/// A worker started by [`TestWorker::start_another`].
+pub struct AnotherWorker {
+    _dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<Result<(), WorkerError>>>,
+}
+
+impl AnotherWorker {
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for AnotherWorker {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 

