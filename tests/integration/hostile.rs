@@ -183,6 +183,8 @@ fn run_measured(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    // Reaped by wait4 below, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we spawned.
