@@ -658,6 +658,106 @@ echo two > two.txt; commit_all 'Second'; finish 'done'"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_finishes_during_the_drain_publishes_its_result_and_is_acked() {
+    let origin = BareRepo::new();
+    let mut sc = Scene::new(
+        "sigterm-finish-in-grace",
+        |s| {
+            format!(
+                "echo one > one.txt; commit_all 'First'; touch {s}/started; sleep 3; finish 'done'",
+                s = s.display()
+            )
+        },
+        |c| c.worker.shutdown_grace_ms = 15_000,
+    )
+    .await;
+    let mut w1 = sc.start("w1").await;
+    sc.enqueue(&coding_job("job-grace", &origin.url(), Some("work/grace")))
+        .await;
+    let started = sc.s().join("started");
+    eventually("the agent to start", WAIT, || started.exists()).await;
+    let signalled = Instant::now();
+    w1.terminate();
+    let status = w1
+        .wait_exit(Duration::from_secs(15 + 5))
+        .await
+        .expect("the worker exits within the grace");
+    assert!(
+        status.success(),
+        "exit: {status:?}
+{}",
+        sc.log_tails()
+    );
+    sc.figures.recovery_ms.push(signalled.elapsed().as_millis());
+    // The result went out during the drain and the delivery was acked: nothing is back in
+    // the queue, and no other worker is needed.
+    assert_eq!(sc.take_results().await, 1, "{}", sc.log_tails());
+    let r = sc.results[0].1.clone();
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(
+        message_count(&sc.broker.conn, &sc.broker.topo.jobs_queue).await,
+        0,
+        "the job was given back"
+    );
+    assert_eq!(origin.subjects("work/grace")[0], "First");
+    sc.outcomes(&["job-grace".into()]);
+    sc.figures.report();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_worker_is_killed_on_every_delivery_still_gets_one_failed_result() {
+    let origin = BareRepo::new();
+    let mut sc = Scene::new(
+        "kill-every-delivery",
+        |s| {
+            format!(
+                "echo x$N > x.txt; commit_all \"Work $N\"; touch {s}/started-$N; wait_for {s}/never",
+                s = s.display()
+            )
+        },
+        // Two deliveries: the second return dead-letters the job.
+        |c| {
+            c.amqp.delivery_limit = 1;
+            c.job.checkpoint_interval_ms = 100;
+        },
+    )
+    .await;
+    for n in 1..=2 {
+        let mut w = sc.start(&format!("w{n}")).await;
+        if n == 1 {
+            let job = coding_job("job-doomed", &origin.url(), Some("work/doomed"));
+            sc.enqueue(&job).await;
+        }
+        let started = sc.s().join(format!("started-{n}"));
+        eventually("the agent to start", WAIT, || started.exists()).await;
+        sc.kill(&mut w);
+    }
+    // A worker that never saw the job publishes the result it is owed.
+    let mut w3 = sc.start("w3").await;
+    let r = sc.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "agent");
+    assert_eq!(r["attempt"], 2);
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.contains("delivery limit (2 deliveries)") && error.contains("work/doomed"),
+        "{error}"
+    );
+    assert!(!error.contains("evicted or crashed"), "{error}");
+    assert_eq!(sc.runs(), 2, "the agent ran once per delivery, never after");
+    sc.stop_and_check_acked(&mut w3).await;
+    // The operators' copy stays in the dead-letter queue; the workers' copy was consumed.
+    let topo = &sc.broker.topo;
+    assert_eq!(message_count(&sc.broker.conn, &topo.dead_queue).await, 1);
+    assert_eq!(
+        message_count(&sc.broker.conn, &topo.dead_watch_queue).await,
+        0
+    );
+    sc.outcomes(&["job-doomed".into()]);
+    sc.figures.report();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_forces_the_exit_without_waiting_for_the_drain() {
     let origin = BareRepo::new();
     let sc = Scene::new(
