@@ -72,8 +72,9 @@ pub(crate) fn check_work_tree(
     Ok(())
 }
 
-/// Refuses a push whose new commits (reachable from `head`, not from any of `known`) add a blob
-/// over the limit. Sizes come from object headers; no blob is read.
+/// Refuses a push whose new commits (reachable from `head`, not from any of `known` nor from a
+/// remote-tracking ref, which the remote already has) add a blob over the limit. Sizes come
+/// from object headers; no blob is read.
 ///
 /// A blob counts as added by a commit when it is new against every parent, so a merge does not
 /// count what one side already had (a resume merging a base that holds a big asset).
@@ -93,6 +94,8 @@ pub fn check_new_blobs(
     let mut walk = repo.revwalk().map_err(local)?;
     walk.push(Oid::from_str(head).map_err(local)?)
         .map_err(local)?;
+    // A resume merges the base in: the base's own commits are on the remote already.
+    walk.hide_glob("refs/remotes/*").map_err(local)?;
     for k in known {
         // A tip the shallow history does not hold has nothing to hide.
         if let Ok(oid) = Oid::from_str(k) {

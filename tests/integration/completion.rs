@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use executor_harness::git::{
     clone_branch, commit_tracked_edits, completion_ref, create_branch, head_oid, probe_remote,
-    push_branch, push_completion, read_completion, set_identity, FileLimit, GitAuth, GitError,
-    GitRemote, Identity, RemoteProbe,
+    prune_completion_refs, push_branch, push_completion, read_completion, set_identity, FileLimit,
+    GitAuth, GitError, GitRemote, Identity, RemoteProbe,
 };
 use executor_harness::redact::Secret;
 use tempfile::TempDir;
@@ -443,4 +443,43 @@ fn a_cancelled_token_stops_probe_read_and_pushes_before_they_start() {
     );
     assert_eq!(remote.probe(Some(BRANCH), &refname).completion, None);
     assert_eq!(remote.repo.tip(BRANCH), None);
+}
+
+#[test]
+fn over_smart_http_prune_deletes_only_records_older_than_the_max_age_and_keeps_nothing_locally() {
+    let remote = Remote::http();
+    for id in ["old-a", "old-b"] {
+        remote.repo.record_completion(id, 10);
+    }
+    remote.repo.record_completion("young", 2);
+    remote.repo.record_completion("mine", 30);
+    let tmp = TempDir::new().unwrap();
+    let scratch = tmp.path().join("prune");
+    let week = std::time::Duration::from_secs(7 * 86_400);
+    let keep = completion_ref(PREFIX, "mine");
+    let pruned =
+        prune_completion_refs(&remote.origin(), PREFIX, &keep, week, &scratch, &live()).unwrap();
+    assert_eq!(pruned, 2);
+    assert_eq!(
+        remote.repo.refs(PREFIX),
+        ["refs/harness/done/mine", "refs/harness/done/young"],
+        "the record being written is kept, whatever its date"
+    );
+    assert!(!scratch.exists(), "the scratch repository is removed");
+    assert_eq!(remote.server.as_ref().unwrap().bad_attempts(), 0);
+    // Nothing older is left: a second prune deletes nothing.
+    let again =
+        prune_completion_refs(&remote.origin(), PREFIX, &keep, week, &scratch, &live()).unwrap();
+    assert_eq!(again, 0);
+}
+
+#[test]
+fn a_completion_commit_is_dated_at_the_results_finish_so_its_age_is_the_jobs() {
+    let remote = Remote::file();
+    let refname = completion_ref(PREFIX, "job-dated");
+    let (_tmp, dir) = remote.work(BRANCH, "dated\n");
+    let message = r#"{"jobId":"job-dated","finishedAt":1700000000123}"#;
+    remote.push_final(&dir, &refname, message).unwrap();
+    let when = git(remote.repo.path(), &["log", "-1", "--format=%ct", &refname]);
+    assert_eq!(when, "1700000000");
 }

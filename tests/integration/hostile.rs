@@ -267,45 +267,13 @@ fn a_committed_file_over_the_limit_is_refused_before_any_push_packs_it() {
     assert_eq!(origin.tip("work/blob"), None, "nothing was pushed");
 }
 
-/// A completion commit on `main`'s tip dated `days_ago`, recorded at `refs/harness/done/<id>`.
-fn old_completion(origin: &BareRepo, id: &str, days_ago: u64) {
-    let when = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        - days_ago * 86_400;
-    let tree = git(
-        origin.path(),
-        &["hash-object", "-w", "-t", "tree", "/dev/null"],
-    );
-    let out = Command::new("git")
-        .args(["commit-tree", &tree, "-p", "main", "-m"])
-        .arg(format!("{{\"jobId\":\"{id}\"}}"))
-        .current_dir(origin.path())
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "bot")
-        .env("GIT_AUTHOR_EMAIL", "bot@example.com")
-        .env("GIT_COMMITTER_NAME", "bot")
-        .env("GIT_COMMITTER_EMAIL", "bot@example.com")
-        .env("GIT_COMMITTER_DATE", format!("@{when} +0000"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    git(
-        origin.path(),
-        &["update-ref", &format!("refs/harness/done/{id}"), &commit],
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completion_refs_older_than_the_max_age_are_pruned_when_the_worker_next_records_one() {
     let origin = BareRepo::new();
     for i in 0..5 {
-        old_completion(&origin, &format!("old-{i}"), 30);
+        origin.record_completion(&format!("old-{i}"), 30);
     }
-    old_completion(&origin, "recent", 1);
+    origin.record_completion("recent", 1);
     let scratch = tempfile::tempdir().unwrap();
     let agent = write_agent(
         scratch.path(),
@@ -317,13 +285,8 @@ async fn completion_refs_older_than_the_max_age_are_pruned_when_the_worker_next_
         .await;
     let r = w.next_result(WAIT).await;
     assert_eq!(r["state"], "done", "{r}");
-    let refs = git(
-        origin.path(),
-        &["for-each-ref", "--format=%(refname)", "refs/harness/done/"],
-    );
-    let refs: Vec<&str> = refs.lines().collect();
     assert_eq!(
-        refs,
+        origin.refs("refs/harness/done/"),
         ["refs/harness/done/job-prune", "refs/harness/done/recent"]
     );
     w.stop().await;

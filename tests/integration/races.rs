@@ -31,7 +31,8 @@ async fn race(agent_body: &str) -> (serde_json::Value, serde_json::Value, BareRe
         s,
         "agent",
         &format!(
-            "echo $$ >> {s}/runs\nN=$(wc -l < {s}/runs)\nwait_for {s}/go-$$\n{agent_body}",
+            // N: this run's line in `runs` (both may append before either counts).
+            "echo $$ >> {s}/runs\nN=$(grep -nx $$ {s}/runs | cut -d: -f1)\nwait_for {s}/go-$$\n{agent_body}",
             s = s.display()
         ),
     );

@@ -133,6 +133,47 @@ impl BareRepo {
         git(dir, &["rev-parse", "HEAD"])
     }
 
+    /// A completion record for `id` as an earlier worker left it: a commit over the empty tree
+    /// on `main`'s tip, committed `days_ago`, at `refs/harness/done/<id>`.
+    pub fn record_completion(&self, id: &str, days_ago: u64) {
+        let when = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            - days_ago * 86_400;
+        let tree = git(
+            &self.path,
+            &["hash-object", "-w", "-t", "tree", "/dev/null"],
+        );
+        let out = Command::new("git")
+            .args(["commit-tree", &tree, "-p", "main", "-m"])
+            .arg(format!("{{\"jobId\":\"{id}\"}}"))
+            .current_dir(&self.path)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "bot")
+            .env("GIT_AUTHOR_EMAIL", "bot@example.com")
+            .env("GIT_COMMITTER_NAME", "bot")
+            .env("GIT_COMMITTER_EMAIL", "bot@example.com")
+            .env("GIT_COMMITTER_DATE", format!("@{when} +0000"))
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "commit-tree");
+        let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        git(
+            &self.path,
+            &["update-ref", &format!("refs/harness/done/{id}"), &commit],
+        );
+    }
+
+    /// Every ref under `prefix`, sorted.
+    pub fn refs(&self, prefix: &str) -> Vec<String> {
+        git(&self.path, &["for-each-ref", "--format=%(refname)", prefix])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// The commit `refs/heads/<branch>` points at, or `None` when the branch does not exist.
     pub fn tip(&self, branch: &str) -> Option<String> {
         let out = git(
