@@ -3,7 +3,8 @@
 //!
 //! The parser rebuilds the job from the body rather than deserialising it directly, so unknown
 //! fields are dropped and malformed optional values fall back to their defaults, exactly as the
-//! seed does; only the cases of seed section 2.12 refuse a job.
+//! seed does; only the cases of seed section 2.12 refuse a job, plus one of our own, checked
+//! after them: a branch name git would refuse.
 
 pub mod outcome;
 pub mod sanitize;

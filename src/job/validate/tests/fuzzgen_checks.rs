@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// The refusal classes of `parse_job`'s stable texts.
-pub const REFUSAL_CLASSES: [&str; 11] = [
+pub const REFUSAL_CLASSES: [&str; 12] = [
     "too-large",
     "not-json",
     "not-object",
@@ -15,6 +15,7 @@ pub const REFUSAL_CLASSES: [&str; 11] = [
     "not-url",
     "scheme",
     "host",
+    "branch-name",
 ];
 
 /// The class of a refusal text, and the part of it copied from the body, if any.
@@ -43,6 +44,8 @@ fn refusal_class(message: &str) -> Option<(&'static str, &str)> {
     } else if let Some(tail) = rest.strip_suffix("' is not an allowed GitHub host") {
         let (_, host) = tail.split_once("' host '")?;
         return Some(("host", host));
+    } else if rest.ends_with("' must be a valid git branch name") {
+        "branch-name"
     } else {
         return None;
     };

@@ -97,6 +97,13 @@ fn the_checks_catch_a_shown_token_a_wrong_job_id_and_an_unknown_refusal() {
     assert!(refused(None, "Invalid job: unknown job kind 'deploy'").is_err());
     assert!(refused(Some("job_123"), "Invalid job: something new").is_err());
     assert!(refused(Some("job_123"), "Invalid job: body is not valid JSON (x)").is_err());
+    assert_eq!(
+        refused(
+            Some("job_123"),
+            "Invalid job: 'newBranch' must be a valid git branch name"
+        ),
+        Ok(Some("branch-name"))
+    );
 
     let accepted = |debug| {
         check(
