@@ -6,8 +6,8 @@
 //! a malformed optional value falls back to its default) do not fit a derived deserialiser.
 //! serde_json's recursion limit keeps hostile nesting from reaching the stack.
 //!
-//! One rule is not the seed's and runs after all of its rules: git's rules for every branch
-//! name (module `branch`).
+//! Two rules are not the seed's and run after all of its rules: the `jobId` bound (the AMQP ids
+//! derived from it must fit a short string) and git's rules for every branch name (module `branch`).
 
 mod branch;
 mod optional;
@@ -27,6 +27,10 @@ use super::{
 use crate::redact::Secret;
 
 type Object = Map<String, Value>;
+
+/// The longest `jobId` accepted, in bytes. Every AMQP id the worker derives from it must fit a
+/// 255-byte short string, and the widest, `<jobId>:progress:<u32>:<u64>`, adds 41 bytes.
+pub const MAX_JOB_ID_BYTES: usize = 200;
 
 /// What validation needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,8 @@ enum Refusal {
     Scheme(&'static str),
     #[error("Invalid job: '{path}' host '{host}' is not an allowed GitHub host")]
     Host { path: &'static str, host: String },
+    #[error("Invalid job: 'jobId' must be at most {MAX_JOB_ID_BYTES} bytes")]
+    JobIdTooLong,
     #[error("Invalid job: '{0}' must be a valid git branch name")]
     BranchName(&'static str),
 }
@@ -182,7 +188,10 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         b.target.clone_url = check_host(&b.target.clone_url, "bootstrap.target.cloneUrl", policy)?;
     }
 
-    // Not a seed rule: checked after all of them, so a body the seed refuses keeps its text.
+    // Not seed rules: checked after all of them, so a body the seed refuses keeps its text.
+    if job_id.len() > MAX_JOB_ID_BYTES {
+        return Err(Refusal::JobIdTooLong);
+    }
     let merge_base = nes(o.get("mergeBase")).map(str::to_owned);
     let new_branch = nes(o.get("newBranch")).map(str::to_owned);
     let push_branch = nes(o.get("pushBranch")).map(str::to_owned);
