@@ -51,14 +51,14 @@ impl EventSink for BrokerSink {
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let body = event.body_json()?;
-            let message_id = event.message_id();
+            let ids = event.ids();
             self.publisher
                 .publish(OutgoingMessage {
                     exchange: &self.exchange,
                     routing_key: event.routing_key(),
                     body: &body,
-                    message_id: &message_id,
-                    correlation_id: event.job_id(),
+                    message_id: &ids.message_id,
+                    correlation_id: &ids.correlation_id,
                     kind: event.type_name(),
                     attempt: event.attempt(),
                 })
