@@ -7,6 +7,7 @@ mod cli;
 mod completion;
 mod faults;
 mod git;
+mod hostile;
 mod real_pi;
 mod real_subscription;
 mod secrets;
