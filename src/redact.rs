@@ -67,8 +67,8 @@ static CREDENTIAL_ASSIGNMENT: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-/// Masks secrets in text: the seed's four pattern rules, GitLab `glpat-` tokens and `Bearer`
-/// values (which the seed missed, Q15), then every known secret value of the job.
+/// Masks secrets in text: every known secret value of the job, then the seed's four pattern
+/// rules, GitLab `glpat-` tokens and `Bearer` values (which the seed missed, Q15).
 #[derive(Clone, Default)]
 pub struct Redactor {
     known: Vec<String>,
@@ -117,22 +117,25 @@ impl Redactor {
 
     /// Redacts `input`. Idempotent: redacting twice gives the same text.
     pub fn redact(&self, input: &str) -> String {
-        let mut out = URL_USERINFO.replace_all(input, "${1}***@").into_owned();
+        // Known values first (longest first): a pattern that matched only the head of a token
+        // (a GitHub shape stops at `!`, an assignment at a space) would leave its tail behind,
+        // no longer matching the known value.
+        let mut out = input.to_owned();
+        for secret in &self.known {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out = URL_USERINFO.replace_all(&out, "${1}***@").into_owned();
         out = ACCESS_TOKEN
             .replace_all(&out, "x-access-token:***")
             .into_owned();
         out = GITHUB_TOKEN.replace_all(&out, "${1}***").into_owned();
         out = GITLAB_TOKEN.replace_all(&out, "glpat-***").into_owned();
         out = BEARER.replace_all(&out, "${1}***").into_owned();
-        out = CREDENTIAL_ASSIGNMENT
+        CREDENTIAL_ASSIGNMENT
             .replace_all(&out, "${1}***")
-            .into_owned();
-        for secret in &self.known {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-        out
+            .into_owned()
     }
 }
 
@@ -229,6 +232,61 @@ mod tests {
             .with_secret(&Secret::new("cat"));
         assert_eq!(r.redact("got sess-EXAMPLE-value back"), "got *** back");
         assert_eq!(r.redact("the cat sat"), "the cat sat");
+    }
+
+    /// The token's 4-character windows past its `prefix` that occur in `out`.
+    fn surviving_fragments(out: &str, token: &str, prefix: &str) -> Vec<String> {
+        let chars: Vec<char> = token[prefix.len()..].chars().collect();
+        chars
+            .windows(4)
+            .map(|w| w.iter().collect::<String>())
+            .filter(|f| out.contains(f.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn a_known_token_with_special_characters_is_masked_whole_not_cut_by_a_pattern() {
+        // Each would be half-masked by a pattern rule if the patterns ran first: the GitHub
+        // shape stops at the first character outside `[A-Za-z0-9_]`, the assignment shape at
+        // the first space.
+        let tokens = [
+            ("ghp_Sp3c!al$Tok@en:9x%yZ", "ghp_"),
+            ("github_pat_11AB!cd$EF@gh:IJ", "github_pat_"),
+            ("ghs_Abc.Def/Ghi+Jkl=Mno~Pqr", "ghs_"),
+            ("glpat-Xy7!Qw$Er@Ty:Ui", "glpat-"),
+            ("API_KEY=s3cr3t value$with@parts", "API_KEY="),
+            ("db_password: hunter2!and more", "db_password: "),
+        ];
+        for (token, prefix) in tokens {
+            let r = Redactor::patterns_only().with_secret(&Secret::new(token));
+            let out = r.redact(&format!("before {token} after"));
+            assert_eq!(out, "before *** after", "{token}");
+            assert!(
+                surviving_fragments(&out, token, prefix).is_empty(),
+                "{token} -> {out}"
+            );
+            // Inside a URL, a JSON string and a line of agent output, too.
+            for text in [
+                format!("https://x-access-token:{token}@github.com/o/r.git"),
+                format!("{{\"summary\":\"leaked {token}\"}}"),
+                format!("echo {token}\n{token}"),
+            ] {
+                let out = r.redact(&text);
+                assert!(
+                    surviving_fragments(&out, token, prefix).is_empty(),
+                    "{text} -> {out}"
+                );
+                assert_eq!(r.redact(&out), out, "not idempotent on {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn of_two_known_tokens_where_one_contains_the_other_the_longer_is_masked_whole() {
+        let r = Redactor::patterns_only()
+            .with_secret(&Secret::new("Sp3c!al"))
+            .with_secret(&Secret::new("ghp_Sp3c!al$Tok"));
+        assert_eq!(r.redact("a ghp_Sp3c!al$Tok b Sp3c!al c"), "a *** b *** c");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 
 use super::{short_name, BrokerError};
+use crate::job::outcome::correlation_id;
 
 /// Binding key that matches every job event (`job.result`, `job.followup`, `job.progress`).
 const ALL_JOB_EVENTS: &str = "job.#";
@@ -14,7 +15,8 @@ const ALL_JOB_EVENTS: &str = "job.#";
 /// An exclusive, auto-delete, server-named queue bound to the events exchange, yielding one
 /// job's events. Open it before enqueueing the job, or the first events can be missed.
 pub struct EventFollower {
-    job_id: String,
+    /// The job's events carry it: the `jobId`, or the hash of an over-long one.
+    correlation_id: String,
     queue: String,
     consumer: Consumer,
     /// Dropping the channel deletes the queue (exclusive).
@@ -24,7 +26,7 @@ pub struct EventFollower {
 impl std::fmt::Debug for EventFollower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventFollower")
-            .field("job_id", &self.job_id)
+            .field("correlation_id", &self.correlation_id)
             .field("queue", &self.queue)
             .finish_non_exhaustive()
     }
@@ -80,7 +82,7 @@ impl EventFollower {
             .await
             .map_err(channel_error("consuming the follow queue"))?;
         Ok(Self {
-            job_id: job_id.to_owned(),
+            correlation_id: correlation_id(job_id).into_owned(),
             queue: queue.to_string(),
             consumer,
             channel,
@@ -96,7 +98,9 @@ impl EventFollower {
                 Err(error) => return Some(Err(BrokerError::Consume(error))),
             };
             let props = &delivery.properties;
-            if props.correlation_id().as_ref().map(|id| id.as_str()) != Some(self.job_id.as_str()) {
+            if props.correlation_id().as_ref().map(|id| id.as_str())
+                != Some(self.correlation_id.as_str())
+            {
                 continue;
             }
             let kind = props

@@ -52,6 +52,19 @@ impl PublishError {
             PublishError::InvalidMessage { .. } => "invalid_message",
         }
     }
+
+    /// Whether the same message could be taken on another try: the broker's answer and the
+    /// channel can change; a message that does not fit AMQP never will.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Nacked
+            | PublishError::Unroutable
+            | PublishError::ConfirmTimeout
+            | PublishError::ChannelClosed(_)
+            | PublishError::NotConfirmed => true,
+            PublishError::InvalidMessage { .. } => false,
+        }
+    }
 }
 
 /// One event to publish.
@@ -330,6 +343,7 @@ mod tests {
             }
         ));
         assert_eq!(err.reason(), "invalid_message");
+        assert!(!err.is_transient());
     }
 
     #[test]

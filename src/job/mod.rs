@@ -3,7 +3,8 @@
 //!
 //! The parser rebuilds the job from the body rather than deserialising it directly, so unknown
 //! fields are dropped and malformed optional values fall back to their defaults, exactly as the
-//! seed does; only the cases of seed section 2.12 refuse a job.
+//! seed does; only the cases of seed section 2.12 refuse a job, plus two of our own, checked
+//! after them: a `jobId` over [`MAX_JOB_ID_BYTES`] and a branch name git would refuse.
 
 pub mod outcome;
 pub mod sanitize;
@@ -14,7 +15,7 @@ use serde::Serialize;
 use crate::redact::{Redactor, Secret};
 
 pub use sanitize::{sanitize_context_file_name, sanitize_service_directory, PathOutsideRepo};
-pub use validate::{parse_job, InvalidJob, ValidationPolicy};
+pub use validate::{parse_job, InvalidJob, ValidationPolicy, MAX_JOB_ID_BYTES};
 
 /// What a job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,10 +1,14 @@
 //! What a run publishes (contract section 3.2): the terminal result, follow-up items and
 //! progress, plus the failure-cause vocabulary and the stable texts downstream regexes read.
 
+mod ids;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+pub use ids::{correlation_id, EventIds};
 
 /// The contract's failure causes (seed 3.6, plus `invalid-job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -245,15 +249,6 @@ impl Event {
         }
     }
 
-    /// Deterministic, so consumers can deduplicate redeliveries.
-    pub fn message_id(&self) -> String {
-        match self {
-            Event::Progress(b) => format!("{}:progress:{}:{}", b.job_id, b.attempt, b.seq),
-            Event::Followup(b) => format!("{}:followup:{}:{}", b.job_id, b.attempt, b.seq),
-            Event::Result(b) => format!("{}:result", b.job_id),
-        }
-    }
-
     pub fn attempt(&self) -> u32 {
         match self {
             Event::Progress(b) => b.attempt,
@@ -354,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn message_ids_are_deterministic_per_job_attempt_and_seq() {
+    fn a_followup_body_carries_its_item_flat_and_no_type_tag() {
         let ev = Event::Followup(FollowUpBody {
             job_id: "j1".into(),
             attempt: 2,
@@ -366,7 +361,6 @@ mod tests {
                 suggested_action: None,
             },
         });
-        assert_eq!(ev.message_id(), "j1:followup:2:7");
         let body: serde_json::Value = serde_json::from_slice(&ev.body_json().unwrap()).unwrap();
         assert_eq!(body["kind"], "question");
         assert_eq!(body["seq"], 7);

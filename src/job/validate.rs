@@ -5,7 +5,11 @@
 //! deserialised into the types, because the seed's rules (first failure wins, in a fixed order;
 //! a malformed optional value falls back to its default) do not fit a derived deserialiser.
 //! serde_json's recursion limit keeps hostile nesting from reaching the stack.
+//!
+//! Two rules are not the seed's and run after all of its rules: the `jobId` bound (the AMQP ids
+//! derived from it must fit a short string) and git's rules for every branch name (module `branch`).
 
+mod branch;
 mod optional;
 #[cfg(test)]
 mod tests;
@@ -23,6 +27,10 @@ use super::{
 use crate::redact::Secret;
 
 type Object = Map<String, Value>;
+
+/// The longest `jobId` accepted, in bytes. Every AMQP id the worker derives from it must fit a
+/// 255-byte short string, and the widest, `<jobId>:progress:<u32>:<u64>`, adds 41 bytes.
+pub const MAX_JOB_ID_BYTES: usize = 200;
 
 /// What validation needs from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +102,10 @@ enum Refusal {
     Scheme(&'static str),
     #[error("Invalid job: '{path}' host '{host}' is not an allowed GitHub host")]
     Host { path: &'static str, host: String },
+    #[error("Invalid job: 'jobId' must be at most {MAX_JOB_ID_BYTES} bytes")]
+    JobIdTooLong,
+    #[error("Invalid job: '{0}' must be a valid git branch name")]
+    BranchName(&'static str),
 }
 
 /// Validates a job body.
@@ -176,6 +188,30 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         b.target.clone_url = check_host(&b.target.clone_url, "bootstrap.target.cloneUrl", policy)?;
     }
 
+    // Not seed rules: checked after all of them, so a body the seed refuses keeps its text.
+    if job_id.len() > MAX_JOB_ID_BYTES {
+        return Err(Refusal::JobIdTooLong);
+    }
+    let merge_base = nes(o.get("mergeBase")).map(str::to_owned);
+    let new_branch = nes(o.get("newBranch")).map(str::to_owned);
+    let push_branch = nes(o.get("pushBranch")).map(str::to_owned);
+    let branch_names = [
+        (
+            "bootstrap.target.defaultBranch",
+            bootstrap.as_ref().map(|b| b.target.default_branch.as_str()),
+        ),
+        ("repo.baseBranch", Some(repo.base_branch.as_str())),
+        ("branch", Some(branch.as_str())),
+        ("mergeBase", merge_base.as_deref()),
+        ("newBranch", new_branch.as_deref()),
+        ("pushBranch", push_branch.as_deref()),
+    ];
+    for (path, name) in branch_names {
+        if name.is_some_and(|n| !branch::is_valid_branch_name(n)) {
+            return Err(Refusal::BranchName(path));
+        }
+    }
+
     Ok(AgentJob {
         job_id,
         mode,
@@ -193,13 +229,13 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
             .map(str::to_owned),
         web_search: is_true(o.get("webSearch")),
         full: is_true(o.get("full")),
-        merge_base: nes(o.get("mergeBase")).map(str::to_owned),
+        merge_base,
         bootstrap,
         output,
         context_files,
         infra,
-        new_branch: nes(o.get("newBranch")).map(str::to_owned),
-        push_branch: nes(o.get("pushBranch")).map(str::to_owned),
+        new_branch,
+        push_branch,
         commit_message: nes(o.get("commitMessage")).map(str::to_owned),
         pr,
         no_changes_is_error: o.get("noChangesIsError") != Some(&Value::Bool(false)),

@@ -34,6 +34,16 @@ impl SinkError {
             SinkError::Io(_) | SinkError::Encode(_) => "other",
         }
     }
+
+    /// Whether publishing the same event again could succeed: one that cannot be encoded (as
+    /// JSON, or as an AMQP message) never will, so retrying it only delays the outcome.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Publish(e) => e.is_transient(),
+            SinkError::Io(_) | SinkError::Disconnected => true,
+            SinkError::Encode(_) => false,
+        }
+    }
 }
 
 /// Publishes events. `Ok` means delivered: for the broker, confirmed and routed.
@@ -51,14 +61,14 @@ impl EventSink for BrokerSink {
     fn publish<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             let body = event.body_json()?;
-            let message_id = event.message_id();
+            let ids = event.ids();
             self.publisher
                 .publish(OutgoingMessage {
                     exchange: &self.exchange,
                     routing_key: event.routing_key(),
                     body: &body,
-                    message_id: &message_id,
-                    correlation_id: event.job_id(),
+                    message_id: &ids.message_id,
+                    correlation_id: &ids.correlation_id,
                     kind: event.type_name(),
                     attempt: event.attempt(),
                 })
@@ -222,7 +232,7 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
-/// Publishes with a short exponential backoff.
+/// Publishes with a short exponential backoff; a permanent failure is returned at once.
 pub async fn publish_with_retry(
     sink: &dyn EventSink,
     event: &Event,
@@ -238,8 +248,87 @@ pub async fn publish_with_retry(
                 .with_max_times((attempts - 1) as usize)
                 .with_jitter(),
         )
+        .when(SinkError::is_transient)
         .notify(|e: &SinkError, wait| {
             tracing::warn!(error = %e, wait_ms = wait.as_millis() as u64, "publish failed, retrying")
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use serde::ser::Error as _;
+
+    use super::*;
+    use crate::job::outcome::{JobState, PhaseTimings, ResultBody};
+
+    /// Fails every publish with the error `fail` makes, counting the tries.
+    struct FailingSink {
+        tries: AtomicU32,
+        fail: fn() -> SinkError,
+    }
+
+    impl EventSink for FailingSink {
+        fn publish<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async move {
+                self.tries.fetch_add(1, Ordering::SeqCst);
+                Err((self.fail)())
+            })
+        }
+    }
+
+    async fn tries_until_given_up(fail: fn() -> SinkError, attempts: u32) -> u32 {
+        let sink = FailingSink {
+            tries: AtomicU32::new(0),
+            fail,
+        };
+        let event = Event::Result(ResultBody {
+            job_id: "j".into(),
+            attempt: 1,
+            state: JobState::Failed,
+            started_at: 0,
+            finished_at: 0,
+            phase_timings_ms: PhaseTimings::default(),
+            result: None,
+            error: None,
+            failure_cause: None,
+            detail: None,
+        });
+        assert!(publish_with_retry(&sink, &event, attempts).await.is_err());
+        sink.tries.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_that_cannot_be_encoded_is_tried_once_and_never_retried() {
+        let permanent: [fn() -> SinkError; 2] = [
+            || {
+                PublishError::InvalidMessage {
+                    field: "message_id",
+                }
+                .into()
+            },
+            || serde_json::Error::custom("not encodable").into(),
+        ];
+        for fail in permanent {
+            assert!(!fail().is_transient(), "{}", fail());
+            assert_eq!(tries_until_given_up(fail, 5).await, 1, "{}", fail());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_the_broker_may_get_over_is_retried_up_to_the_attempts() {
+        let transient: [fn() -> SinkError; 5] = [
+            || PublishError::Nacked.into(),
+            || PublishError::Unroutable.into(),
+            || PublishError::ConfirmTimeout.into(),
+            || PublishError::NotConfirmed.into(),
+            || SinkError::Disconnected,
+        ];
+        for fail in transient {
+            assert!(fail().is_transient(), "{}", fail());
+            assert_eq!(tries_until_given_up(fail, 4).await, 4, "{}", fail());
+        }
+    }
 }

@@ -61,6 +61,9 @@ pub enum DeliveryEnd {
     InvalidSettled,
     /// Invalid, and its `invalid-job` result could not be published.
     InvalidUnannounced,
+    /// The result (a finished job's or an invalid job's) can never be published: it cannot be
+    /// encoded as a message, so no retry or redelivery can help.
+    Unpublishable,
 }
 
 /// The acknowledgement policy, in one place (contract section 4).
@@ -74,6 +77,9 @@ pub fn settlement(end: DeliveryEnd) -> Settlement {
         // Back to the queue so the refusal is announced later; the delivery limit still ends
         // a message that can never be announced in the dead-letter queue.
         DeliveryEnd::InvalidUnannounced => Settlement::Requeue,
+        // Requeued, it would only fail the same way until the delivery limit; the dead-letter
+        // queue keeps the message for a person, and the error log says why.
+        DeliveryEnd::Unpublishable => Settlement::DeadLetter,
     }
 }
 
@@ -188,6 +194,11 @@ impl JobTask {
                         }
                         DeliveryEnd::ResultConfirmed
                     }
+                    Err(e) if !e.is_transient() => {
+                        m.publish_failures.with_label_values(&[e.reason()]).inc();
+                        tracing::error!(error = %e, "the result can never be published: dead-lettering the job");
+                        DeliveryEnd::Unpublishable
+                    }
                     Err(e) => {
                         m.publish_failures.with_label_values(&[e.reason()]).inc();
                         m.jobs_requeued.with_label_values(&["publish-failed"]).inc();
@@ -266,6 +277,10 @@ async fn announce_invalid(
     let event = Event::Result(invalid_job_result(job_id, attempt, &invalid.message));
     match publish_with_retry(sink, &event, attempts).await {
         Ok(()) => DeliveryEnd::InvalidSettled,
+        Err(e) if !e.is_transient() => {
+            tracing::error!(error = %e, "the invalid-job result can never be published: dead-lettering the message unannounced");
+            DeliveryEnd::Unpublishable
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot publish the invalid-job result");
             DeliveryEnd::InvalidUnannounced
@@ -309,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_confirmed_result_or_a_settled_refusal_removes_a_delivery_for_good() {
+    fn a_confirmed_result_a_settled_refusal_or_an_unpublishable_one_removes_a_delivery() {
         assert_eq!(settlement(DeliveryEnd::ResultConfirmed), Settlement::Ack);
         assert_eq!(
             settlement(DeliveryEnd::ResultUnpublished),
@@ -324,5 +339,42 @@ mod tests {
             settlement(DeliveryEnd::InvalidUnannounced),
             Settlement::Requeue
         );
+        assert_eq!(
+            settlement(DeliveryEnd::Unpublishable),
+            Settlement::DeadLetter
+        );
+    }
+
+    /// Fails every publish with `fail`.
+    struct FailingSink(fn() -> events::SinkError);
+
+    impl EventSink for FailingSink {
+        fn publish<'a>(
+            &'a self,
+            _event: &'a Event,
+        ) -> events::BoxFuture<'a, Result<(), events::SinkError>> {
+            Box::pin(async move { Err((self.0)()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_that_cannot_be_encoded_is_dead_lettered_and_one_the_broker_refused_requeued()
+    {
+        use crate::broker::PublishError;
+        let invalid = InvalidJob {
+            job_id: Some("job-1".into()),
+            message: "Invalid job: 'userPrompt' must be a non-empty string".into(),
+        };
+        let unencodable = FailingSink(|| {
+            PublishError::InvalidMessage {
+                field: "message_id",
+            }
+            .into()
+        });
+        let end = announce_invalid(&invalid, 1, &unencodable, 3).await;
+        assert_eq!(settlement(end), Settlement::DeadLetter);
+        let unroutable = FailingSink(|| PublishError::Unroutable.into());
+        let end = announce_invalid(&invalid, 1, &unroutable, 3).await;
+        assert_eq!(settlement(end), Settlement::Requeue);
     }
 }

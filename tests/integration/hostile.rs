@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::agents::write_agent;
 use crate::support::git_http::GitHttpServer;
-use crate::support::repo::{git, BareRepo};
+use crate::support::repo::BareRepo;
 use crate::support::worker::{coding_job, eventually, TestWorker};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -51,7 +51,7 @@ fn a_big_file_the_base_already_holds_is_not_new_work_but_one_the_agent_adds_is()
     std::fs::write(dir.join("README.md"), "edited\n").unwrap();
     assert!(commit_tracked_edits(&dir, "Small work", &Identity::bot(), LIMIT).unwrap());
     let head = head_oid(&dir).unwrap();
-    check_new_blobs(&dir, &head, &[before.clone()], LIMIT).unwrap();
+    check_new_blobs(&dir, &head, std::slice::from_ref(&before), LIMIT).unwrap();
 
     // An unchanged big tracked file does not stop the safety-net commit either.
     std::fs::write(dir.join("README.md"), "edited again\n").unwrap();

@@ -8,6 +8,7 @@ mod completion;
 mod faults;
 mod git;
 mod hostile;
+mod hostile_ids;
 mod limits;
 mod races;
 mod real_pi;

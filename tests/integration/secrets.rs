@@ -1,6 +1,7 @@
 //! The job's tokens appear nowhere they must not: the worker runs as its own process (so its
 //! real logs are read), against a smart-HTTP remote that demands the git token, with an agent
-//! that tries to leak the session token through stderr, a follow-up and its summary.
+//! that tries to leak the session token through stderr, a follow-up and its summary. And a token
+//! whose shape a pattern rule only half matches is masked whole in the result.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,11 +12,14 @@ use crate::support::agents::write_agent;
 use crate::support::broker::{passive_queue, TestBroker};
 use crate::support::git_http::GitHttpServer;
 use crate::support::repo::BareRepo;
-use crate::support::worker::{coding_job, drain_json, next_json, test_config};
+use crate::support::worker::{coding_job, drain_json, next_json, test_config, TestWorker};
 
 /// Neither token has a recognisable shape: only by-value redaction can catch them.
 const GIT_TOKEN: &str = "tok-git-SECRET-4f9a2b71";
 const SESSION_TOKEN: &str = "sess-SECRET-77aa0c3e";
+/// GitHub-shaped, with characters the `ghp_` pattern stops at: only masking the known value
+/// before the patterns run removes all of it.
+const SPECIAL_GIT_TOKEN: &str = "ghp_Sp3c!al$Tok@en:9x%yZ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tokens_appear_in_no_config_message_log_argv_or_agent_environment() {
@@ -138,6 +142,35 @@ finish "summary with $TOKEN""#,
     let leftovers: Vec<_> = walk(work.path());
     assert!(leftovers.is_empty(), "workspace left behind: {leftovers:?}");
     drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_with_special_characters_printed_by_the_agent_leaves_no_fragment_in_the_result() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        &format!(
+            "T='{SPECIAL_GIT_TOKEN}'\necho \"leaking $T\" >&2\necho x > x.txt\ncommit_all 'Work'\nfinish \"summary with $T and more\""
+        ),
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    let mut job = coding_job("job-special-token", &origin.url(), Some("work/special"));
+    job["ghToken"] = json!(SPECIAL_GIT_TOKEN);
+    w.enqueue(&job).await;
+    let result = w.next_result(Duration::from_secs(60)).await;
+    assert_eq!(result["state"], "done", "{result}");
+    assert_eq!(result["result"]["summary"], "summary with *** and more");
+    let published = result.to_string();
+    let secret: Vec<char> = SPECIAL_GIT_TOKEN["ghp_".len()..].chars().collect();
+    for fragment in secret.windows(4).map(|w| w.iter().collect::<String>()) {
+        assert!(
+            !published.contains(&fragment),
+            "{fragment:?} of the token is in {published}"
+        );
+    }
+    w.stop().await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

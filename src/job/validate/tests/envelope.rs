@@ -180,3 +180,56 @@ fn an_empty_job_reports_each_missing_field_in_the_seed_order() {
     merge(&mut job, json!({"bootstrap": {"target": target}}));
     assert!(parse(&job).is_ok());
 }
+
+// ---- the jobId bound (not a seed rule) ---------------------------------------------------------
+
+fn job_id_refusal() -> String {
+    format!("Invalid job: 'jobId' must be at most {MAX_JOB_ID_BYTES} bytes")
+}
+
+#[test]
+fn the_job_id_bound_is_200_bytes_as_documented() {
+    assert_eq!(MAX_JOB_ID_BYTES, 200);
+    assert_eq!(
+        job_id_refusal(),
+        "Invalid job: 'jobId' must be at most 200 bytes"
+    );
+}
+
+#[test]
+fn a_job_id_up_to_the_bound_is_accepted_and_a_longer_one_refused_with_the_whole_id() {
+    let at_bound = "j".repeat(MAX_JOB_ID_BYTES);
+    let job = parse(&with("coding", json!({ "jobId": at_bound }))).unwrap();
+    assert_eq!(job.job_id, at_bound);
+    for over in ["j".repeat(MAX_JOB_ID_BYTES + 1), "j".repeat(250)] {
+        let err = parse(&with("coding", json!({ "jobId": over }))).unwrap_err();
+        assert_eq!(err.message, job_id_refusal());
+        // The refusal is still announced against the id the dispatcher sent.
+        assert_eq!(err.job_id.as_deref(), Some(over.as_str()));
+    }
+}
+
+#[test]
+fn the_job_id_bound_counts_bytes_not_characters() {
+    // 100 two-byte characters fit; 101 do not, though they are far fewer than 200 characters.
+    assert!(parse(&with("coding", json!({"jobId": "é".repeat(100)}))).is_ok());
+    let err = parse(&with("coding", json!({"jobId": "é".repeat(101)}))).unwrap_err();
+    assert_eq!(err.message, job_id_refusal());
+}
+
+#[test]
+fn the_job_id_bound_is_checked_after_the_seed_rules_and_before_branch_names() {
+    let long = "j".repeat(250);
+    let missing = with("coding", json!({"jobId": long, "userPrompt": null}));
+    assert_eq!(refusal(&missing), nes_refusal("userPrompt"));
+    let host = with(
+        "coding",
+        json!({"jobId": long, "githubApiBase": "https://evil.example"}),
+    );
+    assert_eq!(
+        refusal(&host),
+        "Invalid job: 'githubApiBase' host 'evil.example' is not an allowed GitHub host"
+    );
+    let branch = with("coding", json!({"jobId": long, "newBranch": "a//x"}));
+    assert_eq!(refusal(&branch), job_id_refusal());
+}

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// The refusal classes of `parse_job`'s stable texts.
-pub const REFUSAL_CLASSES: [&str; 11] = [
+pub const REFUSAL_CLASSES: [&str; 13] = [
     "too-large",
     "not-json",
     "not-object",
@@ -15,6 +15,8 @@ pub const REFUSAL_CLASSES: [&str; 11] = [
     "not-url",
     "scheme",
     "host",
+    "job-id-too-long",
+    "branch-name",
 ];
 
 /// The class of a refusal text, and the part of it copied from the body, if any.
@@ -43,6 +45,11 @@ fn refusal_class(message: &str) -> Option<(&'static str, &str)> {
     } else if let Some(tail) = rest.strip_suffix("' is not an allowed GitHub host") {
         let (_, host) = tail.split_once("' host '")?;
         return Some(("host", host));
+    } else if let Some(bound) = rest.strip_prefix("'jobId' must be at most ") {
+        // The bound, checked against the body's id below.
+        return Some(("job-id-too-long", bound.strip_suffix(" bytes")?));
+    } else if rest.ends_with("' must be a valid git branch name") {
+        "branch-name"
     } else {
         return None;
     };
@@ -91,6 +98,16 @@ pub fn check(body: &[u8], outcome: &Outcome<'_>) -> Result<Option<&'static str>,
         return Err(format!(
             "reported job id {reported_id:?}, the body says {body_id:?}"
         ));
+    }
+    if class == Some("job-id-too-long") {
+        let bound: usize = shown
+            .parse()
+            .map_err(|_| format!("no bound in the job id refusal: {shown:?}"))?;
+        if body_id.map_or(0, str::len) <= bound {
+            return Err(format!(
+                "a job id of at most {bound} bytes refused as too long"
+            ));
+        }
     }
     for key in ["ghToken", "sessionToken", "subscriptionToken"] {
         let Some(token) = o.get(key).and_then(Value::as_str) else {

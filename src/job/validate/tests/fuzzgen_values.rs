@@ -422,6 +422,18 @@ pub(super) fn plausible(rng: &mut fastrand::Rng, key: &[u8]) -> Node {
                 })
                 .collect(),
         ),
+        // At and past the bound on `jobId` (200 bytes), in bytes and in characters.
+        b"jobId" => {
+            let ids = [
+                "job-x".to_owned(),
+                "j".repeat(200),
+                "j".repeat(201),
+                "é".repeat(100),
+                "é".repeat(101),
+                "x".repeat(300),
+            ];
+            s(&ids[rng.usize(..ids.len())])
+        }
         b"infra" | b"guardLimits" | b"pr" | b"bootstrap" | b"target" | b"output" | b"repo" => {
             let mut members = Vec::new();
             for f in known_fields(key) {

@@ -73,7 +73,7 @@ fn generated_bodies_are_accepted_or_refused_and_never_panic() {
 }
 
 #[test]
-fn the_checks_catch_a_shown_token_a_wrong_job_id_and_an_unknown_refusal() {
+fn the_checks_catch_a_shown_token_a_wrong_job_id_a_wrong_bound_and_an_unknown_refusal() {
     let body = serde_json::to_vec(&with(
         "coding",
         json!({"kind": "deploy", "ghToken": "ght_long_enough"}),
@@ -97,6 +97,28 @@ fn the_checks_catch_a_shown_token_a_wrong_job_id_and_an_unknown_refusal() {
     assert!(refused(None, "Invalid job: unknown job kind 'deploy'").is_err());
     assert!(refused(Some("job_123"), "Invalid job: something new").is_err());
     assert!(refused(Some("job_123"), "Invalid job: body is not valid JSON (x)").is_err());
+    assert_eq!(
+        refused(
+            Some("job_123"),
+            "Invalid job: 'newBranch' must be a valid git branch name"
+        ),
+        Ok(Some("branch-name"))
+    );
+    // A job id refused as too long must be longer than the bound the text states.
+    let too_long = "Invalid job: 'jobId' must be at most 200 bytes";
+    assert!(refused(Some("job_123"), too_long).is_err());
+    let long_id = "j".repeat(201);
+    let long_body = serde_json::to_vec(&with("coding", json!({ "jobId": long_id }))).unwrap();
+    assert_eq!(
+        check(
+            &long_body,
+            &Outcome::Refused {
+                job_id: Some(&long_id),
+                message: too_long
+            }
+        ),
+        Ok(Some("job-id-too-long"))
+    );
 
     let accepted = |debug| {
         check(

@@ -2,12 +2,14 @@
 //! the rules of seed section 2 one by one, and a corpus of hostile bodies.
 
 mod auth_and_hosts;
+mod branch_names;
 mod envelope;
 mod fields;
 mod fixtures;
 mod fuzzgen;
 mod generated;
 mod hostile;
+mod hostile_names;
 mod seed;
 
 use serde_json::{json, Value};
