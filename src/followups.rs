@@ -9,7 +9,11 @@
 //!   warning;
 //! - each poll runs on the blocking pool; one that has not returned after [`POLL_TIMEOUT`]
 //!   stops the watcher, and no runtime thread ever waits on the file;
-//! - a line longer than [`MAX_LINE_BYTES`] (1 MiB) is dropped; a title is cut to 300 chars.
+//! - a line longer than [`MAX_LINE_BYTES`] (1 MiB) is dropped; a title is cut to
+//!   [`MAX_TITLE_CHARS`] (300) chars, a detail and a suggested action to [`MAX_DETAIL_CHARS`]
+//!   (16 Ki) chars, each on a char boundary;
+//! - at stop the file is read to the length it had then, and no further, so a writer left
+//!   behind cannot keep the flush going.
 
 mod sentinel;
 #[cfg(test)]
@@ -25,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::sentinel::{Sentinel, WorkDir};
 use crate::job::outcome::{FollowUpItem, FollowUpKind};
+use crate::redact::head_chars;
 
 /// Name of the sentinel file, relative to the agent's working directory.
 pub const FOLLOW_UPS_FILENAME: &str = ".cat-follow-ups.jsonl";
@@ -32,11 +37,13 @@ pub const FOLLOW_UPS_FILENAME: &str = ".cat-follow-ups.jsonl";
 /// Longest line kept while waiting for its newline; a longer one is dropped as malformed, so a
 /// runaway writer cannot grow the worker's memory.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
-const MAX_TITLE_CHARS: usize = 300;
+pub const MAX_TITLE_CHARS: usize = 300;
+/// Cap of a detail and of a suggested action: a follow-up is a note, not a payload.
+pub const MAX_DETAIL_CHARS: usize = 16 * 1024;
 /// Longest a poll may take. Reading a regular file returns at once; a file system that stops
 /// answering must not hold the flow that waits for the watcher.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most bytes read per poll; the rest waits for the next poll.
+/// Most bytes read per poll; a poll that leaves more is followed by another at once.
 const READ_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// What one poll found.
@@ -45,6 +52,8 @@ pub struct Poll {
     pub items: Vec<FollowUpItem>,
     /// Complete lines dropped (not JSON, not an object, no usable title).
     pub skipped: u64,
+    /// Bytes were left for the next poll (more than one chunk was waiting).
+    pub more: bool,
 }
 
 /// Tails the sentinel by byte offset, holding back a trailing partial line until its newline.
@@ -52,6 +61,9 @@ pub struct Poll {
 pub struct FollowUpTailer {
     dir: WorkDir,
     consumed: u64,
+    /// Set by `stop`; from then on the file is read to `end` at most, once the next poll set it.
+    stopping: bool,
+    end: Option<u64>,
     partial: Vec<u8>,
     /// Set while the rest of an over-long line is being discarded.
     discarding: bool,
@@ -66,6 +78,8 @@ impl FollowUpTailer {
         Ok(Self {
             dir: WorkDir::open(dir)?,
             consumed: 0,
+            stopping: false,
+            end: None,
             partial: Vec::new(),
             discarding: false,
             skipped_total: 0,
@@ -75,6 +89,11 @@ impl FollowUpTailer {
 
     pub fn skipped_total(&self) -> u64 {
         self.skipped_total
+    }
+
+    /// From the next poll on, reads no further than the length the file has then.
+    pub fn stop(&mut self) {
+        self.stopping = true;
     }
 
     /// Reads at most one chunk of what was appended since the last poll. A missing file yields
@@ -92,20 +111,27 @@ impl FollowUpTailer {
                 return Poll::default();
             }
         };
-        if len <= self.consumed {
+        if self.stopping && self.end.is_none() {
+            self.end = Some(len);
+        }
+        let limit = self.end.map_or(len, |end| end.min(len));
+        if limit <= self.consumed {
             return Poll::default();
         }
         let mut fresh = Vec::new();
-        let read = file
-            .seek(SeekFrom::Start(self.consumed))
-            .and_then(|_| file.take(READ_CHUNK).read_to_end(&mut fresh));
+        let read = file.seek(SeekFrom::Start(self.consumed)).and_then(|_| {
+            file.take((limit - self.consumed).min(READ_CHUNK))
+                .read_to_end(&mut fresh)
+        });
         if let Err(e) = read {
             self.trouble(format!("cannot read the follow-up file: {e}"));
             return Poll::default();
         }
         self.problem = None;
         self.consumed += fresh.len() as u64;
-        self.take_lines(&fresh)
+        let mut poll = self.take_lines(&fresh);
+        poll.more = !fresh.is_empty() && self.consumed < limit;
+        poll
     }
 
     fn trouble(&mut self, reason: String) {
@@ -168,6 +194,7 @@ enum Line {
 
 /// The seed's coercion: an object with a non-blank string `title` (trimmed, at most 300 chars);
 /// `kind` is `question` only when exactly that; `detail` as is; a non-blank `suggestedAction`.
+/// Unlike the seed, detail and suggested action are cut to `MAX_DETAIL_CHARS`.
 fn coerce_line(raw: &[u8]) -> Line {
     let Ok(text) = std::str::from_utf8(raw) else {
         return Line::Malformed;
@@ -179,7 +206,7 @@ fn coerce_line(raw: &[u8]) -> Line {
         return Line::Malformed;
     };
     let title = match obj.get("title").and_then(|t| t.as_str()).map(str::trim) {
-        Some(t) if !t.is_empty() => crate::redact::head_chars(t, MAX_TITLE_CHARS).to_owned(),
+        Some(t) if !t.is_empty() => head_chars(t, MAX_TITLE_CHARS).to_owned(),
         _ => return Line::Malformed,
     };
     let kind = match obj.get("kind").and_then(|k| k.as_str()) {
@@ -189,14 +216,14 @@ fn coerce_line(raw: &[u8]) -> Line {
     let detail = obj
         .get("detail")
         .and_then(|d| d.as_str())
-        .unwrap_or_default()
-        .to_owned();
+        .map(|d| head_chars(d, MAX_DETAIL_CHARS).to_owned())
+        .unwrap_or_default();
     let suggested_action = obj
         .get("suggestedAction")
         .and_then(|s| s.as_str())
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::to_owned);
+        .map(|s| head_chars(s, MAX_DETAIL_CHARS).to_owned());
     Line::Item(FollowUpItem {
         kind,
         title,
@@ -206,7 +233,8 @@ fn coerce_line(raw: &[u8]) -> Line {
 }
 
 /// Watches `dir/FOLLOW_UPS_FILENAME` until `stop` is cancelled, sending each item in file order
-/// as soon as its line is complete; after `stop`, one last poll flushes what is left. Returns the number of malformed lines skipped.
+/// as soon as its line is complete; after `stop`, the file is read to the end it has then.
+/// Returns the number of malformed lines skipped.
 pub async fn watch(
     dir: &Path,
     poll_interval: Duration,
@@ -239,26 +267,38 @@ pub async fn watch(
     let mut tick = tokio::time::interval(poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut skipped = 0;
+    let mut more = false;
     loop {
-        let done = tokio::select! {
-            _ = stop.cancelled() => true,
-            _ = tick.tick() => false,
-            Some(()) = wake_rx.recv() => false,
+        if !more {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+                Some(()) = wake_rx.recv() => {}
+            }
+        } else if stop.is_cancelled() {
+            break;
+        }
+        let Some(polled) = poll_once(tailer, &items, &mut skipped).await else {
+            return skipped;
         };
+        (tailer, more) = polled;
+    }
+    tailer.stop();
+    loop {
         match poll_once(tailer, &items, &mut skipped).await {
-            Some(t) if !done => tailer = t,
+            Some((t, true)) => tailer = t,
             _ => return skipped,
         }
     }
 }
 
 /// One poll on the blocking pool, bounded by `POLL_TIMEOUT`, and its items handed on in order.
-/// Gives the tailer back; `None` ends the watch.
+/// Gives the tailer back with whether bytes were left unread; `None` ends the watch.
 async fn poll_once(
     tailer: FollowUpTailer,
     items: &mpsc::UnboundedSender<FollowUpItem>,
     skipped: &mut u64,
-) -> Option<FollowUpTailer> {
+) -> Option<(FollowUpTailer, bool)> {
     let span = tracing::Span::current();
     let task = tokio::task::spawn_blocking(move || {
         let mut tailer = tailer;
@@ -288,5 +328,5 @@ async fn poll_once(
         // An error means nobody listens any more.
         items.send(item).ok()?;
     }
-    Some(tailer)
+    Some((tailer, poll.more))
 }

@@ -159,6 +159,22 @@ fn a_title_is_trimmed_and_cut_to_300_chars() {
 }
 
 #[test]
+fn a_detail_and_a_suggested_action_are_cut_to_the_cap_on_a_char_boundary() {
+    let (dir, p) = work_dir();
+    let long = "é".repeat(MAX_DETAIL_CHARS + 50);
+    append(
+        &p,
+        &format!("{{\"title\":\"t\",\"detail\":\"{long}\",\"suggestedAction\":\"{long}\"}}\n"),
+    );
+    let item = &tailer(&dir).poll().items[0];
+    assert_eq!(item.detail, "é".repeat(MAX_DETAIL_CHARS));
+    assert_eq!(
+        item.suggested_action.as_deref(),
+        Some("é".repeat(MAX_DETAIL_CHARS).as_str())
+    );
+}
+
+#[test]
 fn an_endless_line_is_dropped_without_growing_memory_and_the_next_line_still_counts() {
     let (dir, p) = work_dir();
     let mut t = tailer(&dir);
@@ -249,6 +265,66 @@ fn the_directory_is_held_so_its_path_swapped_for_a_symlink_cannot_redirect_the_r
         "{\"title\":\"from the held directory\"}\n",
     );
     assert_eq!(titles(&t.poll().items), ["from the held directory"]);
+}
+
+/// `count` lines of just under `MAX_LINE_BYTES` each, titled `item 1`, `item 2`...
+fn write_big_lines(path: &Path, from: usize, count: usize) {
+    let mut f = std::io::BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap(),
+    );
+    let detail = "d".repeat(MAX_LINE_BYTES - 100);
+    for i in from..from + count {
+        writeln!(f, "{{\"title\":\"item {i}\",\"detail\":\"{detail}\"}}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+#[test]
+fn after_stop_polls_read_no_further_than_the_length_at_the_stop() {
+    let (dir, p) = work_dir();
+    let mut t = tailer(&dir);
+    // More than one chunk: the flush takes several polls.
+    write_big_lines(&p, 1, 6);
+    t.stop();
+    let first = t.poll();
+    assert!(first.more);
+    // A writer left behind keeps appending after the stop.
+    append(&p, "{\"title\":\"late\"}\n");
+    let mut got: Vec<String> = first.items.into_iter().map(|i| i.title).collect();
+    loop {
+        let poll = t.poll();
+        got.extend(poll.items.into_iter().map(|i| i.title));
+        if !poll.more {
+            break;
+        }
+    }
+    let expected: Vec<String> = (1..=6).map(|i| format!("item {i}")).collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_after_300_lines_of_a_mebibyte_hands_on_all_300_in_order() {
+    let (dir, p) = work_dir();
+    write_big_lines(&p, 1, 300);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let task = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move { watch(&dir, Duration::from_secs(3600), stop, tx).await }
+    });
+    let mut got = Vec::new();
+    while let Some(item) = rx.recv().await {
+        assert_eq!(item.detail.chars().count(), MAX_DETAIL_CHARS);
+        got.push(item.title);
+    }
+    assert_eq!(task.await.unwrap(), 0);
+    let expected: Vec<String> = (1..=300).map(|i| format!("item {i}")).collect();
+    assert_eq!(got, expected);
 }
 
 #[tokio::test]
