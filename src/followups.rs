@@ -13,7 +13,8 @@
 //!   [`MAX_TITLE_CHARS`] (300) chars, a detail and a suggested action to [`MAX_DETAIL_CHARS`]
 //!   (16 Ki) chars, each on a char boundary;
 //! - at stop the file is read to the length it had then, and no further, so a writer left
-//!   behind cannot keep the flush going.
+//!   behind cannot keep the flush going;
+//! - the watcher hands items on through a channel of [`ITEM_BUFFER`] and waits when it is full.
 
 mod sentinel;
 #[cfg(test)]
@@ -43,6 +44,8 @@ pub const MAX_DETAIL_CHARS: usize = 16 * 1024;
 /// Longest a poll may take. Reading a regular file returns at once; a file system that stops
 /// answering must not hold the flow that waits for the watcher.
 pub const POLL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Items waiting for their consumer; past that the watcher stops reading until there is room.
+pub const ITEM_BUFFER: usize = 64;
 /// Most bytes read per poll; a poll that leaves more is followed by another at once.
 const READ_CHUNK: u64 = 4 * 1024 * 1024;
 
@@ -239,7 +242,7 @@ pub async fn watch(
     dir: &Path,
     poll_interval: Duration,
     stop: CancellationToken,
-    items: mpsc::UnboundedSender<FollowUpItem>,
+    items: mpsc::Sender<FollowUpItem>,
 ) -> u64 {
     let mut tailer = match FollowUpTailer::open(dir) {
         Ok(t) => t,
@@ -296,7 +299,7 @@ pub async fn watch(
 /// Gives the tailer back with whether bytes were left unread; `None` ends the watch.
 async fn poll_once(
     tailer: FollowUpTailer,
-    items: &mpsc::UnboundedSender<FollowUpItem>,
+    items: &mpsc::Sender<FollowUpItem>,
     skipped: &mut u64,
 ) -> Option<(FollowUpTailer, bool)> {
     let span = tracing::Span::current();
@@ -325,8 +328,8 @@ async fn poll_once(
         tracing::info!(count = poll.items.len(), "follow-ups: surfaced items");
     }
     for item in poll.items {
-        // An error means nobody listens any more.
-        items.send(item).ok()?;
+        // Waits while the consumer is behind; an error means nobody listens any more.
+        items.send(item).await.ok()?;
     }
     Some((tailer, poll.more))
 }

@@ -310,7 +310,7 @@ fn after_stop_polls_read_no_further_than_the_length_at_the_stop() {
 async fn a_stop_after_300_lines_of_a_mebibyte_hands_on_all_300_in_order() {
     let (dir, p) = work_dir();
     write_big_lines(&p, 1, 300);
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ITEM_BUFFER);
     let stop = CancellationToken::new();
     stop.cancel();
     let task = tokio::spawn({
@@ -330,7 +330,7 @@ async fn a_stop_after_300_lines_of_a_mebibyte_hands_on_all_300_in_order() {
 #[tokio::test]
 async fn the_watcher_delivers_a_line_without_waiting_for_the_poll_and_flushes_on_stop() {
     let (dir, p) = work_dir();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(ITEM_BUFFER);
     let stop = CancellationToken::new();
     // An hour-long poll: only a file notification can deliver the first item in time.
     let task = tokio::spawn({
