@@ -485,13 +485,14 @@ struct FollowUpStream {
 impl FollowUpStream {
     fn start(work_dir: &Path, poll: Duration, reporter: Arc<JobReporter>) -> Self {
         let stop = CancellationToken::new();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        // Bounded, like the reporter's queue of follow-ups: a flood slows the watcher down.
+        let (tx, mut rx) = mpsc::channel(followups::ITEM_BUFFER);
         let dir = work_dir.to_path_buf();
         let watch_stop = stop.clone();
         let task = tokio::spawn(async move {
             let forward = async {
                 while let Some(item) = rx.recv().await {
-                    reporter.followup(item);
+                    reporter.followup(item).await;
                 }
             };
             let watch = followups::watch(&dir, poll, watch_stop, tx);

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::events::{now_ms, publish_with_retry, EventSink};
 use crate::job::outcome::{
@@ -17,6 +17,15 @@ use crate::worker::watchdog::{ActivityClock, JobState};
 
 /// Tool spans go out in batches, at most one a second (contract 3.2).
 const SPAN_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Follow-ups queued and not yet published; past that `followup` waits, so an agent writing
+/// them faster than the broker takes them slows its reader instead of growing the queue.
+const FOLLOWUPS_IN_FLIGHT: usize = 64;
+
+/// An event on its way to the publisher, with the follow-up slot it holds until published.
+struct Queued {
+    event: Event,
+    _slot: Option<OwnedSemaphorePermit>,
+}
 
 /// Phase tracking: the current phase and the time spent in each one, in entry order.
 #[derive(Debug)]
@@ -42,7 +51,8 @@ pub struct JobReporter {
     /// Completed tool calls not yet published; sent in batches, at most one a second.
     spans: Mutex<Vec<ToolSpan>>,
     seq: Mutex<(u64, u64)>,
-    tx: Mutex<Option<mpsc::UnboundedSender<Event>>>,
+    followup_slots: Arc<Semaphore>,
+    tx: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
     task: Mutex<Option<tokio::task::JoinHandle<u64>>>,
 }
 
@@ -54,10 +64,10 @@ impl JobReporter {
         sink: Arc<dyn EventSink>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         let task = tokio::spawn(async move {
             let mut failures = 0u64;
-            while let Some(event) = rx.recv().await {
+            while let Some(Queued { event, _slot: slot }) = rx.recv().await {
                 if let Err(e) = publish_with_retry(sink.as_ref(), &event, 3).await {
                     failures += 1;
                     metrics
@@ -68,6 +78,8 @@ impl JobReporter {
                 } else if matches!(event, Event::Followup(_)) {
                     metrics.followups_published.inc();
                 }
+                // Published or given up: a follow-up's slot frees only now.
+                drop(slot);
             }
             failures
         });
@@ -85,6 +97,7 @@ impl JobReporter {
             spans: Mutex::new(Vec::new()),
             clock: Arc::new(ActivityClock::default()),
             seq: Mutex::new((0, 0)),
+            followup_slots: Arc::new(Semaphore::new(FOLLOWUPS_IN_FLIGHT)),
             tx: Mutex::new(Some(tx)),
             task: Mutex::new(Some(task)),
         });
@@ -130,8 +143,12 @@ impl JobReporter {
     }
 
     fn send(&self, event: Event) {
+        self.send_holding(event, None);
+    }
+
+    fn send_holding(&self, event: Event, slot: Option<OwnedSemaphorePermit>) {
         if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let _ = tx.send(event);
+            let _ = tx.send(Queued { event, _slot: slot });
         }
     }
 
@@ -244,7 +261,10 @@ impl JobReporter {
         }
     }
 
-    pub fn followup(&self, item: FollowUpItem) {
+    /// Queues a follow-up, first waiting while `FOLLOWUPS_IN_FLIGHT` are not published yet.
+    pub async fn followup(&self, item: FollowUpItem) {
+        // Never closed, so this always gets a slot.
+        let slot = self.followup_slots.clone().acquire_owned().await.ok();
         let seq = {
             let mut s = self.seq.lock().unwrap_or_else(|p| p.into_inner());
             s.1 += 1;
@@ -256,12 +276,15 @@ impl JobReporter {
             suggested_action: item.suggested_action.map(|s| self.redactor.redact(&s)),
             kind: item.kind,
         };
-        self.send(Event::Followup(FollowUpBody {
-            job_id: self.job_id.clone(),
-            attempt: self.attempt,
-            seq,
-            item,
-        }));
+        self.send_holding(
+            Event::Followup(FollowUpBody {
+                job_id: self.job_id.clone(),
+                attempt: self.attempt,
+                seq,
+                item,
+            }),
+            slot,
+        );
     }
 
     /// Publishes everything queued and stops the background task. Returns the number of events
@@ -284,5 +307,69 @@ impl JobState for JobReporter {
 
     fn breadcrumb(&self) -> String {
         JobReporter::breadcrumb(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::job::outcome::FollowUpKind;
+    use crate::worker::events::{BoxFuture, SinkError};
+
+    /// Publishes one event for each permit the test hands out.
+    struct GatedSink(Arc<Semaphore>);
+
+    impl EventSink for GatedSink {
+        fn publish<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async move {
+                let permit = self
+                    .0
+                    .acquire()
+                    .await
+                    .map_err(|_| SinkError::Disconnected)?;
+                permit.forget();
+                Ok(())
+            })
+        }
+    }
+
+    fn item(n: usize) -> FollowUpItem {
+        FollowUpItem {
+            kind: FollowUpKind::FollowUp,
+            title: format!("item {n}"),
+            detail: String::new(),
+            suggested_action: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn follow_ups_wait_for_room_while_the_broker_is_behind_instead_of_piling_up() {
+        let gate = Arc::new(Semaphore::new(0));
+        let sink = Arc::new(GatedSink(gate.clone()));
+        let reporter = JobReporter::start(
+            "job-1",
+            1,
+            Redactor::patterns_only(),
+            sink,
+            Arc::new(Metrics::new()),
+        );
+        for n in 0..FOLLOWUPS_IN_FLIGHT {
+            reporter.followup(item(n)).await;
+        }
+        let next = reporter.followup(item(FOLLOWUPS_IN_FLIGHT));
+        tokio::pin!(next);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut next)
+                .await
+                .is_err(),
+            "queued past the cap"
+        );
+        // One published: one slot free.
+        gate.add_permits(1);
+        tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("queued once a slot was free");
     }
 }

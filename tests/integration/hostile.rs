@@ -137,7 +137,7 @@ async fn a_service_directory_through_a_committed_symlink_out_of_the_checkout_is_
 ) {
     let host = tempfile::tempdir().unwrap();
     let origin = BareRepo::new();
-    origin.commit_symlink("svc", host.path(), "Link out");
+    origin.commit_symlink("main", "svc", host.path(), "Link out");
     let scratch = tempfile::tempdir().unwrap();
     let ran = scratch.path().join("ran");
     let agent = write_agent(

@@ -6,6 +6,7 @@ mod broker;
 mod cli;
 mod completion;
 mod faults;
+mod followups;
 mod git;
 mod hostile;
 mod hostile_ids;

@@ -1,6 +1,6 @@
 //! Bare-repository fixtures made with the `git` CLI: a remote with an initial commit on `main`,
-//! commits pushed onto its branches, reads of a branch tip or a file at a ref, and a
-//! pre-receive hook that rejects every push.
+//! commits (of files or a symbolic link) pushed onto its branches, reads of a branch tip or a
+//! file at a ref, and a pre-receive hook that rejects every push.
 //!
 //! The CLI runs with the user's and the system's git config shut out, so a developer's
 //! `~/.gitconfig` (signing, hooks, default branch) cannot change what a test sees.
@@ -78,6 +78,28 @@ impl BareRepo {
     /// Commits `files` (path, content) on `branch` and pushes it to this repository. A branch
     /// that does not exist yet starts at `main`. Returns the new tip.
     pub fn commit_files(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+        self.commit(branch, message, |dir| {
+            for (path, content) in files {
+                let file = dir.join(path);
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent).expect("mkdir");
+                }
+                std::fs::write(&file, content).expect("write fixture file");
+                git(dir, &["add", "--", path]);
+            }
+        })
+    }
+
+    /// Commits a symbolic link `link` -> `target` on `branch`, as a hostile repository can.
+    pub fn commit_symlink(&self, branch: &str, link: &str, target: &Path, message: &str) -> String {
+        self.commit(branch, message, |dir| {
+            std::os::unix::fs::symlink(target, dir.join(link)).expect("symlink");
+            git(dir, &["add", "--", link]);
+        })
+    }
+
+    /// Commits what `stage` writes and adds in a work tree of `branch`, and pushes it.
+    fn commit(&self, branch: &str, message: &str, stage: impl FnOnce(&Path)) -> String {
         let work = TempDir::new().expect("tempdir");
         let dir = work.path();
         git(dir, &["init", "--quiet"]);
@@ -96,14 +118,7 @@ impl BareRepo {
         } else {
             git(dir, &["checkout", "--quiet", "-b", branch]);
         }
-        for (path, content) in files {
-            let file = dir.join(path);
-            if let Some(parent) = file.parent() {
-                std::fs::create_dir_all(parent).expect("mkdir");
-            }
-            std::fs::write(&file, content).expect("write fixture file");
-            git(dir, &["add", "--", path]);
-        }
+        stage(dir);
         git(dir, &["commit", "--quiet", "--allow-empty", "-m", message]);
         git(
             dir,
@@ -114,22 +129,6 @@ impl BareRepo {
                 &format!("HEAD:refs/heads/{branch}"),
             ],
         );
-        git(dir, &["rev-parse", "HEAD"])
-    }
-
-    /// Commits a symlink `path -> target` on `main` and pushes it (a hostile repository's
-    /// way out of its checkout). Returns the new tip.
-    pub fn commit_symlink(&self, path: &str, target: &Path, message: &str) -> String {
-        let work = TempDir::new().expect("tempdir");
-        let dir = work.path();
-        git(
-            dir,
-            &["clone", "--quiet", &self.path.display().to_string(), "."],
-        );
-        std::os::unix::fs::symlink(target, dir.join(path)).expect("symlink");
-        git(dir, &["add", "--", path]);
-        git(dir, &["commit", "--quiet", "-m", message]);
-        git(dir, &["push", "--quiet", "origin", "HEAD:refs/heads/main"]);
         git(dir, &["rev-parse", "HEAD"])
     }
 

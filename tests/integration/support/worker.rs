@@ -219,6 +219,40 @@ pub async fn eventually(what: &str, within: Duration, mut check: impl FnMut() ->
     }
 }
 
+/// Runs `test` on a runtime of its own (two worker threads, like the other tests) and fails when
+/// it has not ended within `limit` of wall-clock time. Code that blocks the runtime's threads
+/// freezes every timer on them, the test's own included: only a clock outside can notice.
+pub fn within_wall_clock<F>(limit: Duration, test: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = ()>,
+{
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(test());
+        // Work left blocking on the runtime's pool counts too: dropping it waits for that.
+        drop(runtime);
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => thread.join().unwrap(),
+        // The test panicked: its thread is over, and join hands on the panic.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        // The stuck thread is left behind; the test binary ends it when it exits.
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test did not end within {limit:?}: its runtime is blocked")
+        }
+    }
+}
+
 /// A coding job body on `clone_url`, with a fresh work branch `newBranch`.
 pub fn coding_job(job_id: &str, clone_url: &str, new_branch: Option<&str>) -> serde_json::Value {
     let mut job = serde_json::json!({
