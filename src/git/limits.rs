@@ -59,12 +59,14 @@ pub(crate) fn check_work_tree(
         if !limit.exceeded_by(meta.len()) {
             continue;
         }
-        // The index keeps the size truncated to 32 bits, as git does.
-        let same_stat = u64::from(entry.file_size) == meta.len() & 0xffff_ffff
-            && i64::from(entry.mtime.seconds()) == meta.mtime()
+        // The index keeps the size truncated to 32 bits, as git does. Another size is another
+        // file; only a same-sized file with another time is hashed (streamed) to tell.
+        let same_size = u64::from(entry.file_size) == meta.len() & 0xffff_ffff;
+        let same_time = i64::from(entry.mtime.seconds()) == meta.mtime()
             && i64::from(entry.mtime.nanoseconds()) == meta.mtime_nsec();
-        let unchanged = same_stat
-            || Oid::hash_file(ObjectType::Blob, workdir.join(&rel)).ok() == Some(entry.id);
+        let unchanged = same_size
+            && (same_time
+                || Oid::hash_file(ObjectType::Blob, workdir.join(&rel)).ok() == Some(entry.id));
         if !unchanged {
             return Err(too_large(op, rel, meta.len(), limit));
         }

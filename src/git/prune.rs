@@ -13,9 +13,9 @@ use super::credentials::{checkout_remote, supports_shallow, NetState};
 use super::push::{push_refspecs, PushAttempt};
 use super::{GitError, GitRemote};
 
-/// Most refs deleted in one push: keeps one prune's request bounded on a remote that
-/// collected a great many.
-const MAX_DELETIONS: usize = 1000;
+/// Most refs one prune fetches and may delete: keeps one prune bounded on a remote that
+/// collected a great many; the rest wait for the next prune.
+const MAX_REFS_PER_PRUNE: usize = 5000;
 
 /// Deletes the refs under `prefix` (other than `keep`) whose commit is older than `max_age`,
 /// and returns how many the remote deleted.
@@ -55,6 +55,7 @@ pub fn prune_completion_refs(
             .iter()
             .map(|h| h.name().to_owned())
             .filter(|name| name.starts_with(&prefix) && name != keep)
+            .take(MAX_REFS_PER_PRUNE)
             .collect()
     };
     if listed.is_empty() {
@@ -108,7 +109,6 @@ fn prune_listed(
                 .map(|c| c.committer().when().seconds() < oldest_kept)
                 .unwrap_or(false)
         })
-        .take(MAX_DELETIONS)
         .cloned()
         .collect();
     if stale.is_empty() {

@@ -354,21 +354,14 @@ fn a_second_writer_with_another_result_does_not_overwrite_the_first(remote: &Rem
     let (_tmp, dir) = remote.work(BRANCH, "first\n");
     let head = head_oid(&dir).unwrap();
     let id = Identity::bot();
-    push_completion(
-        &dir,
-        &remote.origin(),
-        &head,
-        &refname,
-        RESULT,
-        &id,
-        &live(),
-    )
-    .unwrap();
+    let push = |dir: &Path, head: &str, message: &str| {
+        push_completion(dir, &remote.origin(), head, &refname, message, &id, &live())
+    };
+    push(&dir, &head, RESULT).unwrap();
     let first = remote.target(&refname).unwrap();
 
     let other = "{\"status\": \"completed\", \"summary\": \"a different run\"}";
-    let err =
-        push_completion(&dir, &remote.origin(), &head, &refname, other, &id, &live()).unwrap_err();
+    let err = push(&dir, &head, other).unwrap_err();
     assert!(
         matches!(&err, GitError::Rejected { refname: r, .. } if *r == refname),
         "{err:?}"
@@ -377,29 +370,11 @@ fn a_second_writer_with_another_result_does_not_overwrite_the_first(remote: &Rem
     assert_eq!(remote.message_at(&refname), RESULT);
 
     // The same result again is success, from this checkout or from another head.
-    push_completion(
-        &dir,
-        &remote.origin(),
-        &head,
-        &refname,
-        RESULT,
-        &id,
-        &live(),
-    )
-    .unwrap();
+    push(&dir, &head, RESULT).unwrap();
     let (_tmp2, dir2) = remote.work("cat-factory/other", "second\n");
     let head2 = head_oid(&dir2).unwrap();
     assert_ne!(head2, head);
-    push_completion(
-        &dir2,
-        &remote.origin(),
-        &head2,
-        &refname,
-        RESULT,
-        &id,
-        &live(),
-    )
-    .unwrap();
+    push(&dir2, &head2, RESULT).unwrap();
     assert_eq!(remote.target(&refname).as_deref(), Some(first.as_str()));
     // Checking what the remote holds leaves no completion ref behind in the checkout.
     assert_eq!(

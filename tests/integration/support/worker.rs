@@ -58,23 +58,7 @@ impl TestWorker {
         let mut config = test_config(&broker, agent, dir.path());
         tweak(&mut config);
         let config = Arc::new(config);
-        let metrics = Arc::new(Metrics::new());
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(run_worker(
-            config.clone(),
-            metrics.clone(),
-            SecretRegistry::default(),
-            shutdown.clone(),
-        ));
-        // Ready once the topology exists and the consumer is attached.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) {
-            assert!(Instant::now() < deadline, "the worker did not start");
-            if handle.is_finished() {
-                panic!("the worker stopped at start-up: {:?}", handle.await);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (metrics, shutdown, handle) = spawn_ready(config.clone()).await;
         Self {
             broker,
             config,
@@ -118,19 +102,7 @@ impl TestWorker {
         let mut config = (*self.config).clone();
         config.worker.work_dir = dir.path().display().to_string();
         config.amqp.connection_name = format!("{} (another)", config.amqp.connection_name);
-        let metrics = Arc::new(Metrics::new());
-        let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(run_worker(
-            Arc::new(config),
-            metrics.clone(),
-            SecretRegistry::default(),
-            shutdown.clone(),
-        ));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) {
-            assert!(Instant::now() < deadline, "the other worker did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let (_metrics, shutdown, handle) = spawn_ready(Arc::new(config)).await;
         AnotherWorker {
             _dir: dir,
             shutdown,
@@ -145,6 +117,30 @@ impl TestWorker {
             h.await.unwrap().unwrap();
         }
     }
+}
+
+type WorkerHandle = JoinHandle<Result<(), WorkerError>>;
+
+/// Starts `run_worker` on `config` and waits until it is ready: the topology exists and the
+/// consumer is attached.
+async fn spawn_ready(config: Arc<Config>) -> (Arc<Metrics>, CancellationToken, WorkerHandle) {
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(run_worker(
+        config,
+        metrics.clone(),
+        SecretRegistry::default(),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !metrics.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        assert!(Instant::now() < deadline, "the worker did not start");
+        if handle.is_finished() {
+            panic!("the worker stopped at start-up: {:?}", handle.await);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (metrics, shutdown, handle)
 }
 
 /// A worker started by [`TestWorker::start_another`].
