@@ -8,7 +8,7 @@ use crate::redact::Secret;
 
 const HAPPY: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/agent-streams/claude-code-2.1.330-happy.events.jsonl"
+    "/tests/fixtures/agent-streams/claude-code-2.1.330-happy.events.jsonl"
 ));
 
 const TOKEN: &str = "sk-ant-oat01-unit-test-token-value";

@@ -8,7 +8,7 @@ use crate::redact::Secret;
 
 const HAPPY: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/agent-streams/codex-0.169.0-happy.events.jsonl"
+    "/tests/fixtures/agent-streams/codex-0.169.0-happy.events.jsonl"
 ));
 
 const AUTH_BLOB: &str = r#"{"auth_mode":"chatgpt","OPENAI_API_KEY":null,"tokens":{"id_token":"unit-test-id-token-value","access_token":"unit-test-access-token-value","refresh_token":"unit-test-refresh-token","account_id":"acct-unit-test-0001"},"last_refresh":"2026-01-01T00:00:00Z"}"#;

@@ -34,7 +34,7 @@ fn lines(events: &[Value]) -> Vec<u8> {
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../shared/fixtures/agent-streams/{name}",
+        "{}/tests/fixtures/agent-streams/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -10,7 +10,7 @@ use crate::job::outcome::RunStats;
 
 fn fixture_path(name: &str) -> String {
     format!(
-        "{}/../shared/fixtures/agent-streams/{name}",
+        "{}/tests/fixtures/agent-streams/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

@@ -15,7 +15,7 @@ const AUTH_BLOB: &str = r#"{"auth_mode":"chatgpt","OPENAI_API_KEY":null,"tokens"
 
 fn fixture_path(name: &str) -> String {
     format!(
-        "{}/../shared/fixtures/agent-streams/{name}",
+        "{}/tests/fixtures/agent-streams/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

@@ -1,4 +1,4 @@
-//! Every file of `shared/fixtures/jobs/`, with the refusal texts of its README.
+//! Every file of `tests/fixtures/jobs/`, with the refusal texts of its README.
 
 use serde_json::Value;
 
@@ -8,7 +8,7 @@ macro_rules! fixture {
     ($name:literal) => {
         concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/jobs/",
+            "/tests/fixtures/jobs/",
             $name
         )
     };

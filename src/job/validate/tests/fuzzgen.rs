@@ -30,9 +30,9 @@ use values::{
     known_fields, near_miss_key, pick, plausible, random_key, random_value,
 };
 
-/// The shared job fixtures, relative to the crate.
+/// The job fixtures, relative to the crate.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/jobs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jobs")
 }
 
 /// The valid fixtures of `dir` (every `*.json` not named `invalid-*`), in name order.
