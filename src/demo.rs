@@ -13,12 +13,13 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::job::outcome::{Event, JobState};
+use crate::job::outcome::Event;
 use crate::job::parse_job;
 use crate::metrics::Metrics;
 use crate::telemetry::SecretRegistry;
+use crate::worker::error::JobEnd;
 use crate::worker::events::{EventSink, MemorySink, StdoutSink, TeeSink};
-use crate::worker::run::{run_job, JobContext, JobEnd};
+use crate::worker::run::{run_job, JobContext};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -79,8 +80,7 @@ pub async fn run_demo(json: bool) -> Result<i32, DemoError> {
     let JobEnd::Finished(result) = end else {
         return Err(DemoError::Setup("the demo job was interrupted".into()));
     };
-    let ok =
-        result.state == JobState::Done && result.result.as_ref().is_some_and(|r| r.error.is_none());
+    let ok = result.succeeded() && result.result.is_some();
     let _ = sink.publish(&Event::Result((*result).clone())).await;
 
     println!("\ndemo: outcome");

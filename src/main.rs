@@ -9,13 +9,16 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use executor_harness::config::Config;
-use executor_harness::job::outcome::{Event, JobState};
+use executor_harness::job::outcome::{Event, ResultBody};
 use executor_harness::job::parse_job;
 use executor_harness::metrics::Metrics;
 use executor_harness::telemetry::{self, SecretRegistry};
+use executor_harness::worker::error::JobEnd;
+use executor_harness::worker::events::now_ms;
 use executor_harness::worker::events::{EventSink, StdoutSink};
-use executor_harness::worker::run::{invalid_job_result, run_job, JobContext, JobEnd};
+use executor_harness::worker::run::{run_job, JobContext};
 use executor_harness::{broker, demo, shutdown, worker};
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(
@@ -175,7 +178,8 @@ async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Resu
         Err(invalid) => {
             match &invalid.job_id {
                 Some(id) => {
-                    let event = Event::Result(invalid_job_result(id, 1, &invalid.message));
+                    let body = ResultBody::invalid(id, 1, now_ms(), &invalid.message);
+                    let event = Event::Result(body);
                     sink.publish(&event).await?;
                 }
                 None => eprintln!("executor-harness: {}", invalid.message),
@@ -186,10 +190,10 @@ async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Resu
     let cancel = CancellationToken::new();
     shutdown::spawn_signal_listener(cancel.clone()).context("cannot install signal handlers")?;
     let ctx = JobContext::new(config, Arc::new(Metrics::new()), secrets);
-    match run_job(&ctx, &job, 1, sink.clone(), cancel).await {
+    let run = run_job(&ctx, &job, 1, sink.clone(), cancel).instrument(worker::job_span(&job, 1));
+    match run.await {
         JobEnd::Finished(body) => {
-            let ok = body.state == JobState::Done
-                && body.result.as_ref().is_none_or(|r| r.error.is_none());
+            let ok = body.succeeded();
             sink.publish(&Event::Result(*body)).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
@@ -261,8 +265,7 @@ async fn enqueue_cmd(
         let event: Event = serde_json::from_value(value)?;
         sink.publish(&event).await?;
         if let Event::Result(r) = &event {
-            let ok =
-                r.state == JobState::Done && r.result.as_ref().is_none_or(|x| x.error.is_none());
+            let ok = r.succeeded();
             let _ = conn.close(200, "done".into()).await;
             return Ok(match (ok, r.failure_cause) {
                 (true, _) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::outcome::FailureCause;
+use crate::job::RefusalKind;
 
 /// Job durations run from seconds to the two-hour cap and beyond.
 const JOB_BUCKETS: &[f64] = &[
@@ -30,6 +31,7 @@ pub struct Metrics {
     pub jobs_finished: IntCounterVec,
     pub jobs_requeued: IntCounterVec,
     pub jobs_rejected: IntCounterVec,
+    pub settle_failures: IntCounterVec,
     pub jobs_in_flight: IntGauge,
     pub job_duration: HistogramVec,
     pub phase_duration: HistogramVec,
@@ -126,6 +128,12 @@ impl Metrics {
                 "Job messages dead-lettered.",
                 &["reason"],
             ),
+            settle_failures: counter(
+                &r,
+                "settle_failures_total",
+                "Acks, nacks and rejects that did nothing (the channel was gone): the broker redelivers.",
+                &["settlement"],
+            ),
             jobs_in_flight,
             job_duration: histogram(
                 &r,
@@ -185,18 +193,27 @@ impl Metrics {
             }
             self.jobs_finished
                 .with_label_values(&[mode, "done", "none"]);
-            for cause in ALL_CAUSES {
+            for cause in FailureCause::ALL {
                 for state in ["done", "failed"] {
                     self.jobs_finished
                         .with_label_values(&[mode, state, cause.as_str()]);
                 }
             }
         }
-        for reason in ["interrupted", "publish-failed", "duplicate-requeued"] {
+        for reason in [
+            "interrupted",
+            "publish-failed",
+            "invalid-unannounced",
+            "duplicate-requeued",
+        ] {
             self.jobs_requeued.with_label_values(&[reason]);
         }
-        for reason in ["invalid-job", "not-json", "oversize"] {
-            self.jobs_rejected.with_label_values(&[reason]);
+        for kind in RefusalKind::ALL {
+            self.jobs_rejected.with_label_values(&[kind.label()]);
+        }
+        self.jobs_rejected.with_label_values(&["unpublishable"]);
+        for settlement in ["basic.ack", "basic.nack", "basic.reject"] {
+            self.settle_failures.with_label_values(&[settlement]);
         }
         for result in ["pushed", "failed"] {
             self.checkpoint_pushes.with_label_values(&[result]);
@@ -236,17 +253,6 @@ impl Metrics {
         self.ready.store(ready, Ordering::Relaxed);
     }
 }
-
-const ALL_CAUSES: [FailureCause; 8] = [
-    FailureCause::InactivityTimeout,
-    FailureCause::MaxDuration,
-    FailureCause::Agent,
-    FailureCause::Git,
-    FailureCause::Api,
-    FailureCause::NoUsableOutput,
-    FailureCause::NoChanges,
-    FailureCause::InvalidJob,
-];
 
 /// Serves `/metrics`, `/healthz` and `/readyz` until `stop` is cancelled. A deliberately tiny
 /// HTTP/1.1 responder: one GET per connection, no keep-alive.

@@ -133,7 +133,8 @@ pub enum Settlement {
 }
 
 impl Settlement {
-    fn method(self) -> &'static str {
+    /// The AMQP method that carries it, for logs and metric labels.
+    pub fn method(self) -> &'static str {
         match self {
             Settlement::Ack => "basic.ack",
             Settlement::Requeue => "basic.nack",

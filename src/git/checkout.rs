@@ -1,234 +1,240 @@
-//! Getting a checkout ready: the resume probe, single-branch clones, the work branch, the
-//! repo-local identity, and the resume refresh from the base branch.
+//! [`Checkout`]: a job's working copy as one value (its directory, its remote and credential,
+//! the commit identity, the size limit and the runner), whose async methods hide the blocking
+//! pool and the per-step timeout.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use git2::build::{CheckoutBuilder, RepoBuilder};
-use git2::{
-    AutotagOption, BranchType, ConfigLevel, Direction, FetchOptions, Oid, Remote, RemoteRedirect,
-};
 use tokio_util::sync::CancellationToken;
 
-use super::credentials::{checkout_remote, supports_shallow, NetState};
-use super::{open, GitError, GitRemote, Identity};
+use super::runner::Runner;
+use super::{FileLimit, GitError, GitRemote, Identity, Refresh, RemoteProbe};
 
-/// Whether `refs/heads/<branch>` exists on the remote.
-///
-/// Compares the full ref name, so a remote `feature/x` does not make `x` exist (the seed's
-/// `ls-remote` tail match gave false resumes, seed-behaviour Q1).
-pub fn remote_branch_exists(
-    remote: &GitRemote,
-    branch: &str,
-    cancel: &CancellationToken,
-) -> Result<bool, GitError> {
-    const OP: &str = "ls-remote";
-    let state = NetState::new(remote, cancel);
-    state.check_cancel(OP)?;
-    let mut remote = Remote::create_detached(remote.url()).map_err(|e| state.error(OP, e))?;
-    let connection = remote
-        .connect_auth(Direction::Fetch, Some(state.callbacks()), None)
-        .map_err(|e| state.error(OP, e))?;
-    let wanted = format!("refs/heads/{branch}");
-    let heads = connection.list().map_err(|e| state.error(OP, e))?;
-    Ok(heads.iter().any(|head| head.name() == wanted))
+/// A job's working copy. Cloning it is cheap (it is a few strings and handles).
+#[derive(Clone)]
+pub struct Checkout {
+    dir: PathBuf,
+    remote: GitRemote,
+    identity: Identity,
+    limit: FileLimit,
+    runner: Runner,
 }
 
-/// Clones only `branch` into `dir` (which must not exist or be empty) and checks it out.
-///
-/// With `shallow`, fetches depth 1 where the transport can (not libgit2's local transport,
-/// which then clones in full). `origin` stores the remote's URL: at most the user name
-/// `x-access-token`, never the token. Later fetches and pushes do not use `origin`.
-pub fn clone_branch(
-    remote: &GitRemote,
-    branch: &str,
-    dir: &Path,
-    shallow: bool,
-    cancel: &CancellationToken,
-) -> Result<(), GitError> {
-    const OP: &str = "clone";
-    let state = NetState::new(remote, cancel);
-    state.check_cancel(OP)?;
-    let url = remote.url();
-
-    let mut fetch = FetchOptions::new();
-    fetch
-        .remote_callbacks(state.callbacks())
-        .follow_redirects(RemoteRedirect::Initial);
-    if shallow && supports_shallow(url) {
-        fetch.depth(1);
-    }
-    let refspec = format!("+refs/heads/{branch}:refs/remotes/origin/{branch}");
-    let mut builder = RepoBuilder::new();
-    builder
-        .branch(branch)
-        .fetch_options(fetch)
-        .remote_create(move |repo, name, url| repo.remote_with_fetch(name, url, &refspec));
-    builder.clone(url, dir).map_err(|e| state.error(OP, e))?;
-    Ok(())
-}
-
-/// Creates branch `name` at HEAD and checks it out (`git checkout -b <name>`).
-pub fn create_branch(dir: &Path, name: &str) -> Result<(), GitError> {
-    const OP: &str = "branch";
-    let repo = open(OP, dir)?;
-    let head = repo
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| GitError::local(OP, e))?;
-    let branch = repo
-        .branch(name, &head, false)
-        .map_err(|e| GitError::local(OP, e))?;
-    let refname = branch.get().name().map_err(|e| GitError::local(OP, e))?;
-    // Same commit, so the work tree and index already match: only HEAD moves.
-    repo.set_head(refname).map_err(|e| GitError::local(OP, e))
-}
-
-/// Sets the repo-local `user.name` and `user.email`, which the agent's own commits inherit.
-pub fn set_identity(dir: &Path, id: &Identity) -> Result<(), GitError> {
-    const OP: &str = "config";
-    let repo = open(OP, dir)?;
-    let mut config = repo
-        .config()
-        .and_then(|c| c.open_level(ConfigLevel::Local))
-        .map_err(|e| GitError::local(OP, e))?;
-    config
-        .set_str("user.name", &id.name)
-        .and_then(|()| config.set_str("user.email", &id.email))
-        .map_err(|e| GitError::local(OP, e))
-}
-
-/// The commit HEAD points at, in hex.
-pub fn head_oid(dir: &Path) -> Result<String, GitError> {
-    const OP: &str = "rev-parse";
-    let repo = open(OP, dir)?;
-    let oid = repo
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| GitError::local(OP, e))?
-        .id();
-    Ok(oid.to_string())
-}
-
-/// The branch HEAD is on (also when it has no commit yet), or `None` when HEAD is detached.
-pub fn current_branch(dir: &Path) -> Result<Option<String>, GitError> {
-    const OP: &str = "rev-parse";
-    let repo = open(OP, dir)?;
-    let head = repo
-        .find_reference("HEAD")
-        .map_err(|e| GitError::local(OP, e))?;
-    let target = head.symbolic_target().map_err(|e| GitError::local(OP, e))?;
-    Ok(target
-        .and_then(|target| target.strip_prefix("refs/heads/"))
-        .map(str::to_owned))
-}
-
-/// What [`refresh_from_base_if_clean`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refresh {
-    /// The base had nothing the branch lacks.
-    UpToDate,
-    /// The branch had nothing of its own: it now points at the base tip.
-    FastForwarded,
-    /// A merge commit joins the branch and the base.
-    Merged,
-    /// The merge would conflict: the branch, index and work tree are untouched at the old tip.
-    Conflicted,
-}
-
-/// Fetches `origin <base_branch>` and merges it into the current branch when that merges
-/// cleanly (seed-behaviour 4.1 step 6), fast-forwarding when possible.
-///
-/// The merge is computed in memory, so a conflict leaves nothing to abort: the branch stays
-/// exactly at its old tip. The work tree is updated with a safe checkout before the branch
-/// moves, so a failure there leaves the branch where it was too.
-pub fn refresh_from_base_if_clean(
-    dir: &Path,
-    remote: &GitRemote,
-    base_branch: &str,
-    id: &Identity,
-    cancel: &CancellationToken,
-) -> Result<Refresh, GitError> {
-    const OP: &str = "refresh";
-    let state = NetState::new(remote, cancel);
-    state.check_cancel(OP)?;
-    let repo = open(OP, dir)?;
-    let local = |e| GitError::local(OP, e);
-
-    let tracking = format!("refs/remotes/origin/{base_branch}");
-    let refspec = format!("+refs/heads/{base_branch}:{tracking}");
-    {
-        let mut remote = checkout_remote(&repo, remote, OP)?;
-        let mut fetch = FetchOptions::new();
-        fetch
-            .remote_callbacks(state.callbacks())
-            .follow_redirects(RemoteRedirect::Initial)
-            .download_tags(AutotagOption::None);
-        remote
-            .fetch(&[&refspec], Some(&mut fetch), None)
-            .map_err(|e| state.error(OP, e))?;
-    }
-
-    let base_ref = repo.find_reference(&tracking).map_err(local)?;
-    let theirs = base_ref.peel_to_commit().map_err(local)?;
-    let annotated = repo
-        .reference_to_annotated_commit(&base_ref)
-        .map_err(local)?;
-    let (analysis, _) = repo.merge_analysis(&[&annotated]).map_err(local)?;
-    if analysis.is_up_to_date() {
-        return Ok(Refresh::UpToDate);
-    }
-
-    let mut head = repo.head().map_err(local)?;
-    if !head.is_branch() {
-        return Err(GitError::Git {
-            op: OP,
-            message: "HEAD is not on a branch".to_owned(),
-        });
-    }
-    let ours = head.peel_to_commit().map_err(local)?;
-
-    let (target, outcome, reflog) = if analysis.is_fast_forward() {
-        (theirs.id(), Refresh::FastForwarded, "refresh: fast-forward")
-    } else {
-        let mut index = repo.merge_commits(&ours, &theirs, None).map_err(local)?;
-        if index.has_conflicts() {
-            return Ok(Refresh::Conflicted);
+impl Checkout {
+    /// The working copy at `dir` (not cloned yet) of `remote`.
+    pub fn new(
+        dir: PathBuf,
+        remote: GitRemote,
+        identity: Identity,
+        limit: FileLimit,
+        runner: Runner,
+    ) -> Self {
+        Self {
+            dir,
+            remote,
+            identity,
+            limit,
+            runner,
         }
-        let tree_id = index.write_tree_to(&repo).map_err(local)?;
-        let tree = repo.find_tree(tree_id).map_err(local)?;
-        let signature = id.signature()?;
-        let ours_name = head.shorthand().unwrap_or("HEAD");
-        let message = format!("Merge branch '{base_branch}' into {ours_name}");
-        let merge: Oid = repo
-            .commit(
-                None,
-                &signature,
-                &signature,
-                &message,
-                &tree,
-                &[&ours, &theirs],
-            )
-            .map_err(local)?;
-        (merge, Refresh::Merged, "refresh: merge")
-    };
+    }
 
-    let target_commit = repo.find_commit(target).map_err(local)?;
-    repo.checkout_tree(
-        target_commit.as_object(),
-        Some(CheckoutBuilder::new().safe()),
-    )
-    .map_err(local)?;
-    head.set_target(target, reflog).map_err(local)?;
-    Ok(outcome)
-}
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 
-/// The local branch `name`, as an error naming the operation when it is missing.
-pub(crate) fn require_local_branch(
-    repo: &git2::Repository,
-    op: &'static str,
-    name: &str,
-) -> Result<(), GitError> {
-    repo.find_branch(name, BranchType::Local)
-        .map(|_| ())
-        .map_err(|e| GitError::local(op, e))
+    pub fn remote(&self) -> &GitRemote {
+        &self.remote
+    }
+
+    /// The same checkout on another cancellation token: the last push of a stopped run must
+    /// not be stopped by the token that stopped the run.
+    pub fn with_cancel(&self, cancel: CancellationToken) -> Self {
+        Self {
+            runner: self.runner.with_cancel(cancel),
+            ..self.clone()
+        }
+    }
+
+    /// One ls-remote: whether `refs/heads/<branch>` exists and where `completion_ref` points.
+    pub async fn probe(
+        &self,
+        branch: Option<&str>,
+        completion_ref: Option<&str>,
+    ) -> Result<RemoteProbe, GitError> {
+        let (remote, branch) = (self.remote.clone(), branch.map(str::to_owned));
+        let completion_ref = completion_ref.map(str::to_owned);
+        self.runner
+            .run("probe", move |c| match (&branch, &completion_ref) {
+                (b, Some(r)) => super::probe_remote(&remote, b.as_deref(), r, c),
+                (Some(b), None) => Ok(RemoteProbe {
+                    branch_exists: super::remote_branch_exists(&remote, b, c)?,
+                    completion: None,
+                }),
+                (None, None) => Ok(RemoteProbe {
+                    branch_exists: false,
+                    completion: None,
+                }),
+            })
+            .await
+    }
+
+    /// The message of the commit `completion_ref` points at, read through a bare scratch
+    /// repository at `scratch`.
+    pub async fn read_completion(
+        &self,
+        completion_ref: &str,
+        scratch: PathBuf,
+    ) -> Result<String, GitError> {
+        let (remote, r) = (self.remote.clone(), completion_ref.to_owned());
+        self.runner
+            .run("probe", move |c| {
+                super::read_completion(&remote, &r, &scratch, c)
+            })
+            .await
+    }
+
+    /// A fresh start: a shallow clone of `base`, then the work branch `new_branch` on it when
+    /// there is one. Sets the identity; returns the tip the work starts from.
+    pub async fn clone_fresh(
+        &self,
+        base: &str,
+        new_branch: Option<&str>,
+    ) -> Result<String, GitError> {
+        let (remote, dir) = (self.remote.clone(), self.dir.clone());
+        let (base, new_branch) = (base.to_owned(), new_branch.map(str::to_owned));
+        self.runner
+            .run("clone", move |c| {
+                super::clone_branch(&remote, &base, &dir, true, c)?;
+                match new_branch {
+                    Some(nb) => super::create_branch(&dir, &nb),
+                    None => Ok(()),
+                }
+            })
+            .await?;
+        self.prepare().await
+    }
+
+    /// A resume: a full clone of the work branch an earlier attempt pushed. Sets the identity;
+    /// returns its tip.
+    pub async fn clone_resume(&self, branch: &str) -> Result<String, GitError> {
+        let (remote, dir, branch) = (self.remote.clone(), self.dir.clone(), branch.to_owned());
+        self.runner
+            .run("clone", move |c| {
+                super::clone_branch(&remote, &branch, &dir, false, c)
+            })
+            .await?;
+        self.prepare().await
+    }
+
+    async fn prepare(&self) -> Result<String, GitError> {
+        let (dir, id) = (self.dir.clone(), self.identity.clone());
+        self.runner
+            .run("commit", move |_| {
+                super::set_identity(&dir, &id)?;
+                super::head_oid(&dir)
+            })
+            .await
+    }
+
+    /// Merges `base` into the current branch when that merges cleanly (seed 4.1 step 6).
+    pub async fn refresh_from(&self, base: &str) -> Result<Refresh, GitError> {
+        let (dir, remote, id) = (self.dir.clone(), self.remote.clone(), self.identity.clone());
+        let base = base.to_owned();
+        self.runner
+            .run("refresh", move |c| {
+                super::refresh_from_base_if_clean(&dir, &remote, &base, &id, c)
+            })
+            .await
+    }
+
+    /// The commit HEAD points at.
+    pub async fn head(&self) -> Result<String, GitError> {
+        let dir = self.dir.clone();
+        self.runner
+            .run("commit", move |_| super::head_oid(&dir))
+            .await
+    }
+
+    /// Keeps `pattern` out of git (`.git/info/exclude`).
+    pub async fn exclude(&self, pattern: &str) -> Result<(), GitError> {
+        let (dir, pattern) = (self.dir.clone(), pattern.to_owned());
+        self.runner
+            .run("commit", move |_| super::exclude_path(&dir, &pattern))
+            .await
+    }
+
+    /// The safety-net commit of tracked edits; whether a commit was made.
+    pub async fn commit_tracked(&self, message: &str) -> Result<bool, GitError> {
+        let (dir, id, limit) = (self.dir.clone(), self.identity.clone(), self.limit);
+        let message = message.to_owned();
+        self.runner
+            .run("commit", move |_| {
+                super::commit_tracked_edits(&dir, &message, &id, limit)
+            })
+            .await
+    }
+
+    /// Files neither tracked nor ignored.
+    pub async fn untracked(&self) -> Result<Vec<String>, GitError> {
+        let dir = self.dir.clone();
+        self.runner
+            .run("commit", move |_| super::untracked_files(&dir))
+            .await
+    }
+
+    /// Pushes `head` of `local_branch` to `remote_branch`, never forced, after checking that
+    /// the commits the remote lacks (not reachable from `known`) add no file over the limit.
+    pub async fn push(
+        &self,
+        head: &str,
+        local_branch: &str,
+        remote_branch: &str,
+        known: Vec<String>,
+    ) -> Result<(), GitError> {
+        let (dir, remote, limit) = (self.dir.clone(), self.remote.clone(), self.limit);
+        let (head, lb, rb) = (
+            head.to_owned(),
+            local_branch.to_owned(),
+            remote_branch.to_owned(),
+        );
+        self.runner
+            .run("push", move |c| {
+                super::check_new_blobs(&dir, &head, &known, limit)?;
+                super::push_branch(&dir, &remote, &lb, &rb, c)
+            })
+            .await
+    }
+
+    /// Records the job's result at `completion_ref` on the remote (a commit over `head`).
+    pub async fn record_completion(
+        &self,
+        head: &str,
+        completion_ref: &str,
+        message: String,
+    ) -> Result<(), GitError> {
+        let (dir, remote, id) = (self.dir.clone(), self.remote.clone(), self.identity.clone());
+        let (head, r) = (head.to_owned(), completion_ref.to_owned());
+        self.runner
+            .run("push", move |c| {
+                super::push_completion(&dir, &remote, &head, &r, &message, &id, c)
+            })
+            .await
+    }
+
+    /// Deletes completion refs under `prefix` older than `max_age` (not `keep`).
+    pub async fn prune_completions(
+        &self,
+        prefix: &str,
+        keep: &str,
+        max_age: Duration,
+        scratch: PathBuf,
+    ) -> Result<usize, GitError> {
+        let remote = self.remote.clone();
+        let (prefix, keep) = (prefix.to_owned(), keep.to_owned());
+        self.runner
+            .run("prune", move |c| {
+                super::prune_completion_refs(&remote, &prefix, &keep, max_age, &scratch, c)
+            })
+            .await
+    }
 }

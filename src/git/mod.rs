@@ -1,14 +1,18 @@
-//! Git work for a job, all through git2 and all blocking: callers run it in `spawn_blocking`.
+//! Git work for a job.
 //!
-//! - [`credentials`]: the token, the credential callback that cannot loop, cancellation in the
-//!   transfer callbacks, and the mapping of libgit2 failures to [`GitError`].
-//! - [`checkout`]: the resume probe, single-branch clones, the work branch, the identity and the
+//! [`Checkout`] is the job's working copy as one value; its async methods run the blocking
+//! git2 functions below on the blocking pool with the per-step timeout ([`runner`]), and
+//! [`checkpoint`] pushes committed work while the agent runs. The blocking functions:
+//!
+//! - [`credentials`]: the token, the credential callback that cannot loop and offers the token
+//!   only to the clone URL's origin, cancellation in the transfer callbacks, the one remote every
+//!   fetch and push goes through, and the mapping of libgit2 failures to [`GitError`].
+//! - [`clone`]: the resume probe, single-branch clones, the work branch, the identity and the
 //!   resume refresh from the base branch.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
-//!   reading a stored result without a work tree, and pushing one with the final push.
+//!   reading a stored result without a work tree, and pushing one after the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
-//! - [`pr`]: opening the pull request (GitHub) or merge request (GitLab) after the final push.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
@@ -18,6 +22,8 @@
 //! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
 
 mod checkout;
+mod checkpoint;
+mod clone;
 mod commit;
 mod completion;
 mod credentials;
@@ -25,13 +31,16 @@ mod limits;
 pub mod pr;
 mod prune;
 mod push;
+mod runner;
 
 use std::fmt;
 use std::path::Path;
 
 use crate::redact::{Redactor, Secret};
 
-pub use checkout::{
+pub use checkout::Checkout;
+pub use checkpoint::{checkpoint_loop, Checkpoints};
+pub use clone::{
     clone_branch, create_branch, current_branch, head_oid, refresh_from_base_if_clean,
     remote_branch_exists, set_identity, Refresh,
 };
@@ -41,6 +50,7 @@ pub use credentials::TOKEN_USERNAME;
 pub use limits::{check_new_blobs, FileLimit};
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
+pub use runner::Runner;
 
 /// A failed git operation. Every message has been through the redactor, so none holds a token.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use git2::{ErrorCode, PushOptions, RemoteRedirect, Repository};
 
-use super::checkout::require_local_branch;
+use super::clone::require_local_branch;
 use super::credentials::{checkout_remote, NetState};
 use super::{clean, open, GitAuth, GitError, GitRemote};
 use tokio_util::sync::CancellationToken;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::redact::{Redactor, Secret};
 
 pub use sanitize::{sanitize_context_file_name, sanitize_service_directory, PathOutsideRepo};
-pub use validate::{parse_job, InvalidJob, ValidationPolicy, MAX_JOB_ID_BYTES};
+pub use validate::{parse_job, InvalidJob, RefusalKind, ValidationPolicy, MAX_JOB_ID_BYTES};
 
 /// What a job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

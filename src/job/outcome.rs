@@ -2,6 +2,7 @@
 //! progress, plus the failure-cause vocabulary and the stable texts downstream regexes read.
 
 mod ids;
+mod result_body;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,18 @@ pub enum FailureCause {
 }
 
 impl FailureCause {
+    /// Every cause, in the contract's order (metrics are zero-initialised from it).
+    pub const ALL: [FailureCause; 8] = [
+        FailureCause::InactivityTimeout,
+        FailureCause::MaxDuration,
+        FailureCause::Agent,
+        FailureCause::Git,
+        FailureCause::Api,
+        FailureCause::NoUsableOutput,
+        FailureCause::NoChanges,
+        FailureCause::InvalidJob,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureCause::InactivityTimeout => "inactivity-timeout",

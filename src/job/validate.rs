@@ -75,6 +75,37 @@ pub struct InvalidJob {
     pub job_id: Option<String>,
     /// The exact refusal text, e.g. `Invalid job: 'branch' must be a non-empty string`.
     pub message: String,
+    /// Which rule refused it.
+    pub kind: RefusalKind,
+}
+
+/// The rule a body broke, without its details: what metrics and logs group refusals by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Over `amqp.max_message_bytes`.
+    TooLarge,
+    /// Not JSON at all.
+    NotJson,
+    /// JSON, but a rule of the job contract refused it.
+    Contract,
+}
+
+impl RefusalKind {
+    /// The `reason` label of `harness_jobs_rejected_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusalKind::TooLarge => "oversize",
+            RefusalKind::NotJson => "not-json",
+            RefusalKind::Contract => "invalid-job",
+        }
+    }
+
+    /// Every kind, for zero-initialised metrics.
+    pub const ALL: [RefusalKind; 3] = [
+        RefusalKind::TooLarge,
+        RefusalKind::NotJson,
+        RefusalKind::Contract,
+    ];
 }
 
 /// Why a body was refused; `Display` is the stable text of seed section 2.12 and contract 3.1.
@@ -108,11 +139,32 @@ enum Refusal {
     BranchName(&'static str),
 }
 
+impl Refusal {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::TooLarge(_) => RefusalKind::TooLarge,
+            Refusal::NotJson(_) => RefusalKind::NotJson,
+            Refusal::NotObject
+            | Refusal::UnknownKind(_)
+            | Refusal::Mode
+            | Refusal::Required(_)
+            | Refusal::Provider
+            | Refusal::ServiceDirectory
+            | Refusal::NotUrl(_)
+            | Refusal::Scheme(_)
+            | Refusal::Host { .. }
+            | Refusal::JobIdTooLong
+            | Refusal::BranchName(_) => RefusalKind::Contract,
+        }
+    }
+}
+
 /// Validates a job body.
 pub fn parse_job(body: &[u8], policy: &ValidationPolicy) -> Result<AgentJob, InvalidJob> {
     let refuse = |job_id: Option<String>, r: Refusal| InvalidJob {
         job_id,
         message: r.to_string(),
+        kind: r.kind(),
     };
     if body.len() > policy.max_body_bytes {
         return Err(refuse(None, Refusal::TooLarge(policy.max_body_bytes)));

@@ -7,39 +7,27 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::git::{self, GitError, GitRemote, Identity};
+use crate::config::GitConfig;
+use crate::git::{Checkout, GitError};
 use crate::job::outcome::ResultBody;
-use crate::worker::git_steps::Git;
-use crate::worker::run::FlowError;
-use crate::worker::workspace::Workspace;
 
 /// How often a rejected final push asks whether another run recorded the job.
 const RACE_POLL: Duration = Duration::from_millis(250);
 
 /// Where a job's completion is recorded on its remote.
 #[derive(Clone)]
-pub(crate) struct CompletionRecord {
-    pub(crate) remote: GitRemote,
-    pub(crate) ref_name: String,
+pub struct CompletionRecord {
+    pub ref_name: String,
     /// A bare scratch repository inside the job's workspace, for reading the record.
-    pub(crate) scratch: PathBuf,
-    pub(crate) git: Git,
+    pub scratch: PathBuf,
 }
 
 impl CompletionRecord {
     /// The result recorded on the remote. `None` when the record does not parse as a result
     /// (then the job runs, and its own result is the one that counts).
-    pub(crate) async fn read(&self) -> Result<Option<Box<ResultBody>>, FlowError> {
-        let (remote, r, scratch) = (
-            self.remote.clone(),
-            self.ref_name.clone(),
-            self.scratch.clone(),
-        );
-        let recorded = self
-            .git
-            .run("probe", move |c| {
-                git::read_completion(&remote, &r, &scratch, c)
-            })
+    pub async fn read(&self, checkout: &Checkout) -> Result<Option<Box<ResultBody>>, GitError> {
+        let recorded = checkout
+            .read_completion(&self.ref_name, self.scratch.clone())
             .await?;
         match serde_json::from_str::<ResultBody>(&recorded) {
             Ok(body) => Ok(Some(Box::new(body))),
@@ -50,22 +38,27 @@ impl CompletionRecord {
         }
     }
 
+    /// The recorded result, when the remote has one (a probe, then a read).
+    pub async fn find(&self, checkout: &Checkout) -> Result<Option<Box<ResultBody>>, GitError> {
+        let probe = checkout.probe(None, Some(&self.ref_name)).await?;
+        match probe.completion {
+            Some(_) => self.read(checkout).await,
+            None => Ok(None),
+        }
+    }
+
     /// After a rejected final push: waits up to `wait` for another run of the same job to
     /// record its result, and returns it. `None` when no record appears (someone else moved
     /// the branch: the rejection stands).
-    pub(crate) async fn await_winner(
+    pub async fn await_winner(
         &self,
+        checkout: &Checkout,
         wait: Duration,
-    ) -> Result<Option<Box<ResultBody>>, FlowError> {
+    ) -> Result<Option<Box<ResultBody>>, GitError> {
         let deadline = Instant::now() + wait;
         loop {
-            let (remote, r) = (self.remote.clone(), self.ref_name.clone());
-            let probe = self
-                .git
-                .run("probe", move |c| git::probe_remote(&remote, None, &r, c))
-                .await?;
-            if probe.completion.is_some() {
-                return self.read().await;
+            if let Some(found) = self.find(checkout).await? {
+                return Ok(Some(found));
             }
             if Instant::now() + RACE_POLL > deadline {
                 return Ok(None);
@@ -73,16 +66,75 @@ impl CompletionRecord {
             tokio::time::sleep(RACE_POLL).await;
         }
     }
+
+    /// Pushes the completion ref over `head`. A failure only costs a re-run on a later
+    /// redelivery. When another run of the same job recorded a different result first, that
+    /// result is returned: it is the one outcome of the job, to publish instead.
+    pub async fn record(
+        &self,
+        checkout: &Checkout,
+        head: &str,
+        result_json: String,
+        pruning: &Pruning,
+    ) -> Option<Box<ResultBody>> {
+        match checkout
+            .record_completion(head, &self.ref_name, result_json)
+            .await
+        {
+            Ok(()) => {
+                pruning.prune(checkout, self).await;
+                None
+            }
+            Err(GitError::Rejected { .. }) => match self.read(checkout).await {
+                Ok(theirs) => theirs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the completion another run recorded");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the job's completion on the remote");
+                None
+            }
+        }
+    }
 }
 
 /// How old completion refs are pruned, and the gate that keeps one worker from doing it for
 /// the same remote more often than `every`.
 #[derive(Clone)]
-pub(crate) struct Pruning {
-    pub(crate) prefix: String,
-    pub(crate) max_age: Duration,
-    pub(crate) every: Duration,
-    pub(crate) gate: Arc<PruneGate>,
+pub struct Pruning {
+    prefix: String,
+    max_age: Duration,
+    every: Duration,
+    gate: Arc<PruneGate>,
+}
+
+impl Pruning {
+    pub fn new(git: &GitConfig, gate: Arc<PruneGate>) -> Self {
+        Self {
+            prefix: git.completion_ref_prefix.clone(),
+            max_age: Duration::from_millis(git.completion_ref_max_age_ms),
+            every: Duration::from_millis(git.completion_ref_prune_interval_ms),
+            gate,
+        }
+    }
+
+    /// Deletes completion refs older than the configured age from the remote, best effort.
+    async fn prune(&self, checkout: &Checkout, record: &CompletionRecord) {
+        if self.max_age.is_zero() || !self.gate.due(checkout.remote().url(), self.every) {
+            return;
+        }
+        let scratch = record.scratch.with_extension("prune");
+        match checkout
+            .prune_completions(&self.prefix, &record.ref_name, self.max_age, scratch)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "deleted old completion refs from the remote"),
+            Err(e) => tracing::warn!(error = %e, "could not prune old completion refs"),
+        }
+    }
 }
 
 /// When this worker last pruned each remote (by URL).
@@ -103,86 +155,5 @@ impl PruneGate {
                 true
             }
         }
-    }
-}
-
-/// What is needed to push the completion ref once the result body exists.
-pub(crate) struct PendingCompletion {
-    pub(crate) dir: PathBuf,
-    pub(crate) head: String,
-    pub(crate) identity: Identity,
-    pub(crate) record: CompletionRecord,
-    pub(crate) pruning: Option<Pruning>,
-}
-
-/// Records a finished job on its remote: `refs/harness/done/<jobId>` pointing at a commit
-/// whose message is the published result. Holds the job's workspace until then.
-pub struct Completion {
-    pub(crate) pending: PendingCompletion,
-    pub(crate) ws: Workspace,
-}
-
-impl Completion {
-    /// Pushes the completion ref, then removes the workspace. A failure only costs a re-run
-    /// on a later redelivery. When another run of the same job recorded a different result
-    /// first, that result is returned: it is the one outcome of the job, to publish instead.
-    pub async fn record(self, result_json: String) -> Option<Box<ResultBody>> {
-        let p = self.pending;
-        let record = p.record.clone();
-        let (dir, head, id) = (p.dir, p.head, p.identity);
-        let (remote, r) = (record.remote.clone(), record.ref_name.clone());
-        let pushed = record
-            .git
-            .run("push", move |c| {
-                git::push_completion(&dir, &remote, &head, &r, &result_json, &id, c)
-            })
-            .await;
-        let winner = match pushed {
-            Ok(()) => {
-                if let Some(pruning) = p.pruning {
-                    prune(&record, &pruning).await;
-                }
-                None
-            }
-            Err(FlowError::Git(GitError::Rejected { .. })) => match record.read().await {
-                Ok(Some(theirs)) => Some(theirs),
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the completion another run recorded");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the job's completion on the remote");
-                None
-            }
-        };
-        self.ws.remove().await;
-        winner
-    }
-}
-
-/// Deletes completion refs older than the configured age from the remote, best effort.
-async fn prune(record: &CompletionRecord, pruning: &Pruning) {
-    if pruning.max_age.is_zero() || !pruning.gate.due(record.remote.url(), pruning.every) {
-        return;
-    }
-    let (remote, keep, prefix, max_age) = (
-        record.remote.clone(),
-        record.ref_name.clone(),
-        pruning.prefix.clone(),
-        pruning.max_age,
-    );
-    let scratch = record.scratch.with_extension("prune");
-    let pruned = record
-        .git
-        .run("prune", move |c| {
-            git::prune_completion_refs(&remote, &prefix, &keep, max_age, &scratch, c)
-        })
-        .await;
-    match pruned {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(pruned = n, "deleted old completion refs from the remote"),
-        Err(e) => tracing::warn!(error = %e, "could not prune old completion refs"),
     }
 }

@@ -11,10 +11,8 @@ use tracing::Instrument;
 use super::dead_letters::finish_dead_letter;
 use super::events::{BrokerSink, CurrentSink, EventSink};
 use super::run::JobContext;
-use super::{
-    announce_invalid, hostname, settle, settlement, topology, workspace, DeliveryEnd, JobTask,
-    Running, WorkerError,
-};
+use super::settle::{finish_delivery, Finish};
+use super::{hostname, job_span, topology, workspace, JobTask, Running, WorkerError};
 use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher};
 use crate::config::Config;
 use crate::job::parse_job;
@@ -312,21 +310,16 @@ async fn consume(
             Err(invalid) => {
                 let sink: Arc<dyn EventSink> = sink.clone();
                 let metrics = metrics.clone();
-                let attempts = config.amqp.publish_attempts;
+                let (attempts, limit) = (config.amqp.publish_attempts, config.amqp.delivery_limit);
                 tracker.spawn(async move {
-                    let end = announce_invalid(&invalid, attempt, sink.as_ref(), attempts).await;
-                    let reason = if invalid.message.contains("not valid JSON") {
-                        "not-json"
-                    } else if invalid.message.contains("exceeds") {
-                        "oversize"
-                    } else {
-                        "invalid-job"
+                    let finish = Finish {
+                        metrics: &metrics,
+                        sink: sink.as_ref(),
+                        publish_attempts: attempts,
+                        delivery_limit: limit,
                     };
-                    if settle(&delivery, settlement(end)).await
-                        && end == DeliveryEnd::InvalidSettled
-                    {
-                        metrics.jobs_rejected.with_label_values(&[reason]).inc();
-                    }
+                    let end = finish.announce_invalid(&invalid, attempt).await;
+                    finish_delivery(&metrics, end, &delivery, Vec::new(), Some(invalid.kind)).await;
                 });
             }
             Ok(job) => {
@@ -344,17 +337,10 @@ async fn consume(
                     }
                 };
                 let Some(delivery) = delivery else {
-                    tracing::info!(job_id = %job.job_id, "duplicate delivery of a running job: held until it settles");
+                    tracing::info!(jobId = %job.job_id, attempt, "duplicate delivery of a running job: held until it settles");
                     continue;
                 };
-                let span = tracing::info_span!(
-                    "job",
-                    job.id = %job.job_id,
-                    job.attempt = attempt,
-                    mode = job.mode.as_str(),
-                    repo = %job.repo_slug(),
-                    branch = %job.branch,
-                );
+                let span = job_span(&job, attempt);
                 let task = JobTask {
                     ctx: ctx.clone(),
                     sink: sink.clone(),

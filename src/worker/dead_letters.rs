@@ -15,13 +15,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::completion::CompletionRecord;
-use super::events::{publish_with_retry, EventSink};
-use super::git_steps::Git;
-use super::run::{invalid_job_result, JobContext};
+use super::events::{now_ms, publish_with_retry, EventSink};
+use super::run::JobContext;
+use super::settle::{settle_one, worker_failure};
 use super::workspace::Workspace;
-use super::{settle, worker_failure};
 use crate::broker::{JobDelivery, Settlement};
-use crate::git::{self, GitAuth, GitRemote};
+use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
 use crate::job::outcome::{Event, FailureCause, JobState, ResultBody};
 use crate::job::{parse_job, AgentJob, ValidationPolicy};
 
@@ -45,7 +44,7 @@ pub(super) async fn finish_dead_letter(
     } else {
         Settlement::Ack
     };
-    settle(&delivery, how).await;
+    settle_one(&ctx.metrics, &delivery, how).await;
 }
 
 async fn publish(ctx: &JobContext, sink: &dyn EventSink, body: ResultBody) -> Settlement {
@@ -87,7 +86,12 @@ async fn owed_result(
         // Its refusal could never be published (the delivery went back until the limit).
         Err(invalid) => {
             let job_id = invalid.job_id.as_deref()?;
-            return Some(invalid_job_result(job_id, deliveries, &invalid.message));
+            return Some(ResultBody::invalid(
+                job_id,
+                deliveries,
+                now_ms(),
+                &invalid.message,
+            ));
         }
     };
     if let Some(recorded) = recorded_result(ctx, &job, deliveries, cancel).await {
@@ -101,7 +105,7 @@ async fn owed_result(
     let mut body = worker_failure(
         &job.job_id,
         deliveries,
-        super::events::now_ms(),
+        now_ms(),
         format!(
             "the job reached its delivery limit ({deliveries} deliveries) without a result: its \
              worker stopped during every delivery (killed, out of memory or cut off from the \
@@ -126,24 +130,19 @@ async fn recorded_result(
     }
     let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone())).ok()?;
     let ws = Workspace::create(&ctx.config.work_dir(), &job.job_id, deliveries).ok()?;
-    let git = Git::new(
+    let runner = Runner::new(
         ctx.metrics.clone(),
         ctx.config.git_timeout(),
         cancel.clone(),
     );
+    // Only its remote is used: nothing is cloned.
+    let checkout = Checkout::new(ws.checkout(), remote, Identity::bot(), FileLimit(0), runner);
     let record = CompletionRecord {
-        remote: remote.clone(),
         ref_name: git::completion_ref(&ctx.config.git.completion_ref_prefix, &job.job_id),
         scratch: ws.root().join("completion"),
-        git: git.clone(),
     };
-    let r = record.ref_name.clone();
-    let probe = git
-        .run("probe", move |c| git::probe_remote(&remote, None, &r, c))
-        .await;
-    let found = match probe {
-        Ok(p) if p.completion.is_some() => record.read().await.ok().flatten().map(|b| *b),
-        Ok(_) => None,
+    let found = match record.find(&checkout).await {
+        Ok(found) => found.map(|b| *b),
         Err(e) => {
             // Unknown: a `failed` result is published; a consumer that already has this job's
             // result keeps the first one (the same message_id).

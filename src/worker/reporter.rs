@@ -13,6 +13,7 @@ use crate::job::outcome::{
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
+use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{ActivityClock, JobState};
 
 /// Tool spans go out in batches, at most one a second (contract 3.2).
@@ -57,15 +58,17 @@ pub struct JobReporter {
 }
 
 impl JobReporter {
+    /// Starts the publisher and the span flusher among the job's `tasks`.
     pub fn start(
         job_id: &str,
         attempt: u32,
         redactor: Redactor,
         sink: Arc<dyn EventSink>,
         metrics: Arc<Metrics>,
+        tasks: &JobTasks,
     ) -> Arc<Self> {
         let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
-        let task = tokio::spawn(async move {
+        let task = tasks.spawn(async move {
             let mut failures = 0u64;
             while let Some(Queued { event, _slot: slot }) = rx.recv().await {
                 if let Err(e) = publish_with_retry(sink.as_ref(), &event, 3).await {
@@ -102,7 +105,7 @@ impl JobReporter {
             task: Mutex::new(Some(task)),
         });
         let weak = Arc::downgrade(&reporter);
-        tokio::spawn(async move {
+        tasks.spawn_until_end(async move {
             let mut tick = tokio::time::interval(SPAN_BATCH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -354,6 +357,7 @@ mod tests {
             Redactor::patterns_only(),
             sink,
             Arc::new(Metrics::new()),
+            &JobTasks::new(),
         );
         for n in 0..FOLLOWUPS_IN_FLIGHT {
             reporter.followup(item(n)).await;

@@ -1,27 +1,28 @@
-//! The job driver: runs the flow a job's mode selects, tracks its phases, and turns whatever
-//! happened into the terminal result body (seed 4.0.1, 3.6-3.7), or into an interruption that
-//! publishes nothing and gives the delivery back.
+//! The job driver. It owns everything a job has for the whole job: its workspace and checkout,
+//! its reporter, watchdog and helper tasks. It runs the flow the job's mode selects, turns what
+//! happened into the terminal result body (seed 4.0.1, 3.6-3.7) or an interruption, records a
+//! finished job's completion ref, and removes the workspace.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentError;
 use crate::config::Config;
-use crate::git::pr::PrError;
-use crate::git::GitError;
-use crate::job::outcome::{AgentResult, FailureCause, JobState, PhaseTimings, ResultBody};
+use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
+use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::telemetry::SecretRegistry;
-use crate::worker::coding::{self, CodingEnd};
-use crate::worker::completion::PruneGate;
+use crate::worker::coding;
+use crate::worker::completion::{CompletionRecord, PruneGate, Pruning};
+use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
 use crate::worker::events::{now_ms, EventSink};
 use crate::worker::reporter::JobReporter;
+use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{KillReason, Watchdog};
-use crate::worker::workspace::ServiceDirError;
+use crate::worker::workspace::Workspace;
 
 /// What every job shares: configuration, metrics, the HTTP client for the PR API.
 #[derive(Clone)]
@@ -33,7 +34,7 @@ pub struct JobContext {
     http: Arc<std::sync::OnceLock<reqwest::Client>>,
     pub secrets: SecretRegistry,
     /// When this worker last pruned old completion refs from each remote.
-    pub(crate) prune_gate: Arc<PruneGate>,
+    prune_gate: Arc<PruneGate>,
 }
 
 impl JobContext {
@@ -46,67 +47,35 @@ impl JobContext {
             prune_gate: Arc::default(),
         }
     }
-}
 
-impl JobContext {
     /// The HTTP client for the PR/MR API (one per worker, so connections are reused).
     pub fn http(&self) -> &reqwest::Client {
         self.http.get_or_init(crate::git::pr::http_client)
     }
 }
 
-/// How a run ended.
-#[derive(Debug)]
-pub enum JobEnd {
-    /// A terminal result, to publish and then ack.
-    Finished(Box<ResultBody>),
-    /// Stopped from outside (shutdown, lost channel): committed work was pushed as a checkpoint,
-    /// no result is published, the delivery goes back to the queue.
-    Interrupted,
+/// What a flow hands back to the driver.
+#[allow(clippy::large_enum_variant)] // one value per job, moved once
+pub enum FlowEnd {
+    /// The flow ran; `head` is the tip its completion record points at.
+    Ran { result: AgentResult, head: String },
+    /// The job already has an outcome (an earlier delivery finished it, or another run of it
+    /// won a race): its recorded result, published again as it is.
+    Replayed(Box<ResultBody>),
 }
 
-/// A failure of a flow, mapped to the contract's causes by [`FlowError::failure_cause`].
-#[derive(Debug, thiserror::Error)]
-pub enum FlowError {
-    #[error(transparent)]
-    Git(#[from] GitError),
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    #[error(transparent)]
-    Pr(#[from] PrError),
-    #[error("{context}: {source}")]
-    Io {
-        context: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Unsupported(String),
-    #[error(transparent)]
-    ServiceDir(#[from] ServiceDirError),
-    #[error("a blocking task failed: {0}")]
-    Task(String),
-    #[error("the job was interrupted")]
-    Interrupted,
-}
-
-impl FlowError {
-    pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> FlowError {
-        move |source| FlowError::Io { context, source }
-    }
-
-    pub fn failure_cause(&self) -> FailureCause {
-        match self {
-            // The repository's own layout makes the checkout unusable.
-            FlowError::Git(_) | FlowError::ServiceDir(_) => FailureCause::Git,
-            FlowError::Agent(e) => e.failure_cause(),
-            FlowError::Pr(e) => e.failure_cause(),
-            FlowError::Io { .. } | FlowError::Unsupported(_) | FlowError::Task(_) => {
-                FailureCause::Agent
-            }
-            // Never published: an interruption gives the delivery back instead.
-            FlowError::Interrupted => FailureCause::Agent,
-        }
-    }
+/// What a flow works with. The driver owns all of it; the flow borrows it.
+pub struct JobRun<'a> {
+    pub ctx: &'a JobContext,
+    pub job: &'a AgentJob,
+    pub ws: &'a Workspace,
+    pub checkout: &'a Checkout,
+    /// Where the job's completion is recorded, when completion refs are on.
+    pub record: Option<&'a CompletionRecord>,
+    pub reporter: &'a Arc<JobReporter>,
+    pub tasks: &'a JobTasks,
+    /// The job's token: a watchdog or an interruption cancels it.
+    pub cancel: &'a CancellationToken,
 }
 
 /// Runs one job to its end.
@@ -120,12 +89,14 @@ pub async fn run_job(
     let started_at = now_ms();
     let redactor = job.redactor();
     let _secrets = ctx.secrets.register(job_secrets(job));
+    let tasks = JobTasks::new();
     let reporter = JobReporter::start(
         &job.job_id,
         attempt,
         redactor.clone(),
         sink,
         ctx.metrics.clone(),
+        &tasks,
     );
     tracing::info!("job started");
     reporter.announce();
@@ -139,133 +110,242 @@ pub async fn run_job(
         Duration::from_millis(ctx.config.job.max_duration_ms),
         reporter.clone(),
         job_token.clone(),
+        &tasks,
     );
-    let outcome = match (job.mode, &job.bootstrap, &job.merge_base) {
-        (Mode::Coding, None, None) => coding::run(ctx, job, attempt, &reporter, &job_token).await,
+    let (owned, outcome) = match JobOwned::prepare(ctx, job, attempt, &job_token) {
+        Ok(owned) => {
+            let run = JobRun {
+                ctx,
+                job,
+                ws: &owned.ws,
+                checkout: &owned.checkout,
+                record: owned.record.as_ref(),
+                reporter: &reporter,
+                tasks: &tasks,
+                cancel: &job_token,
+            };
+            let outcome = run_flow(&run).await;
+            (Some(owned), outcome)
+        }
+        Err(e) => (None, Err(Stop::Failed(e))),
+    };
+    let killed = watchdog.stop().await;
+    let ending = Ending {
+        job,
+        attempt,
+        started_at,
+        redactor: &redactor,
+        reporter: &reporter,
+    };
+    let end = ending.conclude(outcome, killed);
+    let end = match (end, &owned) {
+        (Concluded::Ran { body, head }, Some(owned)) => {
+            JobEnd::Finished(Box::new(owned.record_completion(ctx, *body, &head).await))
+        }
+        (Concluded::Ran { body, .. }, None) => JobEnd::Finished(body),
+        (Concluded::End(end), _) => end,
+    };
+    if let Some(owned) = owned {
+        owned.ws.remove().await;
+    }
+    // Every follow-up and progress message goes out before the result.
+    reporter.finish().await;
+    tasks.end().await;
+    end
+}
+
+/// What the driver owns for a job beside its reporter and tasks.
+struct JobOwned {
+    ws: Workspace,
+    checkout: Checkout,
+    record: Option<CompletionRecord>,
+}
+
+impl JobOwned {
+    fn prepare(
+        ctx: &JobContext,
+        job: &AgentJob,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Self, FlowError> {
+        let config = &ctx.config;
+        let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
+            .map_err(FlowError::io("cannot create the job workspace"))?;
+        // Every fetch and push goes to the validated clone URL, whatever the checkout's config
+        // says by then: the agent can rewrite `origin`.
+        let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone()))
+            .map_err(FlowError::Git)?;
+        let identity = Identity {
+            name: config.git.author_name.clone(),
+            email: config.git.author_email.clone(),
+        };
+        let runner = Runner::new(ctx.metrics.clone(), config.git_timeout(), cancel.clone());
+        let checkout = Checkout::new(
+            ws.checkout(),
+            remote,
+            identity,
+            FileLimit(config.git.max_file_bytes),
+            runner,
+        );
+        let record = config.git.completion_refs.then(|| CompletionRecord {
+            ref_name: git::completion_ref(&config.git.completion_ref_prefix, &job.job_id),
+            scratch: ws.root().join("completion"),
+        });
+        Ok(Self {
+            ws,
+            checkout,
+            record,
+        })
+    }
+
+    /// Records the finished job on its remote before its result goes out, so a redelivery
+    /// after a crash re-publishes this result instead of running the agent again. Returns the
+    /// body to publish: this one, or the one another run of the job recorded first.
+    async fn record_completion(
+        &self,
+        ctx: &JobContext,
+        body: ResultBody,
+        head: &str,
+    ) -> ResultBody {
+        let Some(record) = &self.record else {
+            return body;
+        };
+        let json = match serde_json::to_string(&body) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode the result for its completion record");
+                return body;
+            }
+        };
+        let pruning = Pruning::new(&ctx.config.git, ctx.prune_gate.clone());
+        match record.record(&self.checkout, head, json, &pruning).await {
+            Some(winner) => {
+                // One job, one outcome.
+                tracing::warn!(
+                    "another run of this job recorded its result first: publishing that one"
+                );
+                *winner
+            }
+            None => body,
+        }
+    }
+}
+
+async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
+    let job = run.job;
+    match (job.mode, &job.bootstrap, &job.merge_base) {
+        (Mode::Coding, None, None) => coding::run(run).await,
         (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
         (Mode::Coding, None, Some(_)) => Err(unsupported("conflict-resolution")),
         (Mode::Explore, _, _) => Err(unsupported("explore")),
         (Mode::Preview, _, _) => Err(unsupported("preview")),
-    };
-    let killed = watchdog.stop().await;
-    let failed_in = reporter.phase();
-    let breadcrumb = reporter.breadcrumb();
-    // A watchdog's verdict wins over whatever the stopped flow reported (seed 3.6); a flow that
-    // returned normally keeps its result (Q20).
-    let outcome = match (outcome, killed) {
-        (Err(_), Some(reason)) => Err(Killed(reason)),
-        (Err(e), None) => Err(Failed(e)),
-        (Ok(r), _) => Ok(r),
-    };
+    }
+}
 
-    let mut completion = None;
-    let body = match outcome {
-        Ok(CodingEnd::AlreadyFinished(body)) => {
-            reporter.finish().await;
-            return JobEnd::Finished(body);
-        }
-        Err(Failed(FlowError::Interrupted)) => {
-            reporter.finish().await;
-            tracing::warn!(phase = %failed_in, "job interrupted: giving it back to the queue");
-            return JobEnd::Interrupted;
-        }
-        Ok(CodingEnd::Ran {
-            result,
-            completion: record,
-        }) => {
-            completion = record;
-            let timings = reporter.finish_phases("done");
-            let result = redact_result(result, &redactor);
-            tracing::info!(
-                duration_ms = now_ms().saturating_sub(started_at),
-                job_error = result.error.as_deref(),
-                "job finished"
-            );
-            ResultBody {
-                job_id: job.job_id.clone(),
-                attempt,
-                state: JobState::Done,
-                started_at,
-                finished_at: now_ms(),
-                phase_timings_ms: timings,
-                failure_cause: result.error.as_ref().and(result.failure_cause),
-                result: Some(result),
-                error: None,
-                detail: None,
-            }
-        }
-        Err(end) => {
-            let timings = reporter.finish_phases("failed");
-            let (cause, error, detail, reason) = match end {
-                Killed(k) => (
-                    k.failure_cause(),
-                    k.message(),
-                    k.detail(&timings, &breadcrumb),
-                    k.label(),
-                ),
-                Failed(e) => (
-                    e.failure_cause(),
-                    e.to_string(),
-                    failure_detail(&timings, &failed_in, &breadcrumb),
-                    "error",
-                ),
-            };
-            let error = redactor.redact(&error);
-            let detail = redactor.redact(&detail);
-            tracing::error!(
-                duration_ms = now_ms().saturating_sub(started_at),
-                reason,
-                failure_cause = cause.as_str(),
-                error = %error,
-                "job failed"
-            );
-            ResultBody {
-                job_id: job.job_id.clone(),
-                attempt,
-                state: JobState::Failed,
-                started_at,
-                finished_at: now_ms(),
-                phase_timings_ms: timings,
-                result: None,
-                error: Some(error),
-                failure_cause: Some(cause),
-                detail: Some(detail),
-            }
-        }
-    };
-    // The finished job is recorded on its remote before its result goes out, so a redelivery
-    // after a crash re-publishes this result instead of running the agent again.
-    let mut body = body;
-    if let Some(c) = completion {
-        match serde_json::to_string(&body) {
-            Ok(json) => {
-                if let Some(winner) = c.record(json).await {
-                    // Another run of this job recorded its result first: one job, one outcome.
-                    tracing::warn!(
-                        "another run of this job recorded its result first: publishing that one"
-                    );
-                    body = *winner;
+/// The end of a run once the watchdog has spoken: a body still to record, or the end itself.
+enum Concluded {
+    Ran { body: Box<ResultBody>, head: String },
+    End(JobEnd),
+}
+
+/// What the result body of a job is made from, beside the flow's outcome.
+struct Ending<'a> {
+    job: &'a AgentJob,
+    attempt: u32,
+    started_at: u64,
+    redactor: &'a Redactor,
+    reporter: &'a JobReporter,
+}
+
+impl Ending<'_> {
+    /// Turns the flow's outcome and the watchdog's verdict into the job's end. A watchdog's
+    /// verdict wins over whatever the stopped flow reported (seed 3.6); a flow that returned
+    /// normally keeps its result (Q20).
+    fn conclude(&self, outcome: Result<FlowEnd, Stop>, killed: Option<KillReason>) -> Concluded {
+        let failed_in = self.reporter.phase();
+        let breadcrumb = self.reporter.breadcrumb();
+        match (outcome, killed) {
+            (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
+            (Ok(FlowEnd::Ran { result, head }), _) => {
+                let timings = self.reporter.finish_phases("done");
+                let result = redact_result(result, self.redactor);
+                tracing::info!(
+                    duration_ms = self.took_ms(),
+                    state = "done",
+                    job_error = result.error.as_deref().unwrap_or(""),
+                    "job finished"
+                );
+                let body = ResultBody::done(
+                    &self.job.job_id,
+                    self.attempt,
+                    self.started_at,
+                    now_ms(),
+                    timings,
+                    result,
+                );
+                Concluded::Ran {
+                    body: Box::new(body),
+                    head,
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode the result for its completion record")
+            (Err(_), Some(k)) => {
+                let timings = self.reporter.finish_phases("failed");
+                let detail = k.detail(&timings, &breadcrumb);
+                self.failed(timings, k.failure_cause(), k.message(), detail, k.label())
+            }
+            (Err(Stop::Interrupted), None) => {
+                tracing::warn!(phase = %failed_in, "job interrupted: giving it back to the queue");
+                Concluded::End(JobEnd::Interrupted)
+            }
+            (Err(Stop::Failed(e)), None) => {
+                let timings = self.reporter.finish_phases("failed");
+                let detail = failure_detail(&timings, &failed_in, &breadcrumb);
+                self.failed(timings, e.failure_cause(), e.to_string(), detail, "error")
             }
         }
     }
-    // Every follow-up and progress message goes out before the result.
-    reporter.finish().await;
-    JobEnd::Finished(Box::new(body))
+
+    /// A `failed` body, redacted, with its log line.
+    fn failed(
+        &self,
+        timings: PhaseTimings,
+        cause: FailureCause,
+        error: String,
+        detail: String,
+        reason: &str,
+    ) -> Concluded {
+        let error = self.redactor.redact(&error);
+        let detail = self.redactor.redact(&detail);
+        tracing::error!(
+            duration_ms = self.took_ms(),
+            state = "failed",
+            reason,
+            failure_cause = cause.as_str(),
+            error = %error,
+            "job failed"
+        );
+        let body = ResultBody::failed(
+            &self.job.job_id,
+            self.attempt,
+            self.started_at,
+            now_ms(),
+            timings,
+            cause,
+            error,
+            Some(detail),
+        );
+        Concluded::End(JobEnd::Finished(Box::new(body)))
+    }
+
+    fn took_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.started_at)
+    }
 }
 
-/// How a flow ended badly: killed by a watchdog, or failed on its own.
-enum End {
-    Killed(KillReason),
-    Failed(FlowError),
-}
-use End::{Failed, Killed};
-
-fn unsupported(flow: &str) -> FlowError {
-    FlowError::Unsupported(format!("{flow} jobs are not supported by this worker yet"))
+fn unsupported(flow: &str) -> Stop {
+    Stop::Failed(FlowError::Unsupported(format!(
+        "{flow} jobs are not supported by this worker yet"
+    )))
 }
 
 fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
@@ -281,16 +361,6 @@ fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
     v
 }
 
-/// `Phase timings: clone=3s, agent=41s. Failed in agent phase; <breadcrumb>.` (seed 3.7).
-pub fn failure_detail(timings: &PhaseTimings, phase: &str, breadcrumb: &str) -> String {
-    let list = timings.describe();
-    if list.is_empty() {
-        format!("Failed in {phase} phase; {breadcrumb}.")
-    } else {
-        format!("Phase timings: {list}. Failed in {phase} phase; {breadcrumb}.")
-    }
-}
-
 /// Every string of a result passes the job's redactor before it leaves the worker.
 fn redact_result(mut r: AgentResult, redactor: &Redactor) -> AgentResult {
     for field in [&mut r.summary, &mut r.error, &mut r.pr_url] {
@@ -299,42 +369,4 @@ fn redact_result(mut r: AgentResult, redactor: &Redactor) -> AgentResult {
         }
     }
     r
-}
-
-/// A `failed` result for a message that failed validation (contract 4.2).
-pub fn invalid_job_result(job_id: &str, attempt: u32, message: &str) -> ResultBody {
-    let now = now_ms();
-    ResultBody {
-        job_id: job_id.to_owned(),
-        attempt,
-        state: JobState::Failed,
-        started_at: now,
-        finished_at: now,
-        phase_timings_ms: PhaseTimings::default(),
-        result: None,
-        error: Some(Redactor::patterns_only().redact(message)),
-        failure_cause: Some(FailureCause::InvalidJob),
-        detail: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_failure_detail_names_the_phase_timings_and_the_breadcrumb() {
-        let mut t = PhaseTimings::default();
-        t.add("starting", 100);
-        t.add("clone", 2500);
-        t.add("failed", 0);
-        assert_eq!(
-            failure_detail(&t, "clone", "no tool had completed yet"),
-            "Phase timings: starting=0s, clone=3s, failed=0s. Failed in clone phase; no tool had completed yet."
-        );
-        assert_eq!(
-            failure_detail(&PhaseTimings::default(), "starting", "x"),
-            "Failed in starting phase; x."
-        );
-    }
 }

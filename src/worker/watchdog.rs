@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::outcome::{FailureCause, PhaseTimings};
+use crate::worker::tasks::JobTasks;
 
 /// What the agent's output touches: the time of the last activity, and whether the agent is
 /// running (the only time silence counts).
@@ -137,17 +138,19 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Starts both watchdogs; when one fires it records its reason and cancels `job`.
+    /// Starts both watchdogs among the job's `tasks`; when one fires it records its reason
+    /// and cancels `job`.
     pub fn start(
         clock: Arc<ActivityClock>,
         inactivity: Duration,
         max_duration: Duration,
         state: Arc<dyn JobState>,
         job: CancellationToken,
+        tasks: &JobTasks,
     ) -> Self {
         let reason = Arc::new(OnceLock::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(watch(
+        let task = tasks.spawn(watch(
             clock,
             inactivity,
             max_duration,
@@ -264,6 +267,7 @@ mod tests {
             Duration::from_secs(3600),
             Arc::new(Fixed),
             job.clone(),
+            &JobTasks::new(),
         );
         clock.watch(true);
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -288,6 +292,7 @@ mod tests {
             Duration::from_secs(60),
             Arc::new(Fixed),
             job.clone(),
+            &JobTasks::new(),
         );
         // A long git step: no agent running, no activity.
         tokio::time::sleep(Duration::from_secs(30)).await;

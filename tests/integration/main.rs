@@ -11,6 +11,7 @@ mod git;
 mod hostile;
 mod hostile_ids;
 mod limits;
+mod logs;
 mod races;
 mod real_pi;
 mod real_subscription;

@@ -11,7 +11,8 @@ fn an_oversized_body_is_refused_before_it_is_parsed() {
         parse_job(b"{\"jobId\":\"x\"}", &small).unwrap_err(),
         InvalidJob {
             job_id: None,
-            message: "Invalid job: body exceeds 10 bytes".into()
+            message: "Invalid job: body exceeds 10 bytes".into(),
+            kind: RefusalKind::TooLarge,
         }
     );
     // Exactly at the limit is parsed (and then refused for what it says).
@@ -81,7 +82,8 @@ fn non_object_bodies_are_refused() {
             parse_job(body.as_bytes(), &policy()).unwrap_err(),
             InvalidJob {
                 job_id: None,
-                message: "Invalid job: body must be an object".into()
+                message: "Invalid job: body must be an object".into(),
+                kind: RefusalKind::Contract,
             },
             "{body}"
         );
@@ -232,4 +234,14 @@ fn the_job_id_bound_is_checked_after_the_seed_rules_and_before_branch_names() {
     );
     let branch = with("coding", json!({"jobId": long, "newBranch": "a//x"}));
     assert_eq!(refusal(&branch), job_id_refusal());
+}
+
+#[test]
+fn each_refusal_keeps_the_kind_its_metric_label_comes_from() {
+    let small = ValidationPolicy::with_hosts(Vec::<String>::new(), 10);
+    let kind = |body: &[u8], policy: &ValidationPolicy| parse_job(body, policy).unwrap_err().kind;
+    assert_eq!(kind(b"{\"jobId\":\"x\"}", &small).label(), "oversize");
+    assert_eq!(kind(b"{not json", &policy()).label(), "not-json");
+    assert_eq!(kind(b"[]", &policy()).label(), "invalid-job");
+    assert_eq!(kind(b"{\"jobId\":\"j\"}", &policy()).label(), "invalid-job");
 }

@@ -6,11 +6,7 @@ use super::*;
 
 macro_rules! fixture {
     ($name:literal) => {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/jobs/",
-            $name
-        )
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jobs/", $name)
     };
 }
 
@@ -133,7 +129,8 @@ fn the_not_object_fixture_is_refused_without_a_job_id() {
         parse_fixture(NOT_OBJECT_FIXTURE).unwrap_err(),
         InvalidJob {
             job_id: None,
-            message: "Invalid job: body must be an object".into()
+            message: "Invalid job: body must be an object".into(),
+            kind: RefusalKind::Contract,
         }
     );
 }
