@@ -34,6 +34,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod followups;
+pub mod forge;
 pub mod git;
 pub mod job;
 pub mod metrics;

@@ -8,7 +8,6 @@
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one with the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
-//! - [`pr`]: opening the pull request (GitHub) or merge request (GitLab) after the final push.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
@@ -22,7 +21,6 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
-pub mod pr;
 mod prune;
 mod push;
 

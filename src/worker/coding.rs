@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentError, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups::{self, FOLLOW_UPS_FILENAME};
-use crate::git::pr::{self, PrRequest};
+use crate::forge::{self, PrRequest};
 use crate::git::{self, FileLimit, GitAuth, GitError, GitRemote, Identity, Refresh};
 use crate::job::outcome::{
     no_changes_reason, AgentResult, FailureCause, ResultBody, TodoProgress, ToolSpan,
@@ -390,7 +390,7 @@ async fn run_in(
             body: &pr_spec.body,
             token: &job.gh_token,
         };
-        match pr::open_pull_request(ctx.http(), &req, cancel).await {
+        match forge::open_pull_request(ctx.http(), &req, cancel).await {
             Ok(url) => result.pr_url = Some(url),
             Err(e) if cancel.is_cancelled() => {
                 tracing::warn!(error = %e, "PR open interrupted");

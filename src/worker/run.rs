@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentError;
 use crate::config::Config;
-use crate::git::pr::PrError;
+use crate::forge::PrError;
 use crate::git::GitError;
 use crate::job::outcome::{AgentResult, FailureCause, JobState, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
@@ -51,7 +51,7 @@ impl JobContext {
 impl JobContext {
     /// The HTTP client for the PR/MR API (one per worker, so connections are reused).
     pub fn http(&self) -> &reqwest::Client {
-        self.http.get_or_init(crate::git::pr::http_client)
+        self.http.get_or_init(crate::forge::http_client)
     }
 }
 
