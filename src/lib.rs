@@ -15,6 +15,8 @@
 //!   refusal texts, and the outcome types (results, follow-ups, progress, failure causes).
 //! - [`git`]: credentials, checkout (fresh or resumed), checkpoint and final pushes, the
 //!   safety-net commit. All of it is blocking git2 work, run off the async runtime.
+//! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request (GitLab)
+//!   after the final push, with its retries, over HTTP.
 //! - [`agent`]: agent process supervision (own process group, drained streams, group kill),
 //!   the Pi, Claude Code and Codex runners with their event-stream parsers, and the progress
 //!   guard that stops an agent going nowhere.
@@ -34,6 +36,7 @@ pub mod broker;
 pub mod config;
 pub mod demo;
 pub mod followups;
+pub mod forge;
 pub mod git;
 pub mod job;
 pub mod metrics;

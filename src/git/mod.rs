@@ -28,7 +28,6 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
-pub mod pr;
 mod prune;
 mod push;
 mod runner;

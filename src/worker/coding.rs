@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentRun;
 use crate::followups::FOLLOW_UPS_FILENAME;
-use crate::git::pr::{self, PrRequest};
+use crate::forge::{self, PrRequest};
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause};
 use crate::worker::agent_run::{run_agent, FollowUpStream};
@@ -261,7 +261,7 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
             body: &pr_spec.body,
             token: &job.gh_token,
         };
-        match pr::open_pull_request(run.ctx.http(), &req, run.cancel).await {
+        match forge::open_pull_request(run.ctx.http(), &req, run.cancel).await {
             Ok(url) => result.pr_url = Some(url),
             Err(e) if run.cancel.is_cancelled() => {
                 tracing::warn!(error = %e, "PR open interrupted");

@@ -7,7 +7,7 @@
 //! cancellations become the interruption, everything else a `FlowError`.
 
 use crate::agent::AgentError;
-use crate::git::pr::PrError;
+use crate::forge::PrError;
 use crate::git::GitError;
 use crate::job::outcome::{FailureCause, PhaseTimings, ResultBody};
 use crate::worker::workspace::ServiceDirError;

@@ -50,7 +50,7 @@ impl JobContext {
 
     /// The HTTP client for the PR/MR API (one per worker, so connections are reused).
     pub fn http(&self) -> &reqwest::Client {
-        self.http.get_or_init(crate::git::pr::http_client)
+        self.http.get_or_init(crate::forge::http_client)
     }
 }
 

@@ -1,0 +1,96 @@
+//! The HTTP client both providers use, and the response handling they share: the JSON of a
+//! success, the lookup after "already exists", quoted excerpts and header values for tokens.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderValue;
+use reqwest::{redirect, Client, RequestBuilder, Response};
+use serde_json::Value;
+
+use super::PrError;
+use crate::redact::{head_chars, Redactor};
+
+pub(super) const HARNESS_USER_AGENT: &str = "executor-harness";
+/// How much of an error response body the failure text quotes.
+const BODY_EXCERPT_CHARS: usize = 300;
+
+/// The client to open pull requests with: the harness user agent, bounded connect and request
+/// times, and redirects followed only within the same origin, since a custom header such as
+/// GitLab's `PRIVATE-TOKEN` would otherwise be forwarded to another host.
+pub fn http_client() -> Client {
+    client_builder().build().unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "HTTP client settings refused, using the defaults");
+        Client::new()
+    })
+}
+
+pub(super) fn client_builder() -> reqwest::ClientBuilder {
+    Client::builder()
+        .user_agent(HARNESS_USER_AGENT)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .redirect(redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if same_origin && attempt.previous().len() <= 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
+}
+
+/// The JSON of a 2xx answer; a body that is not JSON simply has no URL in it.
+pub(super) async fn success_body(resp: Response, redactor: &Redactor) -> Result<Value, PrError> {
+    let text = resp
+        .text()
+        .await
+        .map_err(|err| PrError::Network(redactor.redact(&error_chain(&err))))?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The lookup after an "already exists" answer: no retry, and any failure falls through to
+/// the caller's error.
+pub(super) async fn first_listed_url(lookup: RequestBuilder, field: &str) -> Option<String> {
+    let resp = lookup.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let list: Value = resp.json().await.ok()?;
+    url_field(list.as_array()?.first()?, field)
+}
+
+pub(super) fn url_field(body: &Value, field: &str) -> Option<String> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+}
+
+/// Redacted before it is cut, so a token straddling the cut cannot leak in part.
+pub(super) fn excerpt(text: &str, redactor: &Redactor) -> String {
+    head_chars(&redactor.redact(text), BODY_EXCERPT_CHARS).to_owned()
+}
+
+/// An error with its sources, since reqwest's own text omits the cause ("connection refused").
+pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !cause_text.is_empty() && !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+pub(super) fn sensitive_value(value: &str) -> Result<HeaderValue, PrError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| PrError::InvalidToken)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
