@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::broker::Topology;
 use crate::job::ValidationPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,20 +81,8 @@ pub struct AmqpConfig {
     pub confirm_timeout_ms: u64,
     /// Attempts to publish a result before the job is left unacked (requeued).
     pub publish_attempts: u32,
-    pub jobs_queue: String,
-    pub dead_exchange: String,
-    pub dead_queue: String,
-    /// The workers' copy of every dead-lettered job: one that reached the delivery limit gets a
-    /// `failed` result from whichever worker takes it.
-    pub dead_watch_queue: String,
-    pub events_exchange: String,
-    pub results_queue: String,
-    pub followups_queue: String,
-    pub progress_queue: String,
-    /// Quorum-queue `x-delivery-limit` of the jobs queue.
-    pub delivery_limit: u32,
-    /// `x-max-length` of the progress queue (oldest dropped first).
-    pub progress_max_length: u32,
+    /// Every broker object the worker uses, by name, and the queue limits (`[amqp.topology]`).
+    pub topology: Topology,
 }
 
 impl Default for AmqpConfig {
@@ -106,16 +95,7 @@ impl Default for AmqpConfig {
             heartbeat_secs: 15,
             confirm_timeout_ms: 15_000,
             publish_attempts: 5,
-            jobs_queue: "harness.jobs".into(),
-            dead_exchange: "harness.dead".into(),
-            dead_queue: "harness.jobs.dead".into(),
-            dead_watch_queue: "harness.jobs.dead.watch".into(),
-            events_exchange: "harness.events".into(),
-            results_queue: "harness.results".into(),
-            followups_queue: "harness.followups".into(),
-            progress_queue: "harness.progress".into(),
-            delivery_limit: 5,
-            progress_max_length: 100_000,
+            topology: Topology::default(),
         }
     }
 }

@@ -240,19 +240,19 @@ async fn enqueue_cmd(
     }
     // Bound before publishing, so not one event of the job can be missed.
     let mut follower = match (&job_id, wait) {
-        (Some(id), true) => {
-            Some(broker::EventFollower::open(&conn, &config.amqp.events_exchange, id).await?)
-        }
+        (Some(id), true) => Some(
+            broker::EventFollower::open(&conn, &config.amqp.topology.events_exchange, id).await?,
+        ),
         (None, true) => anyhow::bail!("--wait needs a readable jobId in the job"),
         _ => None,
     };
     let timeout = std::time::Duration::from_millis(config.amqp.confirm_timeout_ms);
-    broker::enqueue_job(&conn, &config.amqp.jobs_queue, &body, timeout).await?;
+    broker::enqueue_job(&conn, &config.amqp.topology.jobs_queue, &body, timeout).await?;
     let Some(follower) = follower.as_mut() else {
         eprintln!(
             "executor-harness: enqueued {} on {}",
             job_id.as_deref().unwrap_or("(no jobId)"),
-            config.amqp.jobs_queue
+            config.amqp.topology.jobs_queue
         );
         return Ok(ExitCode::SUCCESS);
     };

@@ -5,9 +5,8 @@
 //! broker's `connection.start` and closes. The broker logs that socket as a client that closed
 //! before the handshake; it costs one line in its log per connect.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{LazyLock, Mutex};
+use std::ops::Deref;
 use std::time::Duration;
 
 use lapin::types::AMQPValue;
@@ -22,11 +21,34 @@ const VERSION_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A `connection.start` frame is a few hundred bytes; anything far larger is not one.
 const MAX_START_FRAME: usize = 1 << 20;
 
-/// Versions read at connect time, by (username, vhost): the two things a [`Connection`]
-/// tells about where it points. A process talks to one broker, so this identifies it.
-static SERVER_VERSIONS: LazyLock<Mutex<VersionsByBroker>> = LazyLock::new(Default::default);
+/// A connection and the version of the broker at its other end (`major, minor, patch`), read
+/// when it was opened. Derefs to the lapin [`Connection`].
+#[derive(Debug)]
+pub struct BrokerConnection {
+    conn: Connection,
+    version: Option<(u32, u32, u32)>,
+}
 
-type VersionsByBroker = HashMap<(String, String), (u32, u32, u32)>;
+impl BrokerConnection {
+    /// The broker's version, `None` when it could not be read.
+    pub fn version(&self) -> Option<(u32, u32, u32)> {
+        self.version
+    }
+
+    /// The version as `3.10.8`, or `unknown`.
+    pub fn version_text(&self) -> String {
+        self.version
+            .map_or_else(|| "unknown".to_owned(), |(a, b, c)| format!("{a}.{b}.{c}"))
+    }
+}
+
+impl Deref for BrokerConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
 
 /// Connects to `url` as `connection_name` (the name the broker's tools show), negotiating a
 /// `heartbeat_secs` heartbeat unless the URL's query already sets `heartbeat=`.
@@ -36,7 +58,7 @@ pub async fn connect(
     url: &str,
     connection_name: &str,
     heartbeat_secs: u16,
-) -> Result<Connection, BrokerError> {
+) -> Result<BrokerConnection, BrokerError> {
     let shown = redact_url(url);
     let full = with_heartbeat(url, heartbeat_secs);
     let uri: AMQPUri = full
@@ -55,36 +77,21 @@ pub async fn connect(
         })?;
 
     let version = read_server_version(uri).await;
-    if let Some(version) = version {
-        let key = registry_key(&conn);
-        SERVER_VERSIONS
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key, version);
-    }
+    let conn = BrokerConnection { conn, version };
     info!(
         url = %shown,
         connection_name,
         heartbeat_secs = conn.configuration().heartbeat(),
-        server_version = %version.map_or_else(|| "unknown".to_owned(), |(a, b, c)| format!("{a}.{b}.{c}")),
+        server_version = %conn.version_text(),
         "connected to the broker"
     );
     Ok(conn)
 }
 
 /// The broker's version (`major.minor.patch`) as [`connect`] read it from the broker's
-/// `connection.start` server properties; `None` when it could not be read or `conn` was not
-/// opened by [`connect`].
-pub fn server_version(conn: &Connection) -> Option<(u32, u32, u32)> {
-    SERVER_VERSIONS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(&registry_key(conn))
-        .copied()
-}
-
-fn registry_key(conn: &Connection) -> (String, String) {
-    (conn.status().username(), conn.status().vhost().to_string())
+/// `connection.start` server properties; `None` when it could not be read.
+pub fn server_version(conn: &BrokerConnection) -> Option<(u32, u32, u32)> {
+    conn.version()
 }
 
 /// `url` with the password of its userinfo replaced by `***`, for logs and errors.

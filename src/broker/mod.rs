@@ -15,7 +15,7 @@ pub mod follow;
 pub mod publish;
 pub mod topology;
 
-pub use connection::{connect, redact_url, server_version};
+pub use connection::{connect, redact_url, server_version, BrokerConnection};
 pub use consume::{JobConsumer, JobDelivery, Settlement};
 pub use follow::EventFollower;
 pub use publish::{enqueue_job, OutgoingMessage, PublishError, Publisher};

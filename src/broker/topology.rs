@@ -7,9 +7,10 @@
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ExchangeKind};
+use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use super::{precondition_failed, server_version, short_name, BrokerError};
+use super::{precondition_failed, server_version, short_name, BrokerConnection, BrokerError};
 
 /// Routing key of terminal results.
 pub const RESULT_KEY: &str = "job.result";
@@ -21,8 +22,10 @@ pub const PROGRESS_KEY: &str = "job.progress";
 /// The first broker version that honours the `x-consumer-timeout` queue argument.
 const CONSUMER_TIMEOUT_SINCE: (u32, u32, u32) = (3, 12, 0);
 
-/// Names and limits of every broker object the worker relies on.
-#[derive(Debug, Clone)]
+/// Names and limits of every broker object the worker relies on: the `[amqp.topology]` section
+/// of the configuration, and what is declared, consumed and published to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Topology {
     /// Quorum queue the jobs are consumed from.
     pub jobs_queue: String,
@@ -48,6 +51,8 @@ pub struct Topology {
     pub progress_max_length: u32,
     /// `x-consumer-timeout` of the jobs queue; must exceed the longest job. Only brokers from
     /// 3.12 on honour it per queue; older ones need `consumer_timeout` in `rabbitmq.conf`.
+    /// Derived from the job limits, not configured.
+    #[serde(skip)]
     pub consumer_timeout_ms: Option<u64>,
 }
 
@@ -55,7 +60,7 @@ impl Topology {
     /// The default delivery limit (contract section 2).
     pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
     /// The default length bound of the progress queue.
-    pub const DEFAULT_PROGRESS_MAX_LENGTH: u32 = 10_000;
+    pub const DEFAULT_PROGRESS_MAX_LENGTH: u32 = 100_000;
 
     /// `<prefix>.jobs`, `<prefix>.dead`, `<prefix>.jobs.dead`, `<prefix>.jobs.dead.watch`,
     /// `<prefix>.events`,
@@ -103,7 +108,7 @@ impl Default for Topology {
 /// Declares the whole topology. Idempotent: declaring it again with the same settings changes
 /// nothing; declaring it over an object with other settings is a
 /// [`BrokerError::DeclareConflict`].
-pub async fn declare_topology(conn: &Connection, topo: &Topology) -> Result<(), BrokerError> {
+pub async fn declare_topology(conn: &BrokerConnection, topo: &Topology) -> Result<(), BrokerError> {
     declare_exchange(conn, &topo.dead_exchange, ExchangeKind::Fanout).await?;
     declare_queue(conn, &topo.dead_queue, FieldTable::default()).await?;
     bind(conn, &topo.dead_queue, &topo.dead_exchange, "").await?;
@@ -116,7 +121,7 @@ pub async fn declare_topology(conn: &Connection, topo: &Topology) -> Result<(), 
         warn!(
             consumer_timeout_ms = ms,
             queue = %topo.jobs_queue,
-            server_version = ?version,
+            server_version = %conn.version_text(),
             "this broker does not take a per-queue consumer timeout (RabbitMQ 3.12+): set \
              consumer_timeout in rabbitmq.conf above the max job duration, or long jobs are \
              requeued while they run (see deploy/rabbitmq.conf)"

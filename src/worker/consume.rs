@@ -12,7 +12,7 @@ use super::dead_letters::finish_dead_letter;
 use super::events::{BrokerSink, CurrentSink, EventSink};
 use super::run::JobContext;
 use super::settle::{finish_delivery, Finish};
-use super::{hostname, job_span, topology, workspace, JobTask, Running, WorkerError};
+use super::{hostname, topology, workspace, Held, JobTask, Running, WorkerError};
 use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher};
 use crate::config::Config;
 use crate::job::parse_job;
@@ -21,7 +21,7 @@ use crate::telemetry::SecretRegistry;
 
 /// One connection to the broker with its publisher and consumer.
 struct Session {
-    conn: lapin::Connection,
+    conn: broker::BrokerConnection,
     publisher: Publisher,
     sink: Arc<dyn EventSink>,
     consumer: JobConsumer,
@@ -49,7 +49,7 @@ impl Session {
         let publisher = Publisher::open(&conn, confirm_timeout).await?;
         let sink: Arc<dyn EventSink> = Arc::new(BrokerSink {
             publisher: publisher.clone(),
-            exchange: config.amqp.events_exchange.clone(),
+            exchange: config.amqp.topology.events_exchange.clone(),
         });
         let consumer = JobConsumer::open(
             &conn,
@@ -158,7 +158,7 @@ pub async fn run_worker(
         sink.set(Some(session.sink.clone()));
         metrics.amqp_connected.set(1);
         metrics.set_ready(true);
-        tracing::info!(queue = %config.amqp.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
+        tracing::info!(queue = %config.amqp.topology.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
 
         // Cancelled when this session is lost: its jobs' deliveries are gone with it.
         let lost = interrupt.child_token();
@@ -310,7 +310,10 @@ async fn consume(
             Err(invalid) => {
                 let sink: Arc<dyn EventSink> = sink.clone();
                 let metrics = metrics.clone();
-                let (attempts, limit) = (config.amqp.publish_attempts, config.amqp.delivery_limit);
+                let (attempts, limit) = (
+                    config.amqp.publish_attempts,
+                    config.amqp.topology.delivery_limit,
+                );
                 tracker.spawn(async move {
                     let finish = Finish {
                         metrics: &metrics,
@@ -327,27 +330,31 @@ async fn consume(
                     let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
                     match r.get_mut(&job.job_id) {
                         Some(waiting) => {
-                            waiting.push(delivery);
+                            tracing::info!(jobId = %job.job_id, attempt, "duplicate delivery of a running job: held until it settles");
+                            waiting.push(Held {
+                                job,
+                                delivery,
+                                cancel: lost.child_token(),
+                            });
                             None
                         }
                         None => {
                             r.insert(job.job_id.clone(), Vec::new());
-                            Some(delivery)
+                            Some((job, delivery))
                         }
                     }
                 };
-                let Some(delivery) = delivery else {
-                    tracing::info!(jobId = %job.job_id, attempt, "duplicate delivery of a running job: held until it settles");
+                let Some((job, delivery)) = delivery else {
                     continue;
                 };
-                let span = job_span(&job, attempt);
                 let task = JobTask {
                     ctx: ctx.clone(),
                     sink: sink.clone(),
                     running: running.clone(),
+                    tracker: tracker.clone(),
                     cancel: lost.child_token(),
                 };
-                tracker.spawn(task.run(job, delivery).instrument(span));
+                task.spawn(job, delivery);
             }
         }
     }

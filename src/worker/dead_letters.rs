@@ -4,7 +4,7 @@
 //! `failed` result by the worker running it. A worker that is SIGKILLed (or OOM-killed, or cut
 //! off) during every delivery cannot do that: the broker dead-letters the job with reason
 //! `delivery_limit` and nobody would publish a result. Every worker therefore consumes its own
-//! copy of the dead-letter exchange (`amqp.dead_watch_queue`; `harness.jobs.dead` keeps the
+//! copy of the dead-letter exchange (`amqp.topology.dead_watch_queue`; `harness.jobs.dead` keeps the
 //! operators' copy) and publishes the result such a job is owed: the one an earlier run
 //! recorded on the remote when there is one (a crash between the result and the ack), else a
 //! `failed` result. Messages dead-lettered for another reason were settled with a result
@@ -80,7 +80,7 @@ async fn owed_result(
     delivery: &JobDelivery,
     cancel: &CancellationToken,
 ) -> Option<ResultBody> {
-    let deliveries = ctx.config.amqp.delivery_limit.saturating_add(1);
+    let deliveries = ctx.config.amqp.topology.delivery_limit.saturating_add(1);
     let job = match parse_job(&delivery.body, policy) {
         Ok(job) => job,
         // Its refusal could never be published (the delivery went back until the limit).

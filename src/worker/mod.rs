@@ -37,6 +37,8 @@ use std::time::Instant;
 
 use futures_lite::FutureExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::broker::{BrokerError, JobDelivery, Topology};
 use crate::config::Config;
@@ -44,7 +46,7 @@ use crate::job::AgentJob;
 use error::JobEnd;
 use events::EventSink;
 use run::{run_job, JobContext};
-use settle::{finish_delivery, worker_failure, Finish};
+use settle::{finish_delivery, worker_failure, DeliveryEnd, Finish};
 
 pub use consume::run_worker;
 
@@ -54,22 +56,10 @@ pub enum WorkerError {
     Broker(#[from] BrokerError),
 }
 
-/// The broker objects named by the configuration.
+/// The configured topology, with the consumer timeout the job limits call for: above the max
+/// job duration, so the broker never takes back a job that is still within its time budget.
 pub fn topology(config: &Config) -> Topology {
-    let a = &config.amqp;
     Topology {
-        jobs_queue: a.jobs_queue.clone(),
-        dead_exchange: a.dead_exchange.clone(),
-        dead_queue: a.dead_queue.clone(),
-        dead_watch_queue: a.dead_watch_queue.clone(),
-        events_exchange: a.events_exchange.clone(),
-        results_queue: a.results_queue.clone(),
-        followups_queue: a.followups_queue.clone(),
-        progress_queue: a.progress_queue.clone(),
-        delivery_limit: a.delivery_limit,
-        progress_max_length: a.progress_max_length,
-        // Above the max job duration, so the broker never takes back a job that is still
-        // within its time budget.
         consumer_timeout_ms: Some(
             config
                 .job
@@ -77,12 +67,21 @@ pub fn topology(config: &Config) -> Topology {
                 .saturating_add(config.worker.shutdown_grace_ms)
                 .saturating_add(15 * 60 * 1000),
         ),
+        ..config.amqp.topology.clone()
     }
 }
 
 /// Deliveries of a `jobId` that arrived while that job was already running here; they are
 /// settled with the running one (contract 4.6).
-type Running = Arc<Mutex<HashMap<String, Vec<JobDelivery>>>>;
+type Running = Arc<Mutex<HashMap<String, Vec<Held>>>>;
+
+/// A delivery held while another delivery of its job runs, with the token of the session it
+/// came on.
+struct Held {
+    job: AgentJob,
+    delivery: JobDelivery,
+    cancel: CancellationToken,
+}
 
 /// The span every line a job causes is logged in: its fields appear on each line (contract 8).
 pub fn job_span(job: &AgentJob, attempt: u32) -> tracing::Span {
@@ -101,10 +100,18 @@ struct JobTask {
     ctx: JobContext,
     sink: Arc<dyn EventSink>,
     running: Running,
+    tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
 impl JobTask {
+    /// Runs the delivery among the worker's tasks, in the job's span.
+    fn spawn(self, job: AgentJob, delivery: JobDelivery) {
+        let span = job_span(&job, delivery.attempt);
+        let tracker = self.tracker.clone();
+        tracker.spawn(self.run(job, delivery).instrument(span));
+    }
+
     async fn run(self, job: AgentJob, delivery: JobDelivery) {
         let m = self.ctx.metrics.clone();
         let mode = job.mode.as_str();
@@ -142,7 +149,7 @@ impl JobTask {
             metrics: &m,
             sink: self.sink.as_ref(),
             publish_attempts: self.ctx.config.amqp.publish_attempts,
-            delivery_limit: self.ctx.config.amqp.delivery_limit,
+            delivery_limit: self.ctx.config.amqp.topology.delivery_limit,
         };
         let outcome = finish
             .publish_end(
@@ -155,13 +162,44 @@ impl JobTask {
             )
             .await;
         m.jobs_in_flight.dec();
-        let duplicates = self
+        let mut held = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&job.job_id)
             .unwrap_or_default();
+        // A redelivery that came in on a live session while this run wound down after an
+        // interruption (a lost connection) takes over, instead of being requeued too, which
+        // would cost it an attempt. A shutdown cancels its token: then it goes back as well.
+        let successor = match outcome {
+            DeliveryEnd::Interrupted => held
+                .iter()
+                .position(|h| !h.cancel.is_cancelled() && h.delivery.can_settle())
+                .map(|i| held.remove(i)),
+            _ => None,
+        };
+        let duplicates = match &successor {
+            Some(next) => {
+                self.running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(next.job.job_id.clone(), held);
+                Vec::new()
+            }
+            None => held.into_iter().map(|h| h.delivery).collect(),
+        };
         finish_delivery(&m, outcome, &delivery, duplicates, None).await;
+        if let Some(next) = successor {
+            tracing::info!(
+                attempt = next.delivery.attempt,
+                "a redelivery held during the interruption runs now"
+            );
+            let task = JobTask {
+                cancel: next.cancel,
+                ..self
+            };
+            task.spawn(next.job, next.delivery);
+        }
     }
 }
 

@@ -717,7 +717,7 @@ async fn a_job_whose_worker_is_killed_on_every_delivery_still_gets_one_failed_re
         },
         // Two deliveries: the second return dead-letters the job.
         |c| {
-            c.amqp.delivery_limit = 1;
+            c.amqp.topology.delivery_limit = 1;
             c.job.checkpoint_interval_ms = 100;
         },
     )
@@ -1364,7 +1364,7 @@ async fn broker_wide_a_job_always_longer_than_the_consumer_timeout_ends_with_one
         },
         |c| {
             c.job.checkpoint_interval_ms = 100;
-            c.amqp.delivery_limit = LIMIT;
+            c.amqp.topology.delivery_limit = LIMIT;
         },
     )
     .await;

@@ -627,6 +627,49 @@ finish 'done'"#,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_that_arrives_while_the_interrupted_run_winds_down_runs_as_the_next_attempt() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    // The first run ignores SIGTERM, so its wind-down lasts the kill grace (2 s): long enough
+    // for the worker to reconnect and receive the redelivery meanwhile.
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            r#"echo run >> {s}/runs
+if [ "$(wc -l < {s}/runs)" -eq 1 ]; then
+  trap '' TERM
+  echo one > one.txt; commit_all 'Before the outage'; touch {s}/committed
+  sleep 1000
+fi
+echo two > two.txt; commit_all 'After the outage'
+finish 'done'"#,
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |c| c.agent.kill_grace_ms = 2_000).await;
+    w.enqueue(&coding_job(
+        "job-handover",
+        &origin.url(),
+        Some("work/handover"),
+    ))
+    .await;
+    eventually("the first commit", WAIT, || s.join("committed").exists()).await;
+    close_connection(&w.config.amqp.connection_name);
+
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    // The held redelivery ran once its predecessor ended; it was not requeued again.
+    assert_eq!(r["attempt"], 2, "{r}");
+    assert_eq!(
+        std::fs::read_to_string(s.join("runs")).unwrap(),
+        "run\nrun\n"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_delivered_again_re_publishes_its_result_without_running_the_agent() {
     let origin = BareRepo::new();
     let scratch = tempfile::tempdir().unwrap();

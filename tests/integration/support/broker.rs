@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use executor_harness::broker::{self, Topology};
+use executor_harness::broker::{self, BrokerConnection, Topology};
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::{
@@ -32,7 +32,7 @@ pub fn unique_prefix() -> String {
 }
 
 /// A connection through the product's `connect`.
-pub async fn connect(name: &str) -> Connection {
+pub async fn connect(name: &str) -> BrokerConnection {
     broker::connect(&amqp_url(), name, 10).await.unwrap()
 }
 
@@ -101,7 +101,7 @@ impl Drop for Cleanup {
 
 /// A connection plus a uniquely named topology that is deleted at the end of the test.
 pub struct TestBroker {
-    pub conn: Connection,
+    pub conn: BrokerConnection,
     pub topo: Topology,
     /// Deletes the topology when the test ends, passed or failed.
     _cleanup: Cleanup,

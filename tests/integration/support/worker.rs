@@ -30,14 +30,7 @@ pub fn test_config(broker: &TestBroker, agent: &Path, work_dir: &Path) -> Config
     let mut c = Config::default();
     let t = &broker.topo;
     c.amqp.url = super::broker::amqp_url();
-    c.amqp.jobs_queue = t.jobs_queue.clone();
-    c.amqp.dead_exchange = t.dead_exchange.clone();
-    c.amqp.dead_queue = t.dead_queue.clone();
-    c.amqp.dead_watch_queue = t.dead_watch_queue.clone();
-    c.amqp.events_exchange = t.events_exchange.clone();
-    c.amqp.results_queue = t.results_queue.clone();
-    c.amqp.followups_queue = t.followups_queue.clone();
-    c.amqp.progress_queue = t.progress_queue.clone();
+    c.amqp.topology = t.clone();
     c.amqp.confirm_timeout_ms = 5_000;
     // Unique, so a test can close exactly its own worker's connection.
     c.amqp.connection_name = format!("test-worker {}", t.jobs_queue);
