@@ -22,9 +22,10 @@ use executor_harness::config::Config;
 use executor_harness::job::parse_job;
 use executor_harness::metrics::Metrics;
 use executor_harness::telemetry::SecretRegistry;
+use executor_harness::worker::context::JobContext;
 use executor_harness::worker::error::JobEnd;
 use executor_harness::worker::events::MemorySink;
-use executor_harness::worker::run::{run_job, JobContext};
+use executor_harness::worker::run::run_job;
 use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = r#"#!/bin/sh

@@ -17,9 +17,10 @@ use crate::job::outcome::Event;
 use crate::job::parse_job;
 use crate::metrics::Metrics;
 use crate::telemetry::SecretRegistry;
+use crate::worker::context::JobContext;
 use crate::worker::error::JobEnd;
 use crate::worker::events::{EventSink, MemorySink, StdoutSink, TeeSink};
-use crate::worker::run::{run_job, JobContext};
+use crate::worker::run::run_job;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

@@ -13,10 +13,11 @@ use executor_harness::job::outcome::{Event, ResultBody};
 use executor_harness::job::parse_job;
 use executor_harness::metrics::Metrics;
 use executor_harness::telemetry::{self, SecretRegistry};
+use executor_harness::worker::context::JobContext;
 use executor_harness::worker::error::JobEnd;
 use executor_harness::worker::events::now_ms;
 use executor_harness::worker::events::{EventSink, StdoutSink};
-use executor_harness::worker::run::{run_job, JobContext};
+use executor_harness::worker::run::run_job;
 use executor_harness::{broker, demo, shutdown, worker};
 use tracing::Instrument;
 

@@ -12,9 +12,9 @@ use crate::agent::{self, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups;
 use crate::job::outcome::{TodoProgress, ToolSpan};
 use crate::job::Harness;
+use crate::worker::context::JobRun;
 use crate::worker::error::{FlowError, Stop};
 use crate::worker::reporter::JobReporter;
-use crate::worker::run::JobRun;
 use crate::worker::tasks::JobTasks;
 
 /// Runs the job's agent in `work_dir` with the job's HOME, fed into its reporter.

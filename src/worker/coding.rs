@@ -15,8 +15,8 @@ use crate::forge::{self, PrRequest};
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause};
 use crate::worker::agent_run::{run_agent, FollowUpStream};
+use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::error::Stop;
-use crate::worker::run::{FlowEnd, JobRun};
 use crate::worker::workspace::resolve_service_directory;
 
 /// How many untracked leftovers the warning lists.

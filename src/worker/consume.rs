@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::context::JobContext;
 use super::dead_letters::finish_dead_letter;
 use super::events::{BrokerSink, CurrentSink, EventSink};
-use super::run::JobContext;
 use super::settle::{finish_delivery, Finish};
 use super::{hostname, topology, workspace, Held, JobTask, Running, WorkerError};
 use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher};

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::completion::CompletionRecord;
+use super::context::JobContext;
 use super::events::{now_ms, publish_with_retry, EventSink};
-use super::run::JobContext;
 use super::settle::{settle_one, worker_failure};
 use super::workspace::Workspace;
 use crate::broker::{JobDelivery, Settlement};

@@ -2,6 +2,8 @@
 //! (contract section 4).
 //!
 //! - `consume`: the consume loop, reconnection and the drain ([`run_worker`]).
+//! - [`context`]: what a flow works with ([`context::JobContext`], [`context::JobRun`]) and
+//!   hands back ([`context::FlowEnd`]).
 //! - [`run`]: the job driver: it owns the job's workspace, checkout, reporter, watchdog and
 //!   helper tasks, runs the flow, builds the result body and records the completion.
 //! - [`coding`]: the ordinary coding flow, in phases; `agent_run`: the agent step flows share.
@@ -20,6 +22,7 @@ mod agent_run;
 pub mod coding;
 mod completion;
 mod consume;
+pub mod context;
 mod dead_letters;
 pub mod error;
 pub mod events;
@@ -43,9 +46,10 @@ use tracing::Instrument;
 use crate::broker::{BrokerError, JobDelivery, Topology};
 use crate::config::Config;
 use crate::job::AgentJob;
+use context::JobContext;
 use error::JobEnd;
 use events::EventSink;
-use run::{run_job, JobContext};
+use run::run_job;
 use settle::{finish_delivery, worker_failure, DeliveryEnd, Finish};
 
 pub use consume::run_worker;

@@ -1,0 +1,280 @@
+//! Configuration: a TOML file (every key documented in `config/default.toml`) overridden by
+//! environment variables, including the seed's knob names (`JOB_MAX_DURATION_MS`, ...).
+//!
+//! Defaults live in one place, the `Default` impls below; `config/default.toml` repeats them
+//! for readers and a test keeps the two in step. `load`: reading the file, the environment
+//! overrides, the checks and the derived values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::broker::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub worker: WorkerConfig,
+    pub amqp: AmqpConfig,
+    pub job: JobConfig,
+    pub guard: GuardConfig,
+    pub git: GitConfig,
+    pub agent: AgentConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs run at once by one worker; also the consumer prefetch. Env `HARNESS_CONCURRENCY`.
+    pub concurrency: u16,
+    /// On SIGTERM/SIGINT, how long in-flight jobs get to finish before they are interrupted.
+    pub shutdown_grace_ms: u64,
+    /// Where per-job workspaces and HOMEs live; empty means `<temp dir>/executor-harness`.
+    /// Env `HARNESS_WORK_DIR`.
+    pub work_dir: String,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            shutdown_grace_ms: 25_000,
+            work_dir: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Broker URL. Env `AMQP_URL`.
+    pub url: String,
+    /// Declare the topology at start-up (idempotently). Off when an operator owns it.
+    pub declare: bool,
+    /// Job bodies larger than this are invalid.
+    pub max_message_bytes: usize,
+    /// Name the connection shows in the broker's management tools; empty means
+    /// `executor-harness pid=<pid> host=<host>`.
+    pub connection_name: String,
+    /// Heartbeat negotiated with the broker, in seconds (10-20 keeps dead peers short-lived).
+    pub heartbeat_secs: u16,
+    /// How long to wait for a publisher confirm before the publish counts as failed.
+    pub confirm_timeout_ms: u64,
+    /// Attempts to publish a result before the job is left unacked (requeued).
+    pub publish_attempts: u32,
+    /// Every broker object the worker uses, by name, and the queue limits (`[amqp.topology]`).
+    pub topology: Topology,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            declare: true,
+            max_message_bytes: 4 * 1024 * 1024,
+            connection_name: String::new(),
+            heartbeat_secs: 15,
+            confirm_timeout_ms: 15_000,
+            publish_attempts: 5,
+            topology: Topology::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobConfig {
+    /// Wall-clock cap per job. Env `JOB_MAX_DURATION_MS`.
+    pub max_duration_ms: u64,
+    /// No agent activity for this long kills the job. Env `JOB_INACTIVITY_MS`.
+    pub inactivity_ms: u64,
+    /// Checkpoint push interval while the agent runs. Env `JOB_CHECKPOINT_INTERVAL_MS`.
+    pub checkpoint_interval_ms: u64,
+    /// Fallback poll of the follow-up file (file-change notifications come first).
+    /// Env `JOB_FOLLOWUP_POLL_INTERVAL_MS`.
+    pub followup_poll_interval_ms: u64,
+    /// Timeout of one git operation; 0 derives it below the inactivity window, as the seed
+    /// does: `max(60 s, inactivity - 180 s)`. Env `JOB_GIT_TIMEOUT_MS`.
+    pub git_timeout_ms: u64,
+    /// Extra hosts a token may be sent to, besides github.com and api.github.com. Env
+    /// `GITHUB_ENTERPRISE_HOST` and `GITHUB_ALLOWED_HOSTS` (comma list) add to it.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            max_duration_ms: 3_600_000,
+            inactivity_ms: 600_000,
+            checkpoint_interval_ms: 60_000,
+            followup_poll_interval_ms: 3_000,
+            git_timeout_ms: 0,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Env `JOB_MAX_TOOLCALLS_WITHOUT_EDIT`.
+    pub max_tool_calls_without_edit: u64,
+    /// Env `JOB_MAX_CONSECUTIVE_TOOL_ERRORS`.
+    pub max_consecutive_errors: u64,
+    /// Env `JOB_MAX_CONSECUTIVE_WEB_CALLS`.
+    pub max_consecutive_web_calls: u64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            max_tool_calls_without_edit: 40,
+            max_consecutive_errors: 12,
+            max_consecutive_web_calls: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitConfig {
+    /// Identity of the worker's commits (and, through the repo config, the agent's).
+    pub author_name: String,
+    pub author_email: String,
+    /// Push `refs/harness/done/<jobId>` with the final push, so a finished job is never run twice.
+    pub completion_refs: bool,
+    pub completion_ref_prefix: String,
+    /// Completion refs older than this are deleted from a remote when the worker next records
+    /// a completion there (at most once per remote every `completion_ref_prune_interval_ms`).
+    /// 0 keeps them forever.
+    pub completion_ref_max_age_ms: u64,
+    /// Least time between two prunes of the same remote by one worker process.
+    pub completion_ref_prune_interval_ms: u64,
+    /// When a final push is rejected, how long to wait for another run of the same job to
+    /// record its completion, so that both publish the one outcome. 0 does not wait.
+    pub race_wait_ms: u64,
+    /// Largest file the worker commits or pushes; a job whose work holds a bigger one fails as
+    /// `git` before its bytes are read (GitHub refuses files over 100 MiB anyway). Env
+    /// `HARNESS_GIT_MAX_FILE_BYTES`.
+    pub max_file_bytes: u64,
+    /// Dependency caches a persistent checkout keeps across runs. Env `HARNESS_CLEAN_KEEP`.
+    pub clean_keep: Vec<String>,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        Self {
+            author_name: "cat-factory[bot]".into(),
+            author_email: "cat-factory[bot]@users.noreply.github.com".into(),
+            completion_refs: true,
+            completion_ref_prefix: "refs/harness/done/".into(),
+            completion_ref_max_age_ms: 7 * 24 * 60 * 60 * 1000,
+            completion_ref_prune_interval_ms: 10 * 60 * 1000,
+            race_wait_ms: 15_000,
+            max_file_bytes: 100 * 1024 * 1024,
+            clean_keep: ["node_modules", ".venv", "target", ".gradle", ".pnpm-store"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Program (argv prefix) for the Pi harness. Env `HARNESS_PI_COMMAND` (split on spaces).
+    pub pi_command: Vec<String>,
+    /// Program for the Claude Code harness. Env `HARNESS_CLAUDE_COMMAND`.
+    pub claude_command: Vec<String>,
+    /// Program for the Codex harness. Env `HARNESS_CODEX_COMMAND`.
+    pub codex_command: Vec<String>,
+    /// SIGTERM to the agent's process group, then SIGKILL after this grace.
+    pub kill_grace_ms: u64,
+    /// Worker environment variables the agent must not inherit.
+    pub env_remove: Vec<String>,
+    /// Extra environment for every agent run (never put a secret here).
+    pub env: BTreeMap<String, String>,
+    /// The worker user's Pi agent dir (what `pi install` fills); its entries, bar the job's own
+    /// files, are linked into each job's HOME. Empty means `$HOME/.pi/agent`.
+    pub pi_agent_dir: String,
+    /// Where each Codex run's private `CODEX_HOME` (holding the job's token) is made, and removed
+    /// after the run. Not under the system temp dir, where Codex runs without its `apply_patch`
+    /// helper. Empty means `$XDG_CACHE_HOME/executor-harness/codex-homes`, else
+    /// `$HOME/.cache/executor-harness/codex-homes`.
+    pub codex_home_root: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            pi_command: vec!["pi".into()],
+            claude_command: vec!["claude".into()],
+            codex_command: vec!["codex".into()],
+            kill_grace_ms: 5_000,
+            env_remove: ["AMQP_URL", "HARNESS_CONFIG"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            env: BTreeMap::new(),
+            pi_agent_dir: String::new(),
+            codex_home_root: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `GET /metrics`, `/healthz`, `/readyz`; empty disables. Env `HARNESS_METRICS_LISTEN`.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` (one object per line) or `pretty`. Env `HARNESS_LOG_FORMAT`.
+    pub format: String,
+    /// A tracing filter such as `info` or `executor_harness=debug`. Env `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+mod load;
+
+#[cfg(test)]
+mod tests;

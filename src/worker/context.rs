@@ -1,0 +1,71 @@
+//! What a flow works with: the worker-wide [`JobContext`], the per-job [`JobRun`] the driver
+//! lends each flow, and the [`FlowEnd`] a flow hands back.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::git::Checkout;
+use crate::job::outcome::{AgentResult, ResultBody};
+use crate::job::AgentJob;
+use crate::metrics::Metrics;
+use crate::telemetry::SecretRegistry;
+use crate::worker::completion::{CompletionRecord, PruneGate};
+use crate::worker::reporter::JobReporter;
+use crate::worker::tasks::JobTasks;
+use crate::worker::workspace::Workspace;
+
+/// What every job shares: configuration, metrics, the HTTP client for the PR API.
+#[derive(Clone)]
+pub struct JobContext {
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    /// Built on first use: most jobs open no PR, and an idle worker should not hold the TLS
+    /// roots in memory.
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
+    pub secrets: SecretRegistry,
+    /// When this worker last pruned old completion refs from each remote.
+    pub(crate) prune_gate: Arc<PruneGate>,
+}
+
+impl JobContext {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, secrets: SecretRegistry) -> Self {
+        Self {
+            config,
+            metrics,
+            http: Arc::default(),
+            secrets,
+            prune_gate: Arc::default(),
+        }
+    }
+
+    /// The HTTP client for the PR/MR API (one per worker, so connections are reused).
+    pub fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(crate::forge::http_client)
+    }
+}
+
+/// What a flow hands back to the driver.
+#[allow(clippy::large_enum_variant)] // one value per job, moved once
+pub enum FlowEnd {
+    /// The flow ran; `head` is the tip its completion record points at.
+    Ran { result: AgentResult, head: String },
+    /// The job already has an outcome (an earlier delivery finished it, or another run of it
+    /// won a race): its recorded result, published again as it is.
+    Replayed(Box<ResultBody>),
+}
+
+/// What a flow works with. The driver owns all of it; the flow borrows it.
+pub struct JobRun<'a> {
+    pub ctx: &'a JobContext,
+    pub job: &'a AgentJob,
+    pub ws: &'a Workspace,
+    pub checkout: &'a Checkout,
+    /// Where the job's completion is recorded, when completion refs are on.
+    pub record: Option<&'a CompletionRecord>,
+    pub reporter: &'a Arc<JobReporter>,
+    pub tasks: &'a JobTasks,
+    /// The job's token: a watchdog or an interruption cancels it.
+    pub cancel: &'a CancellationToken,
+}
