@@ -28,6 +28,10 @@
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus metrics, tracing set-up, and the
 //!   signal handling that cancels the one token passed down from `main`.
 //! - [`demo`]: the self-contained demo run (a throwaway bare repository and a scripted agent).
+//! - `sys`: the libc calls (and libgit2's global options), each behind a safe function; the
+//!   only module where `unsafe` code is allowed.
+
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod broker;
@@ -39,5 +43,7 @@ pub mod job;
 pub mod metrics;
 pub mod redact;
 pub mod shutdown;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 pub mod telemetry;
 pub mod worker;

@@ -173,8 +173,7 @@ pub fn codex_home_for(job: &AgentJob, inv: &Invocation) -> PathBuf {
 
 /// Whether the worker runs as root (Claude Code then needs to be told it is sandboxed).
 fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    crate::sys::effective_uid() == 0
 }
 
 /// A CLI's config home for one run, removed when the run ends: by [`ConfigHome::remove`], or,
