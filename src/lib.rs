@@ -28,6 +28,8 @@
 //! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus metrics, tracing set-up, and the
 //!   signal handling that cancels the one token passed down from `main`.
 //! - [`demo`]: the self-contained demo run (a throwaway bare repository and a scripted agent).
+//! - [`owned_dir`]: the guard of a directory owned for one job or run (the job workspace, an
+//!   agent's config home): created 0700, removed when its owner ends, however it ends.
 //! - `sys`: the libc calls (and libgit2's global options), each behind a safe function; the
 //!   only module where `unsafe` code is allowed.
 
@@ -41,6 +43,7 @@ pub mod followups;
 pub mod git;
 pub mod job;
 pub mod metrics;
+pub mod owned_dir;
 pub mod redact;
 pub mod shutdown;
 #[allow(unsafe_code)]

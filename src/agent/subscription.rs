@@ -12,7 +12,7 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::ops::ControlFlow;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +33,7 @@ use super::subscription_stream::CliStream;
 use super::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
 use crate::job::outcome::ToolSpan;
 use crate::job::{AgentJob, HarnessAuth};
+use crate::owned_dir::OwnedDir;
 use crate::redact::{tail_chars, Redactor};
 
 /// Claude Code's config home (`CLAUDE_CONFIG_DIR`), inside the job's HOME.
@@ -104,9 +105,9 @@ pub async fn run_claude(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = ConfigHome::new(inv.home_dir.join(CLAUDE_HOME_DIR));
+    let home = config_home(inv.home_dir.join(CLAUDE_HOME_DIR));
     let result = async {
-        let mut env = prepare_home(job, home.path(), prepare_claude_home).await?;
+        let mut env = prepare_home(job, home.path().to_path_buf(), prepare_claude_home).await?;
         env.extend(claude_run_env(running_as_root()));
         let run = CliRun {
             cli: "claude",
@@ -134,7 +135,7 @@ pub async fn run_codex(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = ConfigHome::new(codex_home_for(job, inv));
+    let home = config_home(codex_home_for(job, inv));
     if home.path().starts_with(std::env::temp_dir()) {
         tracing::warn!(
             codex_home = %home.path().display(),
@@ -143,7 +144,7 @@ pub async fn run_codex(
         );
     }
     let result = async {
-        let env = prepare_home(job, home.path(), prepare_codex_home).await?;
+        let env = prepare_home(job, home.path().to_path_buf(), prepare_codex_home).await?;
         let run = CliRun {
             cli: "codex",
             args: codex_args(job),
@@ -176,49 +177,11 @@ fn running_as_root() -> bool {
     crate::sys::effective_uid() == 0
 }
 
-/// A CLI's config home for one run, removed when the run ends: by [`ConfigHome::remove`], or,
-/// when the run's future is dropped (the worker shutting down), by `Drop`.
-struct ConfigHome {
-    path: PathBuf,
-    removed: bool,
-}
-
-impl ConfigHome {
-    fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            removed: false,
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.path.clone()
-    }
-
-    /// Removes the home off the async runtime; one that was never made is fine.
-    async fn remove(mut self) {
-        self.removed = true;
-        let path = self.path.clone();
-        let res = tokio::task::spawn_blocking(move || remove_home(&path)).await;
-        if let Ok(Err(e)) = res {
-            tracing::warn!(error = %e, "cannot remove the agent's config home");
-        }
-    }
-}
-
-impl Drop for ConfigHome {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = remove_home(&self.path);
-        }
-    }
-}
-
-fn remove_home(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+/// A CLI's config home for one run, made (0700) when the home is prepared and removed when the
+/// run ends: by [`OwnedDir::remove`], or, when the run's future is dropped (the worker shutting
+/// down), on drop.
+fn config_home(path: PathBuf) -> OwnedDir {
+    OwnedDir::claim(path, "the agent's config home")
 }
 
 type PrepareHome = fn(&AgentJob, &Path) -> io::Result<Vec<(String, String)>>;
@@ -458,17 +421,6 @@ pub(super) fn subscription_credentials<'a>(
         ))),
         HarnessAuth::Subscription { .. } | HarnessAuth::Pi { .. } => Err(refusal()),
     }
-}
-
-/// Creates the run's home (0700) if it does not exist yet.
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// Writes a file only its owner can read, whatever mode an older file had.
