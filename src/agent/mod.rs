@@ -6,10 +6,10 @@
 //!   cancellation or when the future is dropped.
 //! - [`invocation`]: what a run is started with, and the environment the agent gets.
 //! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
-//! - [`pi_home`]: the per-job HOME Pi reads (`AGENTS.md`, `models.json`, installed extensions).
-//! - [`pi`]: the Pi runner: invocation, environment, and the exit decision (seed 5.1).
-//! - [`pi_stream`]: the parser of Pi's JSON event stream (summary, stats, usage, todo progress,
-//!   tool spans, terminal errors).
+//! - [`pi`]: the Pi harness (seed 5.1): its runner (invocation, environment, exit decision),
+//!   the parser of its JSON event stream (summary, stats, usage, todo progress, tool spans,
+//!   terminal errors), and the per-job HOME it reads (`AGENTS.md`, `models.json`, installed
+//!   extensions).
 //! - [`subscription`]: the Claude Code and Codex runners (seed 5.3 to 5.5).
 //! - [`claude`], [`codex`]: those CLIs' arguments, isolated config homes and stream parsers,
 //!   over the shared stream types of [`subscription_stream`].
@@ -19,8 +19,6 @@ pub mod codex;
 pub mod guard;
 pub mod invocation;
 pub mod pi;
-pub mod pi_home;
-pub mod pi_stream;
 pub mod process;
 pub mod subscription;
 pub mod subscription_stream;
@@ -35,9 +33,8 @@ use crate::job::{AgentJob, Harness};
 
 pub use guard::{GuardLimits, ProgressGuard};
 pub use invocation::Invocation;
-pub use pi::run_pi;
-pub use pi_home::{
-    compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with,
+pub use pi::{
+    compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with, run_pi,
 };
 pub use subscription::{run_claude, run_codex};
 
