@@ -10,18 +10,14 @@
 //!   the parser of its JSON event stream (summary, stats, usage, todo progress, tool spans,
 //!   terminal errors), and the per-job HOME it reads (`AGENTS.md`, `models.json`, installed
 //!   extensions).
-//! - [`subscription`]: the Claude Code and Codex runners (seed 5.3 to 5.5).
-//! - [`claude`], [`codex`]: those CLIs' arguments, isolated config homes and stream parsers,
-//!   over the shared stream types of [`subscription_stream`].
+//! - [`cli`]: the Claude Code and Codex harnesses (seed 5.3 to 5.5): the runner they share,
+//!   each CLI's arguments, isolated config home and stream parser, over shared stream types.
 
-pub mod claude;
-pub mod codex;
+pub mod cli;
 pub mod guard;
 pub mod invocation;
 pub mod pi;
 pub mod process;
-pub mod subscription;
-pub mod subscription_stream;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 use crate::job::outcome::{FailureCause, RunStats, TodoProgress, ToolSpan, Usage};
 use crate::job::{AgentJob, Harness};
 
+pub use cli::{run_claude, run_codex};
 pub use guard::{GuardLimits, ProgressGuard};
 pub use invocation::Invocation;
 pub use pi::{
     compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with, run_pi,
 };
-pub use subscription::{run_claude, run_codex};
 
 /// The name the Pi-only code knew the invocation by.
 pub type PiInvocation = Invocation;

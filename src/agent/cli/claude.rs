@@ -1,6 +1,6 @@
 //! The Claude Code subscription harness (seed 5.3, 4.11.3): its argv, its isolated config home,
 //! its system prompt, and the parser of its `stream-json` output. Spawning and supervision are
-//! the runner's ([`super::subscription`]); everything here is synchronous and process-free.
+//! the runner's ([`super::runner`]); everything here is synchronous and process-free.
 
 use std::collections::HashMap;
 use std::io;
@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::subscription::{
+use super::runner::{
     path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
-use super::subscription_stream::{
+use super::stream::{
     count, parse_line, progress_of, todo_status, CliStream, LineEffects, StreamOutcome, ToolCall,
 };
 use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::subscription::{
+use super::runner::{
     path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
-use super::subscription_stream::{
+use super::stream::{
     count, parse_line, progress_of, todo_status, CliStream, LineEffects, StreamOutcome, ToolCall,
 };
 use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};

@@ -26,11 +26,11 @@ use super::claude::{
     claude_args, claude_run_env, claude_system_prompt, prepare_claude_home, ClaudeStream,
 };
 use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
-use super::guard::ProgressGuard;
-use super::invocation::{compose_env, job_secrets, Invocation};
-use super::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
-use super::subscription_stream::CliStream;
-use super::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
+use super::stream::CliStream;
+use crate::agent::guard::ProgressGuard;
+use crate::agent::invocation::{compose_env, job_secrets, Invocation};
+use crate::agent::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
+use crate::agent::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
 use crate::job::outcome::ToolSpan;
 use crate::job::{AgentJob, HarnessAuth};
 use crate::owned_dir::OwnedDir;
@@ -470,5 +470,5 @@ pub fn system_prompt_with_context(job: &AgentJob) -> String {
 }
 
 #[cfg(test)]
-#[path = "subscription_tests.rs"]
+#[path = "runner_tests.rs"]
 mod tests;
