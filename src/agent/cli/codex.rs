@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::runner::{
+use super::setup::{
     path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
 use super::stream::{

@@ -4,6 +4,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::agent::cli::setup::CODEX_HOME_DIR;
 use crate::agent::guard::GuardLimits;
 use crate::agent::process::tests::wait_gone;
 use crate::agent::run_agent;
