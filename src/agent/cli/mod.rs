@@ -1,9 +1,16 @@
-//! The Claude Code and Codex harnesses (seed 5.3 to 5.5): the runner they share ([`runner`]),
-//! each CLI's arguments, isolated config home and stream parser ([`claude`], [`codex`]), what
-//! both need to set a run up ([`setup`]: the per-run config home, credentials, private files,
-//! the system prompt), and the stream types and helpers both parsers use ([`stream`]).
+//! The Claude Code and Codex harnesses (seed 5.3 to 5.5):
+//!
+//! - [`runner`]: the runner they share (supervision, environment, exit decision).
+//! - [`setup`]: what both need to set a run up: the per-run config home, the credentials a job
+//!   carries, private files, the system prompt with the context pointer.
+//! - [`claude`], [`claude_stream`]: Claude Code's argv, config home and environment; the parser
+//!   of its `stream-json` output.
+//! - [`codex`]: Codex's argv, `CODEX_HOME`, stdin prompt and the parser of its `exec --json`
+//!   output.
+//! - [`stream`]: the stream types and JSON helpers both parsers use.
 
 pub mod claude;
+pub mod claude_stream;
 pub mod codex;
 pub mod runner;
 pub mod setup;

@@ -15,9 +15,8 @@ use std::time::Instant;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::claude::{
-    claude_args, claude_run_env, claude_system_prompt, prepare_claude_home, ClaudeStream,
-};
+use super::claude::{claude_args, claude_run_env, claude_system_prompt, prepare_claude_home};
+use super::claude_stream::ClaudeStream;
 use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
 use super::setup::{codex_home_for, config_home, prepare_home, CLAUDE_HOME_DIR};
 use super::stream::CliStream;
