@@ -15,9 +15,11 @@
 //!   refusal texts, and the outcome types (results, follow-ups, progress, failure causes).
 //! - [`git`]: credentials, checkout (fresh or resumed), checkpoint and final pushes, the
 //!   safety-net commit. All of it is blocking git2 work, run off the async runtime.
-//! - [`agent`]: agent process supervision (own process group, drained streams, group kill),
-//!   the Pi, Claude Code and Codex runners with their event-stream parsers, and the progress
-//!   guard that stops an agent going nowhere.
+//! - [`agent`]: the agent runners, in two families: `agent/pi/` (the Pi runner, its
+//!   event-stream parser and the HOME it reads) and `agent/cli/` (Claude Code and Codex: the
+//!   runner they share, their config homes and stream parsers). Shared by both: process
+//!   supervision (own process group, drained streams, group kill), the invocation, and the
+//!   progress guard that stops an agent going nowhere.
 //! - [`followups`]: the follow-up sentinel file tailer and watcher.
 //! - [`worker`]: the flow that ties the stages together for one job, its watchdogs, the event
 //!   sink the flow publishes through, and the consume loop (reconnecting, draining) with its

@@ -1,17 +1,21 @@
-//! Agent runners and their supervision.
+//! Agent runners and their supervision: two harness families over shared parts.
 //!
-//! - [`run_agent`]: runs the job's harness as an [`Invocation`] says.
-//! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
-//!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
-//!   cancellation or when the future is dropped.
-//! - [`invocation`]: what a run is started with, and the environment the agent gets.
-//! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
 //! - [`pi`]: the Pi harness (seed 5.1): its runner (invocation, environment, exit decision),
 //!   the parser of its JSON event stream (summary, stats, usage, todo progress, tool spans,
 //!   terminal errors), and the per-job HOME it reads (`AGENTS.md`, `models.json`, installed
 //!   extensions).
 //! - [`cli`]: the Claude Code and Codex harnesses (seed 5.3 to 5.5): the runner they share,
 //!   each CLI's arguments, isolated config home and stream parser, over shared stream types.
+//!
+//! Shared by both:
+//!
+//! - this module: [`run_agent`], which runs the job's harness as an [`Invocation`] says, and
+//!   what every runner reports through ([`AgentObserver`], [`AgentRun`], [`AgentError`]).
+//! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
+//!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
+//!   cancellation or when the future is dropped.
+//! - [`invocation`]: what a run is started with, and the environment the agent gets.
+//! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
 
 pub mod cli;
 pub mod guard;
