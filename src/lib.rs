@@ -9,27 +9,46 @@
 //!
 //! The modules follow the stages of a job:
 //!
-//! - [`broker`]: connect to RabbitMQ, declare the topology, consume jobs, publish events with
-//!   confirms, and the one place that acks, nacks or rejects a delivery.
+//! - [`broker`]: connect to RabbitMQ (the connection carries the broker's version), declare
+//!   the topology (`[amqp.topology]`, named once), consume jobs and dead letters, publish
+//!   events with confirms, and the one call that acks, nacks or rejects a delivery.
 //! - [`job`]: the job contract (serde types for every mode), validation with the stable
-//!   refusal texts, and the outcome types (results, follow-ups, progress, failure causes).
-//! - [`git`]: credentials, checkout (fresh or resumed), checkpoint and final pushes, the
-//!   safety-net commit. All of it is blocking git2 work, run off the async runtime.
-//! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request (GitLab)
-//!   after the final push, with its retries, over HTTP.
-//! - [`agent`]: agent process supervision (own process group, drained streams, group kill),
-//!   the Pi, Claude Code and Codex runners with their event-stream parsers, and the progress
-//!   guard that stops an agent going nowhere.
-//! - [`followups`]: the follow-up sentinel file tailer and watcher.
-//! - [`worker`]: the flow that ties the stages together for one job, its watchdogs, the event
-//!   sink the flow publishes through, and the consume loop (reconnecting, draining) with its
-//!   one ack decision.
+//!   refusal texts and their kinds, and the outcome types (results and their constructors,
+//!   follow-ups, progress, failure causes, event ids).
+//! - [`git`]: a job's working copy as one value, [`git::Checkout`], whose async methods run
+//!   the blocking git2 work off the runtime with a per-step timeout ([`git::Runner`]), and the
+//!   checkpoint pushes beside the agent ([`git::Checkpoints`]). Below it: credentials offered
+//!   only to the clone URL's origin, clones and the resume refresh, non-forced pushes, the
+//!   per-file size limit, completion refs and their pruning.
+//! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request
+//!   (GitLab) after the final push, with its retries, over HTTP.
+//! - [`agent`]: the agent runners, in two families: `agent/pi/` (the Pi runner, its
+//!   event-stream parser and the HOME it reads) and `agent/cli/` (Claude Code and Codex: the
+//!   runner they share, their config homes and stream parsers). Shared by both: process
+//!   supervision (own process group, drained streams, group kill), the invocation, and the
+//!   progress guard that stops an agent going nowhere.
+//! - [`followups`]: the follow-up sentinel file, read only as a regular file in the agent's
+//!   directory, off the runtime.
+//! - [`worker`]: the consume loop (reconnecting, draining); the job driver
+//!   ([`worker::run`]) that owns a job's workspace, checkout, reporter, watchdog and helper
+//!   tasks; the flows ([`worker::coding`]) that borrow them; a job's errors and ends
+//!   ([`worker::error`]); and the one place that finishes a delivery ([`worker::settle`]).
 //! - [`config`]: the configuration file, its defaults and environment overrides.
 //! - [`redact`]: the one redactor every outgoing string passes through, and the [`redact::Secret`]
 //!   type that never prints its value.
-//! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus metrics, tracing set-up, and the
-//!   signal handling that cancels the one token passed down from `main`.
+//! - [`metrics`], [`telemetry`], [`shutdown`]: Prometheus metrics, JSON log lines with the
+//!   job's fields at the top level, and the signal handling that cancels the one token passed
+//!   down from `main`.
 //! - [`demo`]: the self-contained demo run (a throwaway bare repository and a scripted agent).
+//! - [`owned_dir`]: the guard of a directory owned for one job or run (the job workspace, an
+//!   agent's config home): created 0700, removed when its owner ends, however it ends.
+//! - `sys`: the libc calls (and libgit2's global options), each behind a safe function; the
+//!   only module where `unsafe` code is allowed.
+//!
+//! Dependencies between modules go one way: `worker` uses every stage, the stages use `job`,
+//! `config`, `metrics` and `redact`, and no two modules use each other.
+
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod broker;
@@ -40,7 +59,10 @@ pub mod forge;
 pub mod git;
 pub mod job;
 pub mod metrics;
+pub mod owned_dir;
 pub mod redact;
 pub mod shutdown;
+#[allow(unsafe_code)]
+pub(crate) mod sys;
 pub mod telemetry;
 pub mod worker;

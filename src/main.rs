@@ -1,5 +1,7 @@
 //! The `executor-harness` command line: `worker`, `run`, `demo`, `enqueue` (contract section 1).
 
+#![deny(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;

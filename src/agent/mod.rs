@@ -1,29 +1,27 @@
-//! Agent runners and their supervision.
+//! Agent runners and their supervision: two harness families over shared parts.
 //!
-//! - [`run_agent`]: runs the job's harness as an [`Invocation`] says.
+//! - [`pi`]: the Pi harness (seed 5.1): its runner (invocation, environment, exit decision),
+//!   the parser of its JSON event stream (summary, stats, usage, todo progress, tool spans,
+//!   terminal errors), and the per-job HOME it reads (`AGENTS.md`, `models.json`, installed
+//!   extensions).
+//! - [`cli`]: the Claude Code and Codex harnesses (seed 5.3 to 5.5): the runner they share,
+//!   each CLI's arguments, isolated config home and stream parser, over shared stream types.
+//!
+//! Shared by both:
+//!
+//! - this module: [`run_agent`], which runs the job's harness as an [`Invocation`] says, and
+//!   what every runner reports through ([`AgentObserver`], [`AgentRun`], [`AgentError`]).
 //! - [`process`]: runs an agent CLI in its own process group, drains stdout and stderr
 //!   concurrently with bounded memory, and kills the whole group (TERM, grace, KILL) on
 //!   cancellation or when the future is dropped.
 //! - [`invocation`]: what a run is started with, and the environment the agent gets.
 //! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
-//! - [`pi_home`]: the per-job HOME Pi reads (`AGENTS.md`, `models.json`, installed extensions).
-//! - [`pi`]: the Pi runner: invocation, environment, and the exit decision (seed 5.1).
-//! - [`pi_stream`]: the parser of Pi's JSON event stream (summary, stats, usage, todo progress,
-//!   tool spans, terminal errors).
-//! - [`subscription`]: the Claude Code and Codex runners (seed 5.3 to 5.5).
-//! - [`claude`], [`codex`]: those CLIs' arguments, isolated config homes and stream parsers,
-//!   over the shared stream types of [`subscription_stream`].
 
-pub mod claude;
-pub mod codex;
+pub mod cli;
 pub mod guard;
 pub mod invocation;
 pub mod pi;
-pub mod pi_home;
-pub mod pi_stream;
 pub mod process;
-pub mod subscription;
-pub mod subscription_stream;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,13 +31,12 @@ use tokio_util::sync::CancellationToken;
 use crate::job::outcome::{FailureCause, RunStats, TodoProgress, ToolSpan, Usage};
 use crate::job::{AgentJob, Harness};
 
+pub use cli::{run_claude, run_codex};
 pub use guard::{GuardLimits, ProgressGuard};
 pub use invocation::Invocation;
-pub use pi::run_pi;
-pub use pi_home::{
-    compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with,
+pub use pi::{
+    compose_agents_md, detect_web_search_provider, prepare_pi_home, prepare_pi_home_with, run_pi,
 };
-pub use subscription::{run_claude, run_codex};
 
 /// The name the Pi-only code knew the invocation by.
 pub type PiInvocation = Invocation;

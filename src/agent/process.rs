@@ -242,10 +242,7 @@ static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<i32>> =
 pub fn kill_all_agent_groups() {
     let groups = LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner());
     for pgid in groups.iter() {
-        // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
-        unsafe {
-            libc::killpg(*pgid, libc::SIGKILL);
-        }
+        crate::sys::kill_group(*pgid, libc::SIGKILL);
     }
 }
 
@@ -274,10 +271,7 @@ impl GroupGuard {
 
     fn signal(&self, sig: libc::c_int) {
         if let Some(pgid) = self.0 {
-            // SAFETY: killpg has no memory-safety preconditions; ESRCH (group gone) is fine.
-            unsafe {
-                libc::killpg(pgid, sig);
-            }
+            crate::sys::kill_group(pgid, sig);
         }
     }
 

@@ -5,7 +5,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -46,21 +46,18 @@ impl WorkDir {
     pub(super) fn open_sentinel(&self) -> io::Result<Sentinel> {
         let flags =
             libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-        // SAFETY: both pointers are valid for the call: a live directory descriptor and a
-        // NUL-terminated name owned by `self`.
-        let fd = unsafe { libc::openat(self.dir.as_raw_fd(), self.name.as_ptr(), flags) };
-        if fd < 0 {
-            let err = io::Error::last_os_error();
-            return match err.raw_os_error() {
-                Some(libc::ENOENT) => Ok(Sentinel::Missing),
-                Some(libc::ELOOP) => Ok(Sentinel::Refused("a symbolic link")),
-                // What a socket's open fails with.
-                Some(libc::ENXIO) => Ok(Sentinel::Refused("a socket")),
-                _ => Err(err),
-            };
-        }
-        // SAFETY: `fd` was just returned by openat and nothing else owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = match crate::sys::openat(self.dir.as_fd(), &self.name, flags) {
+            Ok(file) => file,
+            Err(err) => {
+                return match err.raw_os_error() {
+                    Some(libc::ENOENT) => Ok(Sentinel::Missing),
+                    Some(libc::ELOOP) => Ok(Sentinel::Refused("a symbolic link")),
+                    // What a socket's open fails with.
+                    Some(libc::ENXIO) => Ok(Sentinel::Refused("a socket")),
+                    _ => Err(err),
+                };
+            }
+        };
         let meta = file.metadata()?;
         let kind = meta.file_type();
         if kind.is_file() {

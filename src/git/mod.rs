@@ -221,12 +221,8 @@ pub(crate) fn open(op: &'static str, dir: &Path) -> Result<git2::Repository, Git
 /// transfer callbacks, which a silent socket never calls.
 pub fn set_network_timeouts(connect: std::time::Duration, read: std::time::Duration) {
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: called once at start-up, before any git operation runs on another thread, as
-    // libgit2 requires for its global options.
-    unsafe {
-        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
-        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(read));
-    }
+    // Called once at start-up, before any git operation runs on another thread.
+    crate::sys::set_git_server_timeouts(ms(connect), ms(read));
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! A job's private directory: the checkout and the agent's HOME, side by side under
-//! `worker.work_dir`, readable by the worker's user only, removed when the job ends.
+//! `worker.work_dir`, readable by the worker's user only, removed when the job ends (an
+//! [`OwnedDir`]).
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::owned_dir::{create_private, OwnedDir};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Debug)]
 pub struct Workspace {
-    root: PathBuf,
-    removed: bool,
+    dir: OwnedDir,
 }
 
 impl Workspace {
@@ -26,47 +27,29 @@ impl Workspace {
         let root = work_dir
             .join("jobs")
             .join(format!("{safe}-a{attempt}-{unique}"));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join("home"))?;
-        Ok(Self {
-            root,
-            removed: false,
-        })
+        let dir = OwnedDir::create(root, "the job workspace")?;
+        create_private(&dir.path().join("home"))?;
+        Ok(Self { dir })
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dir.path()
     }
 
     /// The clone root (`dir` in the seed).
     pub fn checkout(&self) -> PathBuf {
-        self.root.join("repo")
+        self.root().join("repo")
     }
 
     /// The agent's HOME (its AGENTS.md and models.json live here, never in the checkout).
     pub fn home(&self) -> PathBuf {
-        self.root.join("home")
+        self.root().join("home")
     }
 
-    /// Removes the directory off the async runtime.
-    pub async fn remove(mut self) {
-        let root = self.root.clone();
-        self.removed = true;
-        let res = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&root)).await;
-        if let Ok(Err(e)) = res {
-            tracing::warn!(error = %e, "cannot remove the job workspace");
-        }
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        // Only on a path that skipped `remove` (a panic or an early return).
-        if !self.removed {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
+    /// Removes the directory off the async runtime (on a path that skips this, a panic or an
+    /// early return, dropping the workspace removes it).
+    pub async fn remove(self) {
+        self.dir.remove().await;
     }
 }
 

@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use executor_harness::agent::claude::{self, ClaudeStream};
-use executor_harness::agent::codex::{self, CodexStream};
-use executor_harness::agent::subscription_stream::{CliStream, LineEffects, StreamOutcome};
+use executor_harness::agent::cli::claude;
+use executor_harness::agent::cli::claude_stream::ClaudeStream;
+use executor_harness::agent::cli::codex::{self, CodexStream};
+use executor_harness::agent::cli::stream::{CliStream, LineEffects, StreamOutcome};
 use executor_harness::job::{parse_job, AgentJob, ValidationPolicy};
 use executor_harness::redact::Redactor;
 use serde_json::{json, Value};

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::RunDiagnostics;
+use crate::agent::RunDiagnostics;
 use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, ToolSpan, Usage};
 use crate::redact::tail_chars;
 
@@ -410,5 +410,5 @@ fn task_label(task: &Value) -> String {
 }
 
 #[cfg(test)]
-#[path = "pi_stream_tests.rs"]
+#[path = "stream_tests.rs"]
 mod tests;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::pi_stream::PI_MAX_OUTPUT_TOKENS;
+use super::stream::PI_MAX_OUTPUT_TOKENS;
 use crate::job::{AgentJob, HarnessAuth};
 
 /// Entries of the user's `~/.pi/agent` that are never linked into a job's agent dir: the job
@@ -278,5 +278,5 @@ pub fn compose_agents_md(job: &AgentJob, web_search_provider: Option<&str>) -> S
 }
 
 #[cfg(test)]
-#[path = "pi_home_tests.rs"]
+#[path = "home_tests.rs"]
 mod tests;

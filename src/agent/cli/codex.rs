@@ -8,15 +8,15 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::subscription::{
-    create_private_dir, path_string, subscription_credentials, system_prompt_with_context,
-    write_private,
+use super::setup::{
+    path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
-use super::subscription_stream::{
+use super::stream::{
     count, parse_line, progress_of, todo_status, CliStream, LineEffects, StreamOutcome, ToolCall,
 };
 use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
 use crate::job::AgentJob;
+use crate::owned_dir::create_private;
 use crate::redact::{head_chars, Redactor};
 
 /// Failure texts quote at most this much of what the CLI said.
@@ -65,7 +65,7 @@ pub fn prepare_codex_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(String
     let Some((token, base_url)) = subscription_credentials(job, "codex")? else {
         return Ok(Vec::new());
     };
-    create_private_dir(home)?;
+    create_private(home)?;
     write_private(&home.join("auth.json"), auth_json(token).as_bytes())?;
     write_private(&home.join("config.toml"), config_toml(base_url)?.as_bytes())?;
     Ok(vec![("CODEX_HOME".to_owned(), path_string(home)?)])

@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::agent::guard::{GuardLimits, ProgressGuard};
 use crate::agent::process::{Frame, LineFramer};
 use crate::job::outcome::{TodoItem, TodoStatus};
 
@@ -623,4 +624,28 @@ fn a_run_without_a_key_has_only_the_session_line() {
     assert!(effects.iter().all(|e| *e == LineEffects::default()));
     // Seed Q9: with no assistant text the raw stdout becomes the summary.
     assert!(out.summary.starts_with("{\"type\":\"session\""));
+}
+
+// ---- the progress guard (seed 9.5, cases 41 to 55) ----
+
+#[test]
+fn ignores_events_that_are_not_completed_tool_calls() {
+    let limits = GuardLimits {
+        max_tool_calls_without_edit: 1,
+        max_consecutive_errors: 1,
+        ..GuardLimits::default()
+    };
+    let mut g = ProgressGuard::new(limits, true);
+    let mut stream = PiStream::new(0);
+    for line in [
+        r#"{"type":"message_end","message":{"role":"assistant","content":"hi"}}"#,
+        r#"{"type":"agent_end","messages":[]}"#,
+        r#"{"type":"tool_execution_start","toolName":"bash"}"#,
+    ] {
+        let effects = stream.on_line(line.as_bytes(), 1);
+        let reason = effects
+            .tool_end
+            .and_then(|t| g.observe(&t.tool_name, t.is_error));
+        assert_eq!(reason, None, "{line}");
+    }
 }

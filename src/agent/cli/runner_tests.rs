@@ -4,6 +4,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::agent::cli::setup::CODEX_HOME_DIR;
 use crate::agent::guard::GuardLimits;
 use crate::agent::process::tests::wait_gone;
 use crate::agent::run_agent;
@@ -170,8 +171,7 @@ async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env(
     assert!(env
         .lines()
         .any(|l| l == "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = crate::sys::effective_uid() == 0;
     assert_eq!(env.lines().any(|l| l == "IS_SANDBOX=1"), root);
     let token_lines: Vec<&str> = env.lines().filter(|l| l.contains(CLAUDE_TOKEN)).collect();
     assert_eq!(

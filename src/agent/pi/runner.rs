@@ -2,7 +2,7 @@
 //! work dir with the job's own HOME, the prompt on stdin, the event stream parsed as it
 //! arrives, and the exit decision of seed 5.1.3 (widened to catch failed runs that exit 0).
 //!
-//! The session token reaches Pi only through `models.json` (see [`super::pi_home`]): it is
+//! The session token reaches Pi only through `models.json` (see [`super::home`]): it is
 //! never in the child's argv or environment, which every tool the agent runs would inherit.
 
 use std::ffi::OsString;
@@ -13,12 +13,12 @@ use std::sync::Arc;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::ProgressGuard;
-use super::invocation::{compose_env, job_secrets, Invocation};
-use super::pi_home::pi_agent_dir;
-use super::pi_stream::{PiOutcome, PiStream};
-use super::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
-use super::{now_ms, AgentError, AgentObserver, AgentRun};
+use super::home::pi_agent_dir;
+use super::stream::{PiOutcome, PiStream};
+use crate::agent::guard::ProgressGuard;
+use crate::agent::invocation::{compose_env, job_secrets, Invocation};
+use crate::agent::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
+use crate::agent::{now_ms, AgentError, AgentObserver, AgentRun};
 use crate::job::AgentJob;
 use crate::redact::{head_chars, tail_chars, Redactor};
 
@@ -215,5 +215,5 @@ fn decide(
 }
 
 #[cfg(test)]
-#[path = "pi_tests.rs"]
+#[path = "runner_tests.rs"]
 mod tests;

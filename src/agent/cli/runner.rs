@@ -4,41 +4,29 @@
 //! the run and removed when it ends (however it ends), and the subscription token only where
 //! that CLI reads it: Claude Code's environment for this run, Codex's `auth.json`. Their stdout
 //! feeds the observer and the progress guard as Pi's does.
-//!
-//! Also the setup both CLIs share: the credentials a job carries, private files, the system
-//! prompt with the context pointer.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::claude::{
-    claude_args, claude_run_env, claude_system_prompt, prepare_claude_home, ClaudeStream,
-};
+use super::claude::{claude_args, claude_run_env, claude_system_prompt, prepare_claude_home};
+use super::claude_stream::ClaudeStream;
 use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
-use super::guard::ProgressGuard;
-use super::invocation::{compose_env, job_secrets, Invocation};
-use super::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
-use super::subscription_stream::CliStream;
-use super::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
+use super::setup::{codex_home_for, config_home, prepare_home, CLAUDE_HOME_DIR};
+use super::stream::CliStream;
+use crate::agent::guard::ProgressGuard;
+use crate::agent::invocation::{compose_env, job_secrets, Invocation};
+use crate::agent::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
+use crate::agent::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
 use crate::job::outcome::ToolSpan;
 use crate::job::{AgentJob, HarnessAuth};
 use crate::redact::{tail_chars, Redactor};
-
-/// Claude Code's config home (`CLAUDE_CONFIG_DIR`), inside the job's HOME.
-pub const CLAUDE_HOME_DIR: &str = ".claude";
-/// Codex's `CODEX_HOME` inside the job's HOME, when no [`Invocation::codex_home_root`] is set.
-pub const CODEX_HOME_DIR: &str = ".codex";
 
 /// Rolling stderr kept while the CLI runs (seed 5.5).
 const STDERR_TAIL_CHARS: usize = 8000;
@@ -104,9 +92,9 @@ pub async fn run_claude(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = ConfigHome::new(inv.home_dir.join(CLAUDE_HOME_DIR));
+    let home = config_home(inv.home_dir.join(CLAUDE_HOME_DIR));
     let result = async {
-        let mut env = prepare_home(job, home.path(), prepare_claude_home).await?;
+        let mut env = prepare_home(job, home.path().to_path_buf(), prepare_claude_home).await?;
         env.extend(claude_run_env(running_as_root()));
         let run = CliRun {
             cli: "claude",
@@ -134,7 +122,7 @@ pub async fn run_codex(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let home = ConfigHome::new(codex_home_for(job, inv));
+    let home = config_home(codex_home_for(job, inv));
     if home.path().starts_with(std::env::temp_dir()) {
         tracing::warn!(
             codex_home = %home.path().display(),
@@ -143,7 +131,7 @@ pub async fn run_codex(
         );
     }
     let result = async {
-        let env = prepare_home(job, home.path(), prepare_codex_home).await?;
+        let env = prepare_home(job, home.path().to_path_buf(), prepare_codex_home).await?;
         let run = CliRun {
             cli: "codex",
             args: codex_args(job),
@@ -158,89 +146,9 @@ pub async fn run_codex(
     result
 }
 
-/// Codex's `CODEX_HOME` for one run: a directory of its own under
-/// [`Invocation::codex_home_root`] (named after the job, unique per run, so duplicate
-/// deliveries never share one), or `<home_dir>/.codex` without a root.
-pub fn codex_home_for(job: &AgentJob, inv: &Invocation) -> PathBuf {
-    static RUNS: AtomicU64 = AtomicU64::new(0);
-    let Some(root) = &inv.codex_home_root else {
-        return inv.home_dir.join(CODEX_HOME_DIR);
-    };
-    let safe = crate::job::sanitize::dir_component(&job.job_id);
-    let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    root.join(format!("{safe}-{}-{run}", std::process::id()))
-}
-
 /// Whether the worker runs as root (Claude Code then needs to be told it is sandboxed).
 fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A CLI's config home for one run, removed when the run ends: by [`ConfigHome::remove`], or,
-/// when the run's future is dropped (the worker shutting down), by `Drop`.
-struct ConfigHome {
-    path: PathBuf,
-    removed: bool,
-}
-
-impl ConfigHome {
-    fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            removed: false,
-        }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.path.clone()
-    }
-
-    /// Removes the home off the async runtime; one that was never made is fine.
-    async fn remove(mut self) {
-        self.removed = true;
-        let path = self.path.clone();
-        let res = tokio::task::spawn_blocking(move || remove_home(&path)).await;
-        if let Ok(Err(e)) = res {
-            tracing::warn!(error = %e, "cannot remove the agent's config home");
-        }
-    }
-}
-
-impl Drop for ConfigHome {
-    fn drop(&mut self) {
-        if !self.removed {
-            let _ = remove_home(&self.path);
-        }
-    }
-}
-
-fn remove_home(path: &Path) -> io::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-type PrepareHome = fn(&AgentJob, &Path) -> io::Result<Vec<(String, String)>>;
-
-/// Writes the CLI's config home off the async runtime; returns its env pairs.
-async fn prepare_home(
-    job: &AgentJob,
-    home: PathBuf,
-    prepare: PrepareHome,
-) -> Result<Vec<(String, String)>, AgentError> {
-    let job = job.clone();
-    tokio::task::spawn_blocking(move || prepare(&job, &home))
-        .await
-        .map_err(|e| AgentError::Io {
-            context: "preparing the agent's config home failed",
-            source: io::Error::other(e.to_string()),
-        })?
-        .map_err(|source| AgentError::Io {
-            context: "cannot prepare the agent's config home",
-            source,
-        })
+    crate::sys::effective_uid() == 0
 }
 
 /// One CLI run, ready to start.
@@ -433,91 +341,6 @@ fn decide<S: CliStream>(
     }
 }
 
-/// The subscription token and base URL, `None` for ambient auth, or the seed's runtime refusal
-/// when the job carries no usable credential (the parser normally makes that unreachable).
-pub(super) fn subscription_credentials<'a>(
-    job: &'a AgentJob,
-    harness: &str,
-) -> io::Result<Option<(&'a str, Option<&'a str>)>> {
-    let refusal = || {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{harness} harness requires a subscription token (or ambientAuth)"),
-        )
-    };
-    match &job.auth {
-        HarnessAuth::Subscription {
-            ambient_auth: true, ..
-        } => Ok(None),
-        HarnessAuth::Subscription {
-            subscription_token: Some(token),
-            subscription_base_url,
-            ..
-        } if !token.expose().is_empty() => Ok(Some((
-            token.expose(),
-            subscription_base_url.as_deref().filter(|u| !u.is_empty()),
-        ))),
-        HarnessAuth::Subscription { .. } | HarnessAuth::Pi { .. } => Err(refusal()),
-    }
-}
-
-/// Creates the run's home (0700) if it does not exist yet.
-pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-/// Writes a file only its owner can read, whatever mode an older file had.
-pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-pub(super) fn path_string(path: &Path) -> io::Result<String> {
-    path.to_str().map(str::to_owned).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the agent home path is not valid UTF-8",
-        )
-    })
-}
-
-/// The system prompt with the pointer to `.cat-context/` when the job has context files
-/// (seed 4.11.3). Codex composes its stdin prompt from the same text (seed 4.11.4).
-pub fn system_prompt_with_context(job: &AgentJob) -> String {
-    if job.context_files.is_empty() {
-        return job.system_prompt.clone();
-    }
-    let mut pointer = String::from(
-        "Linked context (requirements / RFCs / PRDs / tracker issues) for this task is in the \
-         .cat-context/ directory. Read the files there when they bear on the task; do not try to \
-         reach Jira, Confluence or GitHub for them.",
-    );
-    for file in &job.context_files {
-        pointer.push_str(&format!(
-            "\n- .cat-context/{} \u{2014} {}",
-            file.path, file.title
-        ));
-    }
-    if job.system_prompt.is_empty() {
-        pointer
-    } else {
-        format!("{}\n\n{pointer}", job.system_prompt)
-    }
-}
-
 #[cfg(test)]
-#[path = "subscription_tests.rs"]
+#[path = "runner_tests.rs"]
 mod tests;

@@ -1,0 +1,19 @@
+//! The Claude Code and Codex harnesses (seed 5.3 to 5.5):
+//!
+//! - [`runner`]: the runner they share (supervision, environment, exit decision).
+//! - [`setup`]: what both need to set a run up: the per-run config home, the credentials a job
+//!   carries, private files, the system prompt with the context pointer.
+//! - [`claude`], [`claude_stream`]: Claude Code's argv, config home and environment; the parser
+//!   of its `stream-json` output.
+//! - [`codex`]: Codex's argv, `CODEX_HOME`, stdin prompt and the parser of its `exec --json`
+//!   output.
+//! - [`stream`]: the stream types and JSON helpers both parsers use.
+
+pub mod claude;
+pub mod claude_stream;
+pub mod codex;
+pub mod runner;
+pub mod setup;
+pub mod stream;
+
+pub use runner::{run_claude, run_codex};

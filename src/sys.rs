@@ -1,0 +1,62 @@
+//! The crate's calls into libc and libgit2's global options, each behind a safe function: the
+//! only module allowed `unsafe` code.
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd};
+
+/// Sends `signal` to the process group `pgid`; a group that is gone (ESRCH) is ignored, as is
+/// every other failure. `pgid` must be a group the caller started: 0 would be our own.
+pub fn kill_group(pgid: i32, signal: libc::c_int) {
+    // SAFETY: killpg takes no pointers and has no memory-safety preconditions.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// This host's name (at most 255 bytes, lossily decoded).
+pub fn hostname() -> io::Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it or
+    // truncates, and we stop at the first NUL.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
+/// Opens `name` inside the directory `dir` with the `open(2)` `flags`, as `openat(2)` does;
+/// the error is the OS error of the call.
+pub fn openat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<File> {
+    // The mode is read only with O_CREAT or O_TMPFILE; passing one keeps any flags sound.
+    let mode: libc::c_uint = 0;
+    // SAFETY: both pointers are valid for the call: a live directory descriptor (borrowed for
+    // its duration) and a NUL-terminated name.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Sets libgit2's process-wide connect and read timeouts, in milliseconds; failures are
+/// ignored. Call it once at start-up, before any git operation runs on another thread, as
+/// libgit2 requires for its global options.
+pub fn set_git_server_timeouts(connect_ms: libc::c_int, read_ms: libc::c_int) {
+    // SAFETY: the caller sets these once at start-up, before any git operation runs on another
+    // thread, as libgit2 requires for its global options.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(connect_ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(read_ms);
+    }
+}
