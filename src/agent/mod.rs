@@ -28,7 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::job::outcome::{FailureCause, RunStats, TodoProgress, ToolSpan, Usage};
+use crate::job::outcome::{RunStats, TodoProgress, ToolSpan, Usage};
 use crate::job::{AgentJob, Harness};
 
 pub use cli::{run_claude, run_codex};
@@ -162,18 +162,6 @@ fn stderr_suffix(tail: &Option<String>) -> String {
 }
 
 impl AgentError {
-    /// The contract's failure cause for this error.
-    pub fn failure_cause(&self) -> FailureCause {
-        match self {
-            AgentError::Cancelled => FailureCause::Agent,
-            AgentError::Stopped { .. } => FailureCause::Agent,
-            AgentError::Exited { .. } => FailureCause::Agent,
-            AgentError::RunFailed { .. } => FailureCause::Agent,
-            AgentError::Spawn { .. } => FailureCause::Agent,
-            AgentError::Io { .. } => FailureCause::Agent,
-        }
-    }
-
     /// True when the run ended because the cancel token fired; the caller then reports the
     /// watchdog's or the shutdown's reason instead of this error.
     pub fn is_cancelled(&self) -> bool {
@@ -331,6 +319,6 @@ mod tests {
         assert_eq!(quiet.to_string(), "401: denied");
         assert_eq!(AgentError::Cancelled.to_string(), "agent run aborted");
         assert!(AgentError::Cancelled.is_cancelled());
-        assert_eq!(exited.failure_cause(), FailureCause::Agent);
+        assert!(!exited.is_cancelled());
     }
 }

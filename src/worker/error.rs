@@ -161,5 +161,16 @@ mod tests {
             Stop::Failed(e) => assert_eq!(e.failure_cause(), FailureCause::Git),
             Stop::Interrupted => panic!("a git failure is not an interruption"),
         }
+        // Every way an agent run fails is the agent's cause (moved from the agent's tests).
+        let exited = AgentError::Exited {
+            command: "pi",
+            code: Some(1),
+            signal: None,
+            output_tail: "boom".into(),
+        };
+        match Stop::from(exited) {
+            Stop::Failed(e) => assert_eq!(e.failure_cause(), FailureCause::Agent),
+            Stop::Interrupted => panic!("an agent failure is not an interruption"),
+        }
     }
 }
