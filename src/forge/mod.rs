@@ -104,7 +104,11 @@ async fn open_with_policy(
         _ = cancel.cancelled() => return Err(PrError::Cancelled),
         url = open => url?,
     };
-    tracing::info!(?provider, url = %url, "pull request open");
+    let host = match provider {
+        Provider::Github => "github",
+        Provider::Gitlab => "gitlab",
+    };
+    tracing::info!(provider = host, url = %url, "pull request open");
     Ok(url)
 }
 
