@@ -12,8 +12,10 @@
 #                 binary (default 22.23.3; Pi needs node >= 22.19).
 #   PI_EXTENSIONS Pi packages installed with `pi install` into the prefix's
 #                 agent/ directory, space separated (default
-#                 npm:@juicesharp/rpiv-todo@1.20.0, the `todo` tool the
-#                 production image installs; empty: none).
+#                 npm:@juicesharp/rpiv-todo@1.20.0 and
+#                 npm:@juicesharp/rpiv-web-tools@2.11.0, the `todo` tool and the
+#                 `web_search`/`web_fetch` tools the production image installs;
+#                 empty: none).
 #
 # The last line printed is the absolute path of the `pi` executable, so
 # callers can do `PI_BIN=$(scripts/install-pi.sh | tail -n1)`.
@@ -45,7 +47,7 @@ set -euo pipefail
 
 version="${1:-${PI_VERSION:-0.80.3}}"
 node_version="${PI_NODE_VERSION:-22.23.3}"
-extensions="${PI_EXTENSIONS-npm:@juicesharp/rpiv-todo@1.20.0}"
+extensions="${PI_EXTENSIONS-npm:@juicesharp/rpiv-todo@1.20.0 npm:@juicesharp/rpiv-web-tools@2.11.0}"
 prefix="${PI_PREFIX:-${HOME}/.cache/executor-harness/pi/${version}}"
 
 case "$(uname -s)-$(uname -m)" in

@@ -93,18 +93,20 @@ impl Checkout {
             .await
     }
 
-    /// A fresh start: a shallow clone of `base`, then the work branch `new_branch` on it when
-    /// there is one. Sets the identity; returns the tip the work starts from.
+    /// A fresh start: a clone of `base` (depth 1 with `shallow`, where the transport allows),
+    /// then the work branch `new_branch` on it when there is one. Sets the identity; returns
+    /// the tip the work starts from.
     pub async fn clone_fresh(
         &self,
         base: &str,
         new_branch: Option<&str>,
+        shallow: bool,
     ) -> Result<String, GitError> {
         let (remote, dir) = (self.remote.clone(), self.dir.clone());
         let (base, new_branch) = (base.to_owned(), new_branch.map(str::to_owned));
         self.runner
             .run("clone", move |c| {
-                super::clone_branch(&remote, &base, &dir, true, c)?;
+                super::clone_branch(&remote, &base, &dir, shallow, c)?;
                 match new_branch {
                     Some(nb) => super::create_branch(&dir, &nb),
                     None => Ok(()),

@@ -1,6 +1,8 @@
 //! The agent step every flow shares: the agent's HOME and invocation, its stream fed into the
 //! job's progress, and the follow-up watcher beside it.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,15 +13,26 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{self, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups;
 use crate::job::outcome::{TodoProgress, ToolSpan};
-use crate::job::Harness;
+use crate::job::{AgentJob, Harness};
 use crate::worker::context::JobRun;
 use crate::worker::error::{FlowError, Stop};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
 
-/// Runs the job's agent in `work_dir` with the job's HOME, fed into its reporter.
-pub async fn run_agent(run: &JobRun<'_>, work_dir: &Path) -> Result<AgentRun, Stop> {
-    let (ctx, job) = (run.ctx, run.job);
+/// Runs `job`'s agent (the job as the flow phrases it for the agent: its prompt, its context
+/// files) in `work_dir` with the job's HOME, fed into its reporter. `expects_edits` is false
+/// for read-only runs (explore): the guard's no-edit bound applies only to runs that edit.
+pub async fn run_agent(
+    run: &JobRun<'_>,
+    job: &AgentJob,
+    work_dir: &Path,
+    expects_edits: bool,
+) -> Result<AgentRun, Stop> {
+    let ctx = run.ctx;
+    if !job.context_files.is_empty() {
+        write_context_files(job, work_dir).await?;
+        run.checkout.exclude(CONTEXT_DIR_PATTERN).await?;
+    }
     let home = run.ws.home();
     let cfg = &ctx.config.agent;
     // The subscription runners make their own config home, inside `home` or (Codex) under
@@ -52,12 +65,58 @@ pub async fn run_agent(run: &JobRun<'_>, work_dir: &Path) -> Result<AgentRun, St
         env_remove: cfg.env_remove.clone(),
         kill_grace: Duration::from_millis(cfg.kill_grace_ms),
         guard: GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits),
-        expects_edits: true,
+        expects_edits,
     };
     let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
         reporter: run.reporter.clone(),
     });
     Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+}
+
+/// Where the agent finds the job's context files, relative to its working directory.
+pub const CONTEXT_DIR: &str = ".cat-context";
+/// The exclude pattern that keeps them out of git at any depth (a monorepo service directory).
+const CONTEXT_DIR_PATTERN: &str = ".cat-context/";
+
+/// Writes the job's context files into `<work_dir>/.cat-context/` (seed 4.11.1), each under
+/// its sanitised basename, replacing what is there. The directory must be a real directory of
+/// the checkout: a repository that holds `.cat-context` as a symlink (which could point
+/// anywhere on the host) or as a file is refused, and no write follows a symlink.
+async fn write_context_files(job: &AgentJob, work_dir: &Path) -> Result<(), Stop> {
+    let (files, dir) = (job.context_files.clone(), work_dir.join(CONTEXT_DIR));
+    tokio::task::spawn_blocking(move || -> Result<(), FlowError> {
+        let refuse = |why: &str| FlowError::ContextFiles(format!("{}: {why}", CONTEXT_DIR));
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            Ok(_) => return Err(refuse("the repository holds it as a symlink or a file")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(&dir)
+                .map_err(FlowError::io("cannot create the context directory"))?,
+            Err(e) => return Err(FlowError::io("cannot read the context directory")(e)),
+        }
+        for file in &files {
+            let path = dir.join(&file.path);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_dir() => {
+                    return Err(refuse(&format!("{} is a directory", file.path)))
+                }
+                Ok(_) => std::fs::remove_file(&path)
+                    .map_err(FlowError::io("cannot replace a context file"))?,
+                Err(_) => {}
+            }
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(FlowError::io("cannot write a context file"))?;
+            out.write_all(file.content.as_bytes())
+                .map_err(FlowError::io("cannot write a context file"))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| FlowError::Task(e.to_string()))??;
+    Ok(())
 }
 
 /// Feeds the agent's stream into the job's progress.

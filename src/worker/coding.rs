@@ -87,7 +87,7 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
     } else {
         tracing::info!(clone_branch = %job.branch, "coding-agent: cloning");
         checkout
-            .clone_fresh(&job.branch, job.new_branch.as_deref())
+            .clone_fresh(&job.branch, job.new_branch.as_deref(), true)
             .await?
     };
 
@@ -155,7 +155,7 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
         "coding-agent: running agent"
     );
     reporter.agent_running(true);
-    let agent = run_agent(run, &start.work_dir).await;
+    let agent = run_agent(run, job, &start.work_dir, true).await;
     reporter.agent_running(false);
     // Whatever the agent did, what it wrote is surfaced before the result.
     if let Some(f) = follow {

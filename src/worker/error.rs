@@ -28,6 +28,9 @@ pub enum FlowError {
         context: &'static str,
         source: std::io::Error,
     },
+    /// The job's context files cannot be written where the agent reads them.
+    #[error("cannot write the job's context files: {0}")]
+    ContextFiles(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("a blocking task failed: {0}")]
@@ -42,7 +45,9 @@ impl FlowError {
     pub fn failure_cause(&self) -> FailureCause {
         match self {
             // The repository's own layout makes the checkout unusable, too.
-            FlowError::Git(_) | FlowError::ServiceDir(_) => FailureCause::Git,
+            FlowError::Git(_) | FlowError::ServiceDir(_) | FlowError::ContextFiles(_) => {
+                FailureCause::Git
+            }
             FlowError::Agent(_) => FailureCause::Agent,
             FlowError::Pr(e) => e.failure_cause(),
             FlowError::Io { .. } | FlowError::Unsupported(_) | FlowError::Task(_) => {

@@ -40,7 +40,8 @@ pub fn pi_agent_dir(home: &Path) -> PathBuf {
 }
 
 /// Prepares `home` for a Pi run, detecting the web-search provider from the worker's
-/// environment (seed 4.11.2 item 1).
+/// environment (seed 4.11.2 item 1); a job with `webSearch: true` gets the model proxy's
+/// search (`<proxyBaseUrl>/web-search`) when the worker's environment names no provider.
 pub fn prepare_pi_home(
     job: &AgentJob,
     home: &Path,
@@ -50,6 +51,22 @@ pub fn prepare_pi_home(
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let provider = detect_web_search_provider(env);
     prepare_pi_home_with(job, home, user_pi_agent_dir, provider.as_deref())
+}
+
+/// The proxy-backed search of a `webSearch: true` Pi job: SearXNG at
+/// `<proxyBaseUrl without trailing slashes>/web-search`, authorised with the session token
+/// (seed 4.11.2). `None` for other jobs.
+pub fn proxy_web_search(job: &AgentJob) -> Option<(String, &crate::redact::Secret)> {
+    match &job.auth {
+        HarnessAuth::Pi {
+            proxy_base_url,
+            session_token,
+        } if job.web_search => Some((
+            format!("{}/web-search", proxy_base_url.trim_end_matches('/')),
+            session_token,
+        )),
+        _ => None,
+    }
 }
 
 /// Prepares `home` for a Pi run with an explicit web-search provider (`None`: web tools off).
@@ -72,20 +89,33 @@ pub fn prepare_pi_home_with(
     if let Some(user_dir) = user_pi_agent_dir.filter(|d| d.is_dir()) {
         link_user_entries(user_dir, &agent_dir)?;
     }
+    let provider_for_guidance = web_search_provider.or(proxy_web_search(job).map(|_| "searxng"));
     replace_file(
         &agent_dir.join("AGENTS.md"),
-        compose_agents_md(job, web_search_provider).as_bytes(),
+        compose_agents_md(job, provider_for_guidance).as_bytes(),
         0o644,
     )?;
     replace_file(&agent_dir.join("models.json"), &models_json(job)?, 0o600)?;
+    let web_search_provider = web_search_provider.or(proxy_web_search(job).map(|_| "searxng"));
     if let Some(provider) = web_search_provider {
         let dir = home.join(".config").join("rpiv-web-tools");
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)?;
-        let config = serde_json::to_vec_pretty(&json!({ "provider": provider }))?;
-        replace_file(&dir.join("config.json"), &config, 0o600)?;
+        let mut config = json!({ "provider": provider });
+        // The proxy's search is configured in this file (0600, in the job's own HOME), not
+        // in the agent's environment, which every tool it runs would inherit: like the
+        // session token in models.json. An explicitly chosen provider keeps its own key.
+        if let (Some((url, token)), "searxng") = (proxy_web_search(job), provider) {
+            config["baseUrls"] = json!({ "searxng": url });
+            config["apiKeys"] = json!({ "searxng": token.expose() });
+        }
+        replace_file(
+            &dir.join("config.json"),
+            &serde_json::to_vec_pretty(&config)?,
+            0o600,
+        )?;
     }
     Ok(())
 }
