@@ -224,7 +224,10 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
             result.error = Some(no_changes_reason(&stats, agent.stderr_tail.as_deref()));
             result.failure_cause = Some(FailureCause::NoChanges);
         }
-        return Ok(FlowEnd::Ran { result, head });
+        return Ok(FlowEnd::Ran {
+            result,
+            head: Some(head),
+        });
     }
 
     run.reporter.mark_phase("push");
@@ -270,5 +273,8 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(FlowEnd::Ran { result, head })
+    Ok(FlowEnd::Ran {
+        result,
+        head: Some(head),
+    })
 }

@@ -49,8 +49,12 @@ impl JobContext {
 /// What a flow hands back to the driver.
 #[allow(clippy::large_enum_variant)] // one value per job, moved once
 pub enum FlowEnd {
-    /// The flow ran; `head` is the tip its completion record points at.
-    Ran { result: AgentResult, head: String },
+    /// The flow ran; `head` is the tip its completion record points at, `None` for a flow
+    /// that writes nothing to the remote (explore), which records no completion.
+    Ran {
+        result: AgentResult,
+        head: Option<String>,
+    },
     /// The job already has an outcome (an earlier delivery finished it, or another run of it
     /// won a race): its recorded result, published again as it is.
     Replayed(Box<ResultBody>),

@@ -83,10 +83,14 @@ pub async fn run_job(
     };
     let end = ending.conclude(outcome, killed);
     let end = match (end, &owned) {
-        (Concluded::Ran { body, head }, Some(owned)) => {
-            JobEnd::Finished(Box::new(owned.record_completion(ctx, *body, &head).await))
-        }
-        (Concluded::Ran { body, .. }, None) => JobEnd::Finished(body),
+        (
+            Concluded::Ran {
+                body,
+                head: Some(head),
+            },
+            Some(owned),
+        ) => JobEnd::Finished(Box::new(owned.record_completion(ctx, *body, &head).await)),
+        (Concluded::Ran { body, .. }, _) => JobEnd::Finished(body),
         (Concluded::End(end), _) => end,
     };
     if let Some(owned) = owned {
@@ -188,7 +192,10 @@ async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
 
 /// The end of a run once the watchdog has spoken: a body still to record, or the end itself.
 enum Concluded {
-    Ran { body: Box<ResultBody>, head: String },
+    Ran {
+        body: Box<ResultBody>,
+        head: Option<String>,
+    },
     End(JobEnd),
 }
 
