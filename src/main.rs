@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use executor_harness::config::Config;
+use executor_harness::job::accept_job;
 use executor_harness::job::outcome::{Event, ResultBody};
-use executor_harness::job::parse_job;
 use executor_harness::metrics::Metrics;
 use executor_harness::telemetry::{self, SecretRegistry};
 use executor_harness::worker::context::JobContext;
@@ -176,7 +176,7 @@ async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Resu
     let (config, secrets) = start(config)?;
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let sink: Arc<dyn EventSink> = Arc::new(StdoutSink::new(json));
-    let job = match parse_job(&body, &config.validation_policy()) {
+    let job = match accept_job(&body, &config.validation_policy()) {
         Ok(job) => job,
         Err(invalid) => {
             match &invalid.job_id {
@@ -221,7 +221,7 @@ async fn enqueue_cmd(
     let config = load_config(config)?;
     telemetry::init(false, "warn", SecretRegistry::default());
     let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let job_id = match parse_job(&body, &config.validation_policy()) {
+    let job_id = match accept_job(&body, &config.validation_policy()) {
         Ok(job) => Some(job.job_id),
         Err(invalid) if no_validate => invalid.job_id,
         Err(invalid) => {

@@ -15,7 +15,10 @@ use serde::Serialize;
 use crate::redact::{Redactor, Secret};
 
 pub use sanitize::{sanitize_context_file_name, sanitize_service_directory, PathOutsideRepo};
-pub use validate::{parse_job, InvalidJob, RefusalKind, ValidationPolicy, MAX_JOB_ID_BYTES};
+pub use validate::{
+    accept_job, parse_job, InvalidJob, RefusalKind, ValidationPolicy, EXPLORE_INFRA_UNSUPPORTED,
+    MAX_JOB_ID_BYTES, PREVIEW_UNSUPPORTED,
+};
 
 /// What a job asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

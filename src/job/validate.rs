@@ -12,6 +12,7 @@
 mod branch;
 mod optional;
 mod refusal;
+mod supported;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,7 @@ use super::{
 use crate::redact::Secret;
 use refusal::Refusal;
 pub use refusal::{InvalidJob, RefusalKind};
+pub use supported::{accept_job, EXPLORE_INFRA_UNSUPPORTED, PREVIEW_UNSUPPORTED};
 
 type Object = Map<String, Value>;
 

@@ -15,7 +15,7 @@ use super::settle::{finish_delivery, Finish};
 use super::{hostname, topology, workspace, Held, JobTask, Running, WorkerError};
 use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher};
 use crate::config::Config;
-use crate::job::parse_job;
+use crate::job::accept_job;
 use crate::metrics::Metrics;
 use crate::telemetry::SecretRegistry;
 
@@ -306,7 +306,7 @@ async fn consume(
             None => return SessionEnd::Lost("the broker ended the consumer".into()),
         };
         let attempt = delivery.attempt;
-        match parse_job(&delivery.body, policy) {
+        match accept_job(&delivery.body, policy) {
             Err(invalid) => {
                 let sink: Arc<dyn EventSink> = sink.clone();
                 let metrics = metrics.clone();

@@ -22,7 +22,7 @@ use super::workspace::Workspace;
 use crate::broker::{JobDelivery, Settlement};
 use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
 use crate::job::outcome::{Event, FailureCause, JobState, ResultBody};
-use crate::job::{parse_job, AgentJob, ValidationPolicy};
+use crate::job::{accept_job, AgentJob, ValidationPolicy};
 
 /// The `x-death` reason of a quorum queue's delivery limit.
 const DELIVERY_LIMIT: &str = "delivery_limit";
@@ -81,7 +81,7 @@ async fn owed_result(
     cancel: &CancellationToken,
 ) -> Option<ResultBody> {
     let deliveries = ctx.config.amqp.topology.delivery_limit.saturating_add(1);
-    let job = match parse_job(&delivery.body, policy) {
+    let job = match accept_job(&delivery.body, policy) {
         Ok(job) => job,
         // Its refusal could never be published (the delivery went back until the limit).
         Err(invalid) => {

@@ -12,6 +12,7 @@ mod hostile;
 mod hostile_ids;
 mod limits;
 mod logs;
+mod modes;
 mod races;
 mod real_pi;
 mod real_subscription;

@@ -149,6 +149,41 @@ fn a_detected_provider_is_written_without_any_key() {
 }
 
 #[test]
+fn a_web_search_job_gets_the_proxys_search_in_its_private_config_and_others_get_none() {
+    let home = tempfile::tempdir().unwrap();
+    let mut j = job();
+    prepare_pi_home_with(&j, home.path(), None, None).unwrap();
+    let path = home.path().join(".config/rpiv-web-tools/config.json");
+    assert!(!path.exists(), "no provider, no web search");
+    let agents_md = |home: &Path| fs::read_to_string(pi_agent_dir(home).join("AGENTS.md")).unwrap();
+    assert!(!agents_md(home.path()).contains("## Web search"));
+
+    j.web_search = true;
+    let HarnessAuth::Pi { proxy_base_url, .. } = &mut j.auth else {
+        panic!("a Pi job")
+    };
+    *proxy_base_url = "http://127.0.0.1:9/v1/".into();
+    prepare_pi_home_with(&j, home.path(), None, None).unwrap();
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        doc,
+        json!({"provider": "searxng",
+               "baseUrls": {"searxng": "http://127.0.0.1:9/v1/web-search"},
+               "apiKeys": {"searxng": SESSION_TOKEN}})
+    );
+    assert!(agents_md(home.path()).contains("## Web search"));
+
+    // A provider the worker's environment names wins, and keeps its own key (seed quirk).
+    prepare_pi_home_with(&j, home.path(), None, Some("brave")).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(doc, json!({"provider": "brave"}));
+}
+
+#[test]
 fn web_search_detection_follows_the_seed_priority() {
     let none: [(&str, &str); 0] = [];
     assert_eq!(detect_web_search_provider(none), None);

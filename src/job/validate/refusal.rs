@@ -24,6 +24,8 @@ pub enum RefusalKind {
     NotJson,
     /// JSON, but a rule of the job contract refused it.
     Contract,
+    /// A valid job of a kind this worker does not run.
+    Unsupported,
 }
 
 impl RefusalKind {
@@ -33,14 +35,16 @@ impl RefusalKind {
             RefusalKind::TooLarge => "oversize",
             RefusalKind::NotJson => "not-json",
             RefusalKind::Contract => "invalid-job",
+            RefusalKind::Unsupported => "unsupported",
         }
     }
 
     /// Every kind, for zero-initialised metrics.
-    pub const ALL: [RefusalKind; 3] = [
+    pub const ALL: [RefusalKind; 4] = [
         RefusalKind::TooLarge,
         RefusalKind::NotJson,
         RefusalKind::Contract,
+        RefusalKind::Unsupported,
     ];
 }
 
