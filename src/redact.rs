@@ -117,6 +117,33 @@ impl Redactor {
 
     /// Redacts `input`. Idempotent: redacting twice gives the same text.
     pub fn redact(&self, input: &str) -> String {
+        let out = self.redact_shapes(input);
+        CREDENTIAL_ASSIGNMENT
+            .replace_all(&out, "${1}***")
+            .into_owned()
+    }
+
+    /// Redacts an agent's prose (a summary, a follow-up, a todo label): the known values and
+    /// the token shapes as [`Redactor::redact`] does, but a `name: value` or `name=value` pair
+    /// is masked only when the value looks like a credential. "Tokens: 42", "max_tokens: 32768"
+    /// or "monkey: banana" stay as written (the seed's rule turned them into `***`, Q16), while
+    /// `API_KEY=sk-live-9f8e7d` is still masked. Idempotent.
+    pub fn redact_prose(&self, input: &str) -> String {
+        let out = self.redact_shapes(input);
+        CREDENTIAL_ASSIGNMENT
+            .replace_all(&out, |caps: &regex::Captures<'_>| {
+                let (name, value) = (&caps[1], &caps[0][caps[1].len()..]);
+                if looks_like_credential(value) {
+                    format!("{name}***")
+                } else {
+                    caps[0].to_owned()
+                }
+            })
+            .into_owned()
+    }
+
+    /// Known values, then every token shape except the `name=value` rule.
+    fn redact_shapes(&self, input: &str) -> String {
         // Known values first (longest first): a pattern that matched only the head of a token
         // (a GitHub shape stops at `!`, an assignment at a space) would leave its tail behind,
         // no longer matching the known value.
@@ -132,11 +159,26 @@ impl Redactor {
             .into_owned();
         out = GITHUB_TOKEN.replace_all(&out, "${1}***").into_owned();
         out = GITLAB_TOKEN.replace_all(&out, "glpat-***").into_owned();
-        out = BEARER.replace_all(&out, "${1}***").into_owned();
-        CREDENTIAL_ASSIGNMENT
-            .replace_all(&out, "${1}***")
-            .into_owned()
+        BEARER.replace_all(&out, "${1}***").into_owned()
     }
+}
+
+/// Whether the value of a `name: value` pair in prose could be a credential: not a number, not
+/// a plain word, not already masked. Secrets mix cases, digits or symbols; prose values are
+/// counts and words.
+fn looks_like_credential(value: &str) -> bool {
+    let v = value.trim_matches(|c: char| matches!(c, '"' | '\'' | ',' | '.' | ';' | ')' | '('));
+    if v.is_empty() || v == "***" || v.ends_with("***") {
+        return false;
+    }
+    let numeric = v
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '_' | '%' | 'k' | 'K' | 'M'));
+    let plain_word = v.chars().all(|c| c.is_alphabetic() || c == '-')
+        && (v.chars().all(|c| c.is_lowercase() || c == '-')
+            || v.chars().skip(1).all(|c| c.is_lowercase()));
+    let number = numeric && v.chars().any(|c| c.is_ascii_digit());
+    !(number || plain_word)
 }
 
 fn collect_string_leaves(value: &serde_json::Value, out: &mut Vec<String>) {
@@ -297,6 +339,29 @@ mod tests {
         assert!(!out.contains("super-secret-access-token"));
         assert!(!out.contains("acct-1234567890"));
         assert!(out.contains("chatgpt"));
+    }
+
+    #[test]
+    fn prose_keeps_counts_and_words_but_not_credentials_or_known_values() {
+        let r = Redactor::patterns_only().with_secret(&Secret::new("sess-EXAMPLE-value"));
+        let summary = "Done. Tokens: 42, max_tokens: 32768, monkey: banana, Key: Value. \
+                       Set API_KEY=sk-live-9f8e7d and password: hunter2; the token ghp_abc123 \
+                       and sess-EXAMPLE-value are gone.";
+        let out = r.redact_prose(summary);
+        for kept in [
+            "Tokens: 42",
+            "max_tokens: 32768",
+            "monkey: banana",
+            "Key: Value.",
+        ] {
+            assert!(out.contains(kept), "{kept} was mangled: {out}");
+        }
+        for gone in ["sk-live-9f8e7d", "hunter2", "abc123", "sess-EXAMPLE-value"] {
+            assert!(!out.contains(gone), "{gone} survived: {out}");
+        }
+        assert_eq!(r.redact_prose(&out), out, "idempotent");
+        // The strict rule (errors, logs) still masks every assignment.
+        assert!(r.redact("Tokens: 42").contains("***"));
     }
 
     #[test]

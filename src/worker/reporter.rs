@@ -220,7 +220,7 @@ impl JobReporter {
         let progress = progress.map(|mut p| {
             if let Some(items) = p.items.as_mut() {
                 for i in items {
-                    i.label = self.redactor.redact(&i.label);
+                    i.label = self.redactor.redact_prose(&i.label);
                 }
             }
             p
@@ -274,9 +274,11 @@ impl JobReporter {
             s.1
         };
         let item = FollowUpItem {
-            title: self.redactor.redact(&item.title),
-            detail: self.redactor.redact(&item.detail),
-            suggested_action: item.suggested_action.map(|s| self.redactor.redact(&s)),
+            title: self.redactor.redact_prose(&item.title),
+            detail: self.redactor.redact_prose(&item.detail),
+            suggested_action: item
+                .suggested_action
+                .map(|s| self.redactor.redact_prose(&s)),
             kind: item.kind,
         };
         self.send_holding(

@@ -312,9 +312,13 @@ fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
     v
 }
 
-/// Every string of a result passes the job's redactor before it leaves the worker.
+/// Every string of a result passes the job's redactor before it leaves the worker: the
+/// summary as prose (its counts and words are kept, Q16), the error and the URL strictly.
 fn redact_result(mut r: AgentResult, redactor: &Redactor) -> AgentResult {
-    for field in [&mut r.summary, &mut r.error, &mut r.pr_url] {
+    if let Some(s) = r.summary.as_mut() {
+        *s = redactor.redact_prose(s);
+    }
+    for field in [&mut r.error, &mut r.pr_url] {
         if let Some(s) = field.as_mut() {
             *s = redactor.redact(s);
         }

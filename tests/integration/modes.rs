@@ -80,3 +80,23 @@ async fn context_files_are_readable_by_the_agent_and_absent_from_the_pushed_tree
     assert!(!tree.contains(".cat-context"), "{tree}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_keeps_its_counts_and_words_while_the_jobs_token_is_masked() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nfinish \"Tokens: 42, max_tokens: 32768, monkey: banana; token ghs_TESTgittoken000000000000000000001\"",
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    w.enqueue(&coding_job("job-prose", &origin.url(), Some("work/prose")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(
+        r["result"]["summary"], "Tokens: 42, max_tokens: 32768, monkey: banana; token ***",
+        "{r}"
+    );
+    w.stop().await;
+}
