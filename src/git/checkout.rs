@@ -149,6 +149,15 @@ impl Checkout {
             .await
     }
 
+    /// Whether the work (HEAD's tree) is exactly its fetched base's: a resumed branch whose
+    /// earlier work was merged has nothing left to deliver. `None` when the base was not fetched.
+    pub async fn matches_base(&self, base_branch: &str) -> Result<Option<bool>, GitError> {
+        let (dir, base) = (self.dir.clone(), base_branch.to_owned());
+        self.runner
+            .run("commit", move |_| super::matches_base(&dir, &base))
+            .await
+    }
+
     /// The commit HEAD points at.
     pub async fn head(&self) -> Result<String, GitError> {
         let dir = self.dir.clone();

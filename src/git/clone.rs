@@ -232,3 +232,19 @@ pub(crate) fn require_local_branch(
         .map(|_| ())
         .map_err(|e| GitError::local(op, e))
 }
+
+/// Whether HEAD's tree is the tree of `refs/remotes/origin/<base_branch>`: the work adds
+/// nothing to its base (it was merged, squashed or rebased in already). `None` when the base
+/// was never fetched into this checkout.
+pub fn matches_base(dir: &Path, base_branch: &str) -> Result<Option<bool>, GitError> {
+    const OP: &str = "rev-parse";
+    let repo = open(OP, dir)?;
+    let local = |e| GitError::local(OP, e);
+    let base = match repo.find_reference(&format!("refs/remotes/origin/{base_branch}")) {
+        Ok(reference) => reference.peel_to_tree().map_err(local)?,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+        Err(e) => return Err(local(e)),
+    };
+    let head = repo.head().and_then(|h| h.peel_to_tree()).map_err(local)?;
+    Ok(Some(head.id() == base.id()))
+}

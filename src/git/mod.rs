@@ -40,8 +40,8 @@ use crate::redact::{Redactor, Secret};
 pub use checkout::Checkout;
 pub use checkpoint::{checkpoint_loop, Checkpoints};
 pub use clone::{
-    clone_branch, create_branch, current_branch, head_oid, refresh_from_base_if_clean,
-    remote_branch_exists, set_identity, Refresh,
+    clone_branch, create_branch, current_branch, head_oid, matches_base,
+    refresh_from_base_if_clean, remote_branch_exists, set_identity, Refresh,
 };
 pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
 pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentRun;
 use crate::followups::FOLLOW_UPS_FILENAME;
-use crate::forge::{self, PrRequest};
+use crate::forge::{self, PrError, PrRequest};
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause};
 use crate::worker::agent_run::{run_agent, FollowUpStream};
@@ -54,11 +54,11 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
     let (job, checkout) = (run.job, run.checkout);
     // One probe answers both: did an earlier delivery finish this job, and did one start its
     // work branch (only a fresh work branch can have been started by an earlier attempt).
+    // The branch an earlier attempt left on the remote is the one it pushed to, which is not
+    // the local work branch when `pushBranch` names another.
+    let pushed_branch = job.new_branch.as_ref().map(|_| job.push_branch());
     let probe = checkout
-        .probe(
-            job.new_branch.as_deref(),
-            run.record.map(|r| r.ref_name.as_str()),
-        )
+        .probe(pushed_branch, run.record.map(|r| r.ref_name.as_str()))
         .await?;
     if let (Some(_), Some(record)) = (&probe.completion, run.record) {
         if let Some(body) = record.read(checkout).await? {
@@ -70,9 +70,9 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
 
     run.reporter.mark_phase("clone");
     let base_sha = if resumed {
-        let branch = local_branch(run);
+        let branch = job.push_branch();
         tracing::info!(branch = %branch, "coding-agent: resuming existing branch");
-        let tip = checkout.clone_resume(&branch).await?;
+        let tip = checkout.clone_resume(branch).await?;
         match checkout.refresh_from(&job.branch).await {
             Ok(Refresh::Conflicted) => {
                 tracing::info!(base = %job.branch, "coding-agent: resume base refresh skipped (conflict or error)")
@@ -100,9 +100,15 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
         }
         None => checkout.dir().to_path_buf(),
     };
+    // A resume works on a local copy of the pushed branch, under its name.
+    let local = if resumed {
+        job.push_branch().to_owned()
+    } else {
+        local_branch(run)
+    };
     let checkpoints = Arc::new(Checkpoints::new(
         checkout.clone(),
-        &local_branch(run),
+        &local,
         job.push_branch(),
         &base_sha,
     ));
@@ -199,11 +205,30 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
     Ok(agent)
 }
 
+/// Makes `result` the no-op outcome: nothing pushed, and the no-changes error unless the job
+/// says a no-op is fine.
+fn no_op(result: &mut AgentResult, job: &crate::job::AgentJob, agent: &AgentRun) {
+    result.pushed = Some(false);
+    if job.no_changes_is_error {
+        result.error = Some(no_changes_reason(
+            &agent.stats,
+            agent.stderr_tail.as_deref(),
+        ));
+        result.failure_cause = Some(FailureCause::NoChanges);
+    }
+}
+
 /// The final push and the PR, or the no-changes result when the run left nothing to push.
 async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<FlowEnd, Stop> {
     let job = run.job;
     let head = run.checkout.head().await?;
-    let has_work = start.resumed || head != start.base_sha;
+    // A resumed branch carries work unless it adds nothing to its base any more (its earlier
+    // work was merged: the refresh made it the base's tree).
+    let has_work = if start.resumed {
+        run.checkout.matches_base(&job.branch).await? != Some(true)
+    } else {
+        head != start.base_sha
+    };
     let stats = agent.stats;
     let mut result = AgentResult {
         pushed: Some(false),
@@ -220,10 +245,7 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
             assistant_chars = stats.assistant_chars,
             "coding-agent: no changes produced"
         );
-        if job.no_changes_is_error {
-            result.error = Some(no_changes_reason(&stats, agent.stderr_tail.as_deref()));
-            result.failure_cause = Some(FailureCause::NoChanges);
-        }
+        no_op(&mut result, job, &agent);
         return Ok(FlowEnd::Ran {
             result,
             head: Some(head),
@@ -266,6 +288,12 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
         };
         match forge::open_pull_request(run.ctx.http(), &req, run.cancel).await {
             Ok(url) => result.pr_url = Some(url),
+            // The branch holds nothing its base lacks (its work was merged meanwhile): the
+            // same no-op as a run that changed nothing, not a failure of the code host.
+            Err(PrError::Github { status: 422, body }) if body.contains("No commits between") => {
+                tracing::info!("coding-agent: no commits between the branch and its base");
+                no_op(&mut result, job, &agent);
+            }
             Err(e) if run.cancel.is_cancelled() => {
                 tracing::warn!(error = %e, "PR open interrupted");
                 return Err(Stop::Interrupted);

@@ -16,6 +16,7 @@ mod modes;
 mod races;
 mod real_pi;
 mod real_subscription;
+mod resume;
 mod secrets;
 mod supervision;
 mod worker;
