@@ -128,6 +128,34 @@ impl Checkout {
         self.prepare().await
     }
 
+    /// A warm checkout (seed 4.5) at this checkout's directory: swept, fetched and switched
+    /// to `branch` from `start_from` (the base too, when another), or cloned afresh when it is
+    /// not a reusable checkout of this remote or `fresh` says its last preparation never
+    /// finished. Sets the identity; returns the tip the work starts from.
+    pub async fn prepare_warm(
+        &self,
+        branch: &str,
+        start_from: &str,
+        base: &str,
+        keep: Vec<String>,
+        fresh: bool,
+    ) -> Result<String, GitError> {
+        let (dir, remote, id) = (self.dir.clone(), self.remote.clone(), self.identity.clone());
+        let (branch, start_from, base) =
+            (branch.to_owned(), start_from.to_owned(), base.to_owned());
+        self.runner
+            .run("clone", move |c| {
+                let target = super::WarmTarget {
+                    branch: &branch,
+                    start_from: &start_from,
+                    base: &base,
+                    keep: &keep,
+                };
+                super::prepare_warm(&dir, &remote, &target, &id, fresh, c)
+            })
+            .await
+    }
+
     async fn prepare(&self) -> Result<String, GitError> {
         let (dir, id) = (self.dir.clone(), self.identity.clone());
         self.runner

@@ -15,6 +15,8 @@
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
+//! - [`warm`]: warm checkouts reused across jobs: swept back to a clone's state (config,
+//!   hooks, untracked files; dependency caches kept), fetched and force-switched to the branch.
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
 //!   and on new commits before any push, from metadata only.
 //!
@@ -31,6 +33,7 @@ mod limits;
 mod prune;
 mod push;
 mod runner;
+mod warm;
 
 use std::fmt;
 use std::path::Path;
@@ -50,6 +53,7 @@ pub use limits::{check_new_blobs, FileLimit};
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
 pub use runner::Runner;
+pub use warm::{prepare_warm, WarmTarget};
 
 /// A failed git operation. Every message has been through the redactor, so none holds a token.
 #[derive(Debug, thiserror::Error)]

@@ -69,20 +69,31 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
     let resumed = job.new_branch.is_some() && probe.branch_exists;
 
     run.reporter.mark_phase("clone");
-    let base_sha = if resumed {
+    let base_sha = if let Some(warm) = run.warm {
+        // seed 4.5: the branch the work continues on exists on the remote when resumed or
+        // in place; a fresh work branch starts from the base.
+        let (branch, start_from) = match (resumed, &job.new_branch) {
+            (true, _) => (job.push_branch().to_owned(), job.push_branch()),
+            (false, Some(nb)) => (nb.clone(), job.branch.as_str()),
+            (false, None) => (job.branch.clone(), job.branch.as_str()),
+        };
+        tracing::info!(branch = %branch, resumed, "coding-agent: preparing reused checkout");
+        let fresh = warm.interrupted();
+        warm.preparing();
+        let keep = run.ctx.config.git.clean_keep.clone();
+        let tip = checkout
+            .prepare_warm(&branch, start_from, &job.branch, keep, fresh)
+            .await?;
+        warm.ready();
+        if resumed {
+            refresh(run).await?;
+        }
+        tip
+    } else if resumed {
         let branch = job.push_branch();
         tracing::info!(branch = %branch, "coding-agent: resuming existing branch");
         let tip = checkout.clone_resume(branch).await?;
-        match checkout.refresh_from(&job.branch).await {
-            Ok(Refresh::Conflicted) => {
-                tracing::info!(base = %job.branch, "coding-agent: resume base refresh skipped (conflict or error)")
-            }
-            Ok(_) => {}
-            Err(e) if e.is_cancelled() => return Err(Stop::Interrupted),
-            Err(e) => {
-                tracing::info!(base = %job.branch, error = %e, "coding-agent: resume base refresh skipped (conflict or error)")
-            }
-        }
+        refresh(run).await?;
         tip
     } else {
         tracing::info!(clone_branch = %job.branch, "coding-agent: cloning");
@@ -118,6 +129,23 @@ async fn prepare(run: &JobRun<'_>) -> Result<Prepared, Stop> {
         work_dir,
         checkpoints,
     }))
+}
+
+/// The resume's base refresh (seed 4.1 step 6): the base merged in when it merges clean; a
+/// conflict or an error leaves the branch as it was.
+async fn refresh(run: &JobRun<'_>) -> Result<(), Stop> {
+    let base = &run.job.branch;
+    match run.checkout.refresh_from(base).await {
+        Ok(Refresh::Conflicted) => {
+            tracing::info!(base = %base, "coding-agent: resume base refresh skipped (conflict or error)")
+        }
+        Ok(_) => {}
+        Err(e) if e.is_cancelled() => return Err(Stop::Interrupted),
+        Err(e) => {
+            tracing::info!(base = %base, error = %e, "coding-agent: resume base refresh skipped (conflict or error)")
+        }
+    }
+    Ok(())
 }
 
 /// The local branch the work is on: the work branch, or the base branch for in-place work.

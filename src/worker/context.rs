@@ -14,6 +14,7 @@ use crate::telemetry::SecretRegistry;
 use crate::worker::completion::{CompletionRecord, PruneGate};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
+use crate::worker::warm::{WarmLease, WarmLocks};
 use crate::worker::workspace::Workspace;
 
 /// What every job shares: configuration, metrics, the HTTP client for the PR API.
@@ -27,6 +28,8 @@ pub struct JobContext {
     pub secrets: SecretRegistry,
     /// When this worker last pruned old completion refs from each remote.
     pub(crate) prune_gate: Arc<PruneGate>,
+    /// Who holds which warm checkout in this process.
+    pub(crate) warm_locks: Arc<WarmLocks>,
 }
 
 impl JobContext {
@@ -37,6 +40,7 @@ impl JobContext {
             http: Arc::default(),
             secrets,
             prune_gate: Arc::default(),
+            warm_locks: Arc::default(),
         }
     }
 
@@ -66,6 +70,9 @@ pub struct JobRun<'a> {
     pub job: &'a AgentJob,
     pub ws: &'a Workspace,
     pub checkout: &'a Checkout,
+    /// The warm checkout the job holds (`persistentCheckout`): the flow prepares it instead of
+    /// cloning.
+    pub warm: Option<&'a WarmLease>,
     /// Where the job's completion is recorded, when completion refs are on.
     pub record: Option<&'a CompletionRecord>,
     pub reporter: &'a Arc<JobReporter>,

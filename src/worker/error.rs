@@ -10,6 +10,7 @@ use crate::agent::AgentError;
 use crate::forge::PrError;
 use crate::git::GitError;
 use crate::job::outcome::{FailureCause, PhaseTimings, ResultBody};
+use crate::worker::warm::WarmError;
 use crate::worker::workspace::ServiceDirError;
 
 /// A failure of a flow, with its contract cause ([`FlowError::failure_cause`]).
@@ -23,6 +24,8 @@ pub enum FlowError {
     Pr(PrError),
     #[error(transparent)]
     ServiceDir(#[from] ServiceDirError),
+    #[error(transparent)]
+    Warm(WarmError),
     #[error("{context}: {source}")]
     Io {
         context: &'static str,
@@ -50,9 +53,10 @@ impl FlowError {
             }
             FlowError::Agent(_) => FailureCause::Agent,
             FlowError::Pr(e) => e.failure_cause(),
-            FlowError::Io { .. } | FlowError::Unsupported(_) | FlowError::Task(_) => {
-                FailureCause::Agent
-            }
+            FlowError::Warm(_)
+            | FlowError::Io { .. }
+            | FlowError::Unsupported(_)
+            | FlowError::Task(_) => FailureCause::Agent,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`events`]: where events go (broker, stdout, memory).
 //! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
 //! - [`workspace`]: the job's private checkout and HOME.
+//! - [`warm`]: where warm checkouts live, and the locks that give one to one job at a time.
 
 mod agent_run;
 pub mod coding;
@@ -30,6 +31,7 @@ pub mod reporter;
 pub mod run;
 pub mod settle;
 pub mod tasks;
+pub mod warm;
 pub mod watchdog;
 pub mod workspace;
 

@@ -19,6 +19,7 @@ use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
 use crate::worker::events::{now_ms, EventSink};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
+use crate::worker::warm::{warm_dir, WarmError, WarmLease};
 use crate::worker::watchdog::{KillReason, Watchdog};
 use crate::worker::workspace::Workspace;
 
@@ -56,13 +57,14 @@ pub async fn run_job(
         job_token.clone(),
         &tasks,
     );
-    let (owned, outcome) = match JobOwned::prepare(ctx, job, attempt, &job_token) {
+    let (owned, outcome) = match JobOwned::prepare(ctx, job, attempt, &job_token).await {
         Ok(owned) => {
             let run = JobRun {
                 ctx,
                 job,
                 ws: &owned.ws,
                 checkout: &owned.checkout,
+                warm: owned.warm.as_ref(),
                 record: owned.record.as_ref(),
                 reporter: &reporter,
                 tasks: &tasks,
@@ -71,7 +73,7 @@ pub async fn run_job(
             let outcome = run_flow(&run).await;
             (Some(owned), outcome)
         }
-        Err(e) => (None, Err(Stop::Failed(e))),
+        Err(stop) => (None, Err(stop)),
     };
     let killed = watchdog.stop().await;
     let ending = Ending {
@@ -106,16 +108,18 @@ pub async fn run_job(
 struct JobOwned {
     ws: Workspace,
     checkout: Checkout,
+    /// The warm checkout the job holds, when it asked for one (`persistentCheckout`).
+    warm: Option<WarmLease>,
     record: Option<CompletionRecord>,
 }
 
 impl JobOwned {
-    fn prepare(
+    async fn prepare(
         ctx: &JobContext,
         job: &AgentJob,
         attempt: u32,
         cancel: &CancellationToken,
-    ) -> Result<Self, FlowError> {
+    ) -> Result<Self, Stop> {
         let config = &ctx.config;
         let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
             .map_err(FlowError::io("cannot create the job workspace"))?;
@@ -128,8 +132,32 @@ impl JobOwned {
             email: config.git.author_email.clone(),
         };
         let runner = Runner::new(ctx.metrics.clone(), config.git_timeout(), cancel.clone());
+        // Explore and plain coding may work in the repository's warm checkout (seed 4.5); the
+        // other flows always start from a fresh one.
+        let warm_capable = matches!(
+            (job.mode, &job.bootstrap, &job.merge_base),
+            (Mode::Explore, _, _) | (Mode::Coding, None, None)
+        );
+        let warm = match job.persistent_checkout && warm_capable {
+            true => {
+                let dir = warm_dir(
+                    &config.work_dir().join("warm"),
+                    &job.repo.owner,
+                    &job.repo.name,
+                );
+                match ctx.warm_locks.acquire(dir, cancel).await {
+                    Ok(lease) => Some(lease),
+                    Err(WarmError::Cancelled) => return Err(Stop::Interrupted),
+                    Err(e) => return Err(Stop::Failed(FlowError::Warm(e))),
+                }
+            }
+            false => None,
+        };
+        let dir = warm
+            .as_ref()
+            .map_or_else(|| ws.checkout(), |w| w.dir().to_path_buf());
         let checkout = Checkout::new(
-            ws.checkout(),
+            dir,
             remote,
             identity,
             FileLimit(config.git.max_file_bytes),
@@ -142,6 +170,7 @@ impl JobOwned {
         Ok(Self {
             ws,
             checkout,
+            warm,
             record,
         })
     }

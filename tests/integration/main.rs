@@ -19,4 +19,5 @@ mod real_subscription;
 mod resume;
 mod secrets;
 mod supervision;
+mod warm;
 mod worker;
