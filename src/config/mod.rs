@@ -175,7 +175,8 @@ pub struct GitConfig {
     /// `git` before its bytes are read (GitHub refuses files over 100 MiB anyway). Env
     /// `HARNESS_GIT_MAX_FILE_BYTES`.
     pub max_file_bytes: u64,
-    /// Dependency caches a persistent checkout keeps across runs. Env `HARNESS_CLEAN_KEEP`.
+    /// Untracked or ignored names a warm checkout keeps between jobs (the dependency caches);
+    /// everything else untracked is swept. Env `HARNESS_CLEAN_KEEP`.
     pub clean_keep: Vec<String>,
 }
 
