@@ -593,3 +593,47 @@ async fn an_unavailable_model_api_is_retried_by_pi_then_fails_the_job() {
     );
     w.stop().await;
 }
+
+/// The rpiv-web-tools extension (`web_search`, `web_fetch`) installed next to pi.
+fn web_tools_extension(pi: &Path) -> Option<PathBuf> {
+    let dir = installed_agent_dir(pi)?.join("npm/node_modules/@juicesharp/rpiv-web-tools");
+    dir.join("package.json").is_file().then_some(dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_web_search_job_searches_through_the_model_proxy_with_the_session_token() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let (Some(agent_dir), Some(_)) = (installed_agent_dir(&pi), web_tools_extension(&pi)) else {
+        eprintln!("real_pi: skipped (no rpiv-web-tools next to PI_BIN, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    let mock = ModelMock::start(vec![
+        Step::tool_call("web_search", json!({"query": "rust lapin confirms"})),
+        Step::text("Searched."),
+    ])
+    .await;
+    let w = pi_worker_with_agent_dir(&pi, Some(&agent_dir)).await;
+    let mut job = mock_job("job-web", &origin, &mock, "work/web");
+    job["webSearch"] = json!(true);
+    job["noChangesIsError"] = json!(false);
+    w.enqueue(&job).await;
+    let r = w.next_result(WORKER_WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    // The search went to the proxy's SearXNG endpoint, authorised with the session token,
+    // which the agent's environment never held.
+    let searches: Vec<_> = mock
+        .requests()
+        .into_iter()
+        .filter(|req| req.path.starts_with("/v1/web-search/search"))
+        .collect();
+    assert_eq!(searches.len(), 1, "{:?}", mock.requests());
+    assert_eq!(
+        searches[0].header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    w.stop().await;
+}
