@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{FileLimit, GitError, GitRemote, Identity, Refresh, RemoteProbe};
+use super::{
+    BaseMerge, ConflictedMerge, FileLimit, GitError, GitRemote, Identity, MergeOutcome, Refresh,
+    RemoteProbe,
+};
 
 /// A job's working copy. Cloning it is cheap (it is a few strings and handles).
 #[derive(Clone)]
@@ -145,6 +148,41 @@ impl Checkout {
         self.runner
             .run("refresh", move |c| {
                 super::refresh_from_base_if_clean(&dir, &remote, &base, &id, c)
+            })
+            .await
+    }
+
+    /// Fetches `base` through the checkout's remote and merges `origin/<base>` into the current
+    /// branch, leaving conflicts in the index and work tree (seed 4.3 step 4).
+    pub async fn merge_base(&self, base: &str) -> Result<BaseMerge, GitError> {
+        let (dir, remote, id) = (self.dir.clone(), self.remote.clone(), self.identity.clone());
+        let base = base.to_owned();
+        self.runner
+            .run("merge", move |c| {
+                super::merge_base_branch(&dir, &remote, &base, &id, c)
+            })
+            .await
+    }
+
+    /// The `git diff` of the conflicted `paths`, capped for the agent's prompt.
+    pub async fn conflict_diff(&self, paths: &[String]) -> Result<String, GitError> {
+        let (dir, paths) = (self.dir.clone(), paths.to_vec());
+        self.runner
+            .run("commit", move |_| super::conflict_diff(&dir, &paths))
+            .await
+    }
+
+    /// Completes the conflicted `merge` once the agent is done, or says what is unresolved.
+    pub async fn complete_merge(
+        &self,
+        merge: &ConflictedMerge,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        let (dir, id, limit) = (self.dir.clone(), self.identity.clone(), self.limit);
+        let (merge, message) = (merge.clone(), message.to_owned());
+        self.runner
+            .run("commit", move |_| {
+                super::complete_merge(&dir, &merge, &message, &id, limit)
             })
             .await
     }

@@ -10,6 +10,11 @@
 //! - [`clone`]: the resume probe, single-branch clones, the work branch, the identity and the
 //!   resume refresh from the base branch.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
+//! - [`merge`]: conflict resolution's merge of the base branch into the pull request's branch
+//!   (conflicts left for the agent as `git merge` leaves them) and its completion with two
+//!   parents once nothing is unmerged.
+//! - [`markers`]: the capped `git diff` of the conflicted files for the agent's prompt, and the
+//!   check that no conflict marker the agent left reaches the merge commit.
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one after the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
@@ -28,6 +33,8 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
+mod markers;
+mod merge;
 mod prune;
 mod push;
 mod runner;
@@ -47,6 +54,8 @@ pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
 pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};
 pub use credentials::TOKEN_USERNAME;
 pub use limits::{check_new_blobs, FileLimit};
+pub use markers::{conflict_diff, CONFLICT_DIFF_MAX_CHARS};
+pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, MergeOutcome};
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
 pub use runner::Runner;
