@@ -15,6 +15,9 @@
 //!   parents once nothing is unmerged.
 //! - [`markers`]: the capped `git diff` of the conflicted files for the agent's prompt, and the
 //!   check that no conflict marker the agent left reaches the merge commit.
+//! - [`bootstrap`]: bootstrap's no-op guard, the fresh single-commit history built from the
+//!   work tree (symlinks never followed, the size limit and `.gitignore` honoured) and its
+//!   force push to the target repository.
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one after the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
@@ -26,6 +29,7 @@
 //! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
 //! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
 
+mod bootstrap;
 mod checkout;
 mod checkpoint;
 mod clone;
@@ -44,6 +48,7 @@ use std::path::Path;
 
 use crate::redact::{Redactor, Secret};
 
+pub use bootstrap::{changed_since, force_push_branch, fresh_history, holds_any_file};
 pub use checkout::Checkout;
 pub use checkpoint::{checkpoint_loop, Checkpoints};
 pub use clone::{
