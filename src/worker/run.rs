@@ -12,7 +12,6 @@ use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner
 use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
-use crate::worker::coding;
 use crate::worker::completion::{CompletionRecord, Pruning};
 use crate::worker::context::{FlowEnd, JobContext, JobRun};
 use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
@@ -21,6 +20,7 @@ use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{KillReason, Watchdog};
 use crate::worker::workspace::Workspace;
+use crate::worker::{coding, conflict};
 
 /// Runs one job to its end.
 pub async fn run_job(
@@ -184,7 +184,7 @@ async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
     match (job.mode, &job.bootstrap, &job.merge_base) {
         (Mode::Coding, None, None) => coding::run(run).await,
         (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
-        (Mode::Coding, None, Some(_)) => Err(unsupported("conflict-resolution")),
+        (Mode::Coding, None, Some(base)) => conflict::run(run, base).await,
         (Mode::Explore, _, _) => Err(unsupported("explore")),
         (Mode::Preview, _, _) => Err(unsupported("preview")),
     }
