@@ -5,6 +5,7 @@ mod support;
 mod broker;
 mod cli;
 mod completion;
+mod conflict;
 mod faults;
 mod followups;
 mod git;
