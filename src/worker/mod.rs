@@ -9,6 +9,8 @@
 //! - [`coding`]: the ordinary coding flow, in phases; `agent_run`: the agent step flows share.
 //! - [`conflict`]: conflict resolution (the base merged into a pull request's branch, conflicts
 //!   resolved by the agent, the merge pushed with two parents).
+//! - [`bootstrap`]: a new repository from a reference clone or from scratch, as one fresh
+//!   commit force-pushed to the target.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
 //! - [`settle`]: publishing a job's end or a refusal, the ack policy, settling and counting.
 //! - `completion`: reading and recording a job's completion ref, one outcome per job when two
@@ -21,6 +23,7 @@
 //! - [`workspace`]: the job's private checkout and HOME.
 
 mod agent_run;
+pub mod bootstrap;
 pub mod coding;
 mod completion;
 pub mod conflict;

@@ -20,7 +20,7 @@ use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{KillReason, Watchdog};
 use crate::worker::workspace::Workspace;
-use crate::worker::{coding, conflict};
+use crate::worker::{bootstrap, coding, conflict};
 
 /// Runs one job to its end.
 pub async fn run_job(
@@ -120,9 +120,14 @@ impl JobOwned {
         let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
             .map_err(FlowError::io("cannot create the job workspace"))?;
         // Every fetch and push goes to the validated clone URL, whatever the checkout's config
-        // says by then: the agent can rewrite `origin`.
-        let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone()))
-            .map_err(FlowError::Git)?;
+        // says by then: the agent can rewrite `origin`. A bootstrap pushes to its target (and
+        // records its completion there); it only clones from `repo`.
+        let url = match &job.bootstrap {
+            Some(bootstrap) => &bootstrap.target.clone_url,
+            None => &job.repo.clone_url,
+        };
+        let remote =
+            GitRemote::new(url, GitAuth::token(job.gh_token.clone())).map_err(FlowError::Git)?;
         let identity = Identity {
             name: config.git.author_name.clone(),
             email: config.git.author_email.clone(),
@@ -183,7 +188,7 @@ async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
     let job = run.job;
     match (job.mode, &job.bootstrap, &job.merge_base) {
         (Mode::Coding, None, None) => coding::run(run).await,
-        (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
+        (Mode::Coding, Some(spec), _) => bootstrap::run(run, spec).await,
         (Mode::Coding, None, Some(base)) => conflict::run(run, base).await,
         (Mode::Explore, _, _) => Err(unsupported("explore")),
         (Mode::Preview, _, _) => Err(unsupported("preview")),
