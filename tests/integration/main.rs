@@ -2,6 +2,7 @@
 
 mod support;
 
+mod bootstrap;
 mod broker;
 mod cli;
 mod completion;
