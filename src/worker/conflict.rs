@@ -190,7 +190,7 @@ fn conflict_prompt(base: &str, branch: &str, paths: &[String], diff: &str, task:
             "Conflict hunks (`git diff` of the conflicted files):",
             "",
             "```diff",
-            diff,
+            diff.trim_end_matches('\n'),
             "```",
         ]
         .map(str::to_owned),
@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn the_conflict_prompt_lists_the_files_the_hunks_and_the_task_in_the_seeds_order() {
         let paths = vec!["a.txt".to_owned(), "src/b.rs".to_owned()];
-        let prompt = conflict_prompt("main", "feature/x", &paths, "DIFF", "  Do the task.\n");
+        let prompt = conflict_prompt("main", "feature/x", &paths, "DIFF\n", "  Do the task.\n");
         let expected = format!(
             "The base branch `main` was merged into this pull-request branch `feature/x` and left \
              Git merge conflicts in the following 2 file(s):\n\n- a.txt\n- src/b.rs\n\n\
