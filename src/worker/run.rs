@@ -120,14 +120,9 @@ impl JobOwned {
         let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
             .map_err(FlowError::io("cannot create the job workspace"))?;
         // Every fetch and push goes to the validated clone URL, whatever the checkout's config
-        // says by then: the agent can rewrite `origin`. A bootstrap pushes to its target (and
-        // records its completion there); it only clones from `repo`.
-        let url = match &job.bootstrap {
-            Some(bootstrap) => &bootstrap.target.clone_url,
-            None => &job.repo.clone_url,
-        };
-        let remote =
-            GitRemote::new(url, GitAuth::token(job.gh_token.clone())).map_err(FlowError::Git)?;
+        // says by then: the agent can rewrite `origin`. A bootstrap's is its target's.
+        let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone()))
+            .map_err(FlowError::Git)?;
         let identity = Identity {
             name: config.git.author_name.clone(),
             email: config.git.author_email.clone(),
