@@ -228,6 +228,48 @@ mod tests {
         }
     }
 
+    /// A commit of `files` (path, content) with no parent, in `repo`.
+    fn commit(repo: &Repository, files: &[(&str, &str)]) -> Oid {
+        let mut builder = repo.treebuilder(None).unwrap();
+        for (path, content) in files {
+            let blob = repo.blob(content.as_bytes()).unwrap();
+            builder.insert(path, blob, 0o100644).unwrap();
+        }
+        let tree = repo.find_tree(builder.write().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(None, &sig, &sig, "c", &tree, &[]).unwrap()
+    }
+
+    #[test]
+    fn only_marker_lines_that_no_side_of_the_merge_had_make_a_file_unresolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let heading = "Title\n=======\n";
+        let ours = commit(&repo, &[("doc.md", heading), ("code.txt", "a\n")]);
+        let theirs = commit(&repo, &[("doc.md", heading), ("code.txt", "b\n")]);
+        let paths = vec!["doc.md".to_owned(), "code.txt".to_owned()];
+        let staged = |files: &[(&str, &str)]| {
+            let oid = commit(&repo, files);
+            repo.find_commit(oid).unwrap().tree().unwrap()
+        };
+        let marked = |tree: &Tree<'_>| {
+            marked_paths(&repo, tree, &paths, &[ours, theirs], FileLimit(0)).unwrap()
+        };
+
+        // The heading both sides had is content, not a leftover.
+        let clean = staged(&[("doc.md", "Title\n=======\nmore\n"), ("code.txt", "ab\n")]);
+        assert!(marked(&clean).is_empty());
+        // A region left as the merge wrote it.
+        let left = staged(&[
+            ("doc.md", heading),
+            ("code.txt", "<<<<<<< HEAD\na\n=======\nb\n>>>>>>> main\n"),
+        ]);
+        assert_eq!(marked(&left), ["code.txt"]);
+        // A resolution by deletion has nothing left to check.
+        let deleted = staged(&[("doc.md", heading)]);
+        assert!(marked(&deleted).is_empty());
+    }
+
     #[test]
     fn a_long_diff_is_cut_at_24000_characters_with_the_seeds_note() {
         let short = "é".repeat(CONFLICT_DIFF_MAX_CHARS);
