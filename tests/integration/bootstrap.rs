@@ -219,6 +219,37 @@ async fn a_work_tree_with_nothing_to_commit_fails_as_git_without_pushing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_size_limit_fails_the_bootstrap_as_git_before_anything_is_pushed() {
+    let target = BareRepo::new();
+    let before = target.tip("main");
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo small > small.txt\nhead -c 4096 /dev/zero > big.bin\nfinish 'Scaffolded'",
+    );
+    let w = TestWorker::start(&agent, |c| c.git.max_file_bytes = 1024).await;
+    w.enqueue(&bootstrap_job(
+        "job-boot-big",
+        &BareRepo::new().url(),
+        &target.url(),
+        true,
+    ))
+    .await;
+
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("git commit: 'big.bin' is 4096 bytes, over the 1024-byte limit"),
+        "{error}"
+    );
+    assert_eq!(target.tip("main"), before);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_that_commits_its_own_work_on_the_reference_is_not_a_no_op() {
     let reference = BareRepo::new();
     let target = BareRepo::new();

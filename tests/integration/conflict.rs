@@ -273,6 +273,26 @@ async fn a_staged_file_that_still_holds_conflict_markers_is_never_pushed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_merge_is_unresolved_and_nothing_is_pushed() {
+    let (origin, pr, _) = conflicting_origin();
+    let scratch = tempfile::tempdir().unwrap();
+    // Nothing unmerged and no marker left, but committing now would drop the base's side.
+    let agent = agent(scratch.path(), "git merge --abort\nfinish 'gave up'");
+    let w = TestWorker::start(&agent, |_| {}).await;
+    w.enqueue(&conflict_job("job-abandoned", &origin.url()))
+        .await;
+
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["failureCause"], "agent", "{r}");
+    assert_eq!(
+        r["result"]["error"],
+        "The agent did not resolve all merge conflicts (1 file(s) still conflicted: shared.txt)."
+    );
+    assert_eq!(origin.tip("feature"), Some(pr));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolved_conflict_job_delivered_again_re_publishes_its_result_without_running_the_agent()
 {
     let (origin, _, _) = conflicting_origin();
