@@ -19,7 +19,9 @@
 //!   the blocking git2 work off the runtime with a per-step timeout ([`git::Runner`]), and the
 //!   checkpoint pushes beside the agent ([`git::Checkpoints`]). Below it: credentials offered
 //!   only to the clone URL's origin, clones and the resume refresh, non-forced pushes, the
-//!   per-file size limit, completion refs and their pruning.
+//!   per-file size limit, completion refs and their pruning, conflict resolution's merge and
+//!   its conflict markers (`merge`, `markers`), and bootstrap's fresh single-commit history
+//!   and force push (`bootstrap`).
 //! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request
 //!   (GitLab) after the final push, with its retries, over HTTP.
 //! - [`agent`]: the agent runners, in two families: `agent/pi/` (the Pi runner, its
@@ -31,7 +33,8 @@
 //!   directory, off the runtime.
 //! - [`worker`]: the consume loop (reconnecting, draining); the job driver
 //!   ([`worker::run`]) that owns a job's workspace, checkout, reporter, watchdog and helper
-//!   tasks; the flows ([`worker::coding`]) that borrow them; a job's errors and ends
+//!   tasks; the flows that borrow them ([`worker::coding`], [`worker::conflict`],
+//!   [`worker::bootstrap`]); a job's errors and ends
 //!   ([`worker::error`]); and the one place that finishes a delivery ([`worker::settle`]).
 //! - [`config`]: the configuration file, its defaults and environment overrides.
 //! - [`redact`]: the one redactor every outgoing string passes through, and the [`redact::Secret`]

@@ -224,7 +224,7 @@ impl Metrics {
         for phase in ["starting", "clone", "agent", "push"] {
             self.phase_duration.with_label_values(&[phase]);
         }
-        for op in ["probe", "clone", "refresh", "push", "commit"] {
+        for op in ["probe", "clone", "refresh", "merge", "push", "commit"] {
             self.git_operation_duration.with_label_values(&[op]);
         }
         for d in ["input", "output"] {

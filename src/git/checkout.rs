@@ -8,7 +8,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{FileLimit, GitError, GitRemote, Identity, Refresh, RemoteProbe};
+use super::{
+    BaseMerge, ConflictedMerge, FileLimit, GitError, GitRemote, Identity, MergeOutcome, Refresh,
+    RemoteProbe,
+};
 
 /// A job's working copy. Cloning it is cheap (it is a few strings and handles).
 #[derive(Clone)]
@@ -156,6 +159,19 @@ impl Checkout {
             .await
     }
 
+    /// A clone of `branch` from `source`, another remote than the checkout's (bootstrap's
+    /// reference repository, while the checkout's remote is the target), depth 1 where the
+    /// transport allows. Sets the identity; returns the tip.
+    pub async fn clone_from(&self, source: &GitRemote, branch: &str) -> Result<String, GitError> {
+        let (source, dir, branch) = (source.clone(), self.dir.clone(), branch.to_owned());
+        self.runner
+            .run("clone", move |c| {
+                super::clone_branch(&source, &branch, &dir, true, c)
+            })
+            .await?;
+        self.prepare().await
+    }
+
     async fn prepare(&self) -> Result<String, GitError> {
         let (dir, id) = (self.dir.clone(), self.identity.clone());
         self.runner
@@ -183,6 +199,76 @@ impl Checkout {
         let (dir, base) = (self.dir.clone(), base_branch.to_owned());
         self.runner
             .run("commit", move |_| super::matches_base(&dir, &base))
+            .await
+    }
+
+    /// Fetches `base` through the checkout's remote and merges `origin/<base>` into the current
+    /// branch, leaving conflicts in the index and work tree (seed 4.3 step 4).
+    pub async fn merge_base(&self, base: &str) -> Result<BaseMerge, GitError> {
+        let (dir, remote, id) = (self.dir.clone(), self.remote.clone(), self.identity.clone());
+        let base = base.to_owned();
+        self.runner
+            .run("merge", move |c| {
+                super::merge_base_branch(&dir, &remote, &base, &id, c)
+            })
+            .await
+    }
+
+    /// The `git diff` of the conflicted `paths`, capped for the agent's prompt.
+    pub async fn conflict_diff(&self, paths: &[String]) -> Result<String, GitError> {
+        let (dir, paths) = (self.dir.clone(), paths.to_vec());
+        self.runner
+            .run("commit", move |_| super::conflict_diff(&dir, &paths))
+            .await
+    }
+
+    /// Completes the conflicted `merge` once the agent is done, or says what is unresolved.
+    pub async fn complete_merge(
+        &self,
+        merge: &ConflictedMerge,
+        message: &str,
+    ) -> Result<MergeOutcome, GitError> {
+        let (dir, id, limit) = (self.dir.clone(), self.identity.clone(), self.limit);
+        let (merge, message) = (merge.clone(), message.to_owned());
+        self.runner
+            .run("commit", move |_| {
+                super::complete_merge(&dir, &merge, &message, &id, limit)
+            })
+            .await
+    }
+
+    /// Bootstrap's no-op guard: with a reference clone, whether the agent changed anything
+    /// since `start` (its own commits count); from scratch (`None`), whether it wrote any file.
+    pub async fn has_new_content(&self, start: Option<&str>) -> Result<bool, GitError> {
+        let (dir, start) = (self.dir.clone(), start.map(str::to_owned));
+        self.runner
+            .run("commit", move |_| match start {
+                Some(start) => super::changed_since(&dir, &start),
+                None => super::holds_any_file(&dir),
+            })
+            .await
+    }
+
+    /// Replaces the checkout's history with one parentless commit of its work tree on
+    /// `branch`; returns the commit.
+    pub async fn fresh_history(&self, branch: &str, message: &str) -> Result<String, GitError> {
+        let (dir, id, limit) = (self.dir.clone(), self.identity.clone(), self.limit);
+        let (branch, message) = (branch.to_owned(), message.to_owned());
+        self.runner
+            .run("commit", move |_| {
+                super::fresh_history(&dir, &branch, &message, &id, limit)
+            })
+            .await
+    }
+
+    /// Force-pushes `branch` to the same branch of the checkout's remote (bootstrap only: its
+    /// target's history is replaced on purpose).
+    pub async fn force_push(&self, branch: &str) -> Result<(), GitError> {
+        let (dir, remote, branch) = (self.dir.clone(), self.remote.clone(), branch.to_owned());
+        self.runner
+            .run("push", move |c| {
+                super::force_push_branch(&dir, &remote, &branch, c)
+            })
             .await
     }
 

@@ -154,20 +154,7 @@ pub fn refresh_from_base_if_clean(
     let repo = open(OP, dir)?;
     let local = |e| GitError::local(OP, e);
 
-    let tracking = format!("refs/remotes/origin/{base_branch}");
-    let refspec = format!("+refs/heads/{base_branch}:{tracking}");
-    {
-        let mut remote = checkout_remote(&repo, remote, OP)?;
-        let mut fetch = FetchOptions::new();
-        fetch
-            .remote_callbacks(state.callbacks())
-            .follow_redirects(RemoteRedirect::Initial)
-            .download_tags(AutotagOption::None);
-        remote
-            .fetch(&[&refspec], Some(&mut fetch), None)
-            .map_err(|e| state.error(OP, e))?;
-    }
-
+    let tracking = fetch_tracking(&repo, remote, &state, base_branch, OP)?;
     let base_ref = repo.find_reference(&tracking).map_err(local)?;
     let theirs = base_ref.peel_to_commit().map_err(local)?;
     let annotated = repo
@@ -220,6 +207,29 @@ pub fn refresh_from_base_if_clean(
     .map_err(local)?;
     head.set_target(target, reflog).map_err(local)?;
     Ok(outcome)
+}
+
+/// Fetches `refs/heads/<branch>` of `remote` into `refs/remotes/origin/<branch>` (through the
+/// job's remote, never the checkout's `origin`) and returns that tracking ref's name.
+pub(crate) fn fetch_tracking(
+    repo: &git2::Repository,
+    remote: &GitRemote,
+    state: &NetState<'_>,
+    branch: &str,
+    op: &'static str,
+) -> Result<String, GitError> {
+    let tracking = format!("refs/remotes/origin/{branch}");
+    let refspec = format!("+refs/heads/{branch}:{tracking}");
+    let mut remote = checkout_remote(repo, remote, op)?;
+    let mut fetch = FetchOptions::new();
+    fetch
+        .remote_callbacks(state.callbacks())
+        .follow_redirects(RemoteRedirect::Initial)
+        .download_tags(AutotagOption::None);
+    remote
+        .fetch(&[&refspec], Some(&mut fetch), None)
+        .map_err(|e| state.error(op, e))?;
+    Ok(tracking)
 }
 
 /// The local branch `name`, as an error naming the operation when it is missing.

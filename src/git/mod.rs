@@ -10,6 +10,14 @@
 //! - [`clone`]: the resume probe, single-branch clones, the work branch, the identity and the
 //!   resume refresh from the base branch.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
+//! - [`merge`]: conflict resolution's merge of the base branch into the pull request's branch
+//!   (conflicts left for the agent as `git merge` leaves them) and its completion with two
+//!   parents once nothing is unmerged.
+//! - [`markers`]: the capped `git diff` of the conflicted files for the agent's prompt, and the
+//!   check that no conflict marker the agent left reaches the merge commit.
+//! - [`bootstrap`]: bootstrap's no-op guard, the fresh single-commit history built from the
+//!   work tree (symlinks never followed, the size limit and `.gitignore` honoured) and its
+//!   force push to the target repository.
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one after the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
@@ -23,6 +31,7 @@
 //! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
 //! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
 
+mod bootstrap;
 mod checkout;
 mod checkpoint;
 mod clone;
@@ -30,6 +39,8 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
+mod markers;
+mod merge;
 mod prune;
 mod push;
 mod runner;
@@ -40,6 +51,7 @@ use std::path::Path;
 
 use crate::redact::{Redactor, Secret};
 
+pub use bootstrap::{changed_since, force_push_branch, fresh_history, holds_any_file};
 pub use checkout::Checkout;
 pub use checkpoint::{checkpoint_loop, Checkpoints};
 pub use clone::{
@@ -50,6 +62,8 @@ pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
 pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};
 pub use credentials::TOKEN_USERNAME;
 pub use limits::{check_new_blobs, FileLimit};
+pub use markers::{conflict_diff, CONFLICT_DIFF_MAX_CHARS};
+pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, MergeOutcome};
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
 pub use runner::Runner;

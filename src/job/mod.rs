@@ -239,6 +239,15 @@ impl AgentJob {
             .unwrap_or(&self.branch)
     }
 
+    /// The clone URL of the repository the job pushes to and records its completion on: a
+    /// bootstrap's target (it only clones from `repo`), else `repo`'s.
+    pub fn push_clone_url(&self) -> &str {
+        match &self.bootstrap {
+            Some(bootstrap) => &bootstrap.target.clone_url,
+            None => &self.repo.clone_url,
+        }
+    }
+
     /// `M`: the safety-net commit message.
     pub fn safety_net_message(&self) -> &str {
         self.commit_message

@@ -3,6 +3,7 @@
 
 mod ids;
 mod result_body;
+mod texts;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use ids::{correlation_id, EventIds};
+pub use texts::{bootstrap_no_op_reason, unresolved_conflicts_reason, NEVER_ACTED_CAUSE};
 
 /// The contract's failure causes (seed 3.6, plus `invalid-job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

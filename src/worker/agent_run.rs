@@ -14,7 +14,7 @@ use crate::agent::{self, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups;
 use crate::job::outcome::{TodoProgress, ToolSpan};
 use crate::job::{AgentJob, Harness};
-use crate::worker::context::JobRun;
+use crate::worker::context::{JobContext, JobRun};
 use crate::worker::error::{FlowError, Stop};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
@@ -71,6 +71,17 @@ pub async fn run_agent(
         reporter: run.reporter.clone(),
     });
     Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+}
+
+/// Counts the tokens an agent run reported into the worker's metrics.
+pub fn count_usage(ctx: &JobContext, agent: &AgentRun) {
+    if let Some(u) = agent.usage {
+        let tokens = &ctx.metrics.agent_tokens;
+        tokens.with_label_values(&["input"]).inc_by(u.input_tokens);
+        tokens
+            .with_label_values(&["output"])
+            .inc_by(u.output_tokens);
+    }
 }
 
 /// Where the agent finds the job's context files, relative to its working directory.

@@ -14,7 +14,7 @@ use crate::followups::FOLLOW_UPS_FILENAME;
 use crate::forge::{self, PrError, PrRequest};
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause};
-use crate::worker::agent_run::{run_agent, FollowUpStream};
+use crate::worker::agent_run::{count_usage, run_agent, FollowUpStream};
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::error::Stop;
 use crate::worker::workspace::resolve_service_directory;
@@ -208,13 +208,7 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
             return Err(stop);
         }
     };
-    if let Some(u) = agent.usage {
-        let tokens = &ctx.metrics.agent_tokens;
-        tokens.with_label_values(&["input"]).inc_by(u.input_tokens);
-        tokens
-            .with_label_values(&["output"])
-            .inc_by(u.output_tokens);
-    }
+    count_usage(ctx, &agent);
 
     // Safety net: edits to tracked files the agent did not commit.
     let safety_net = run.checkout.commit_tracked(job.safety_net_message()).await;

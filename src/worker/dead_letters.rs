@@ -128,7 +128,8 @@ async fn recorded_result(
     if !ctx.config.git.completion_refs {
         return None;
     }
-    let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone())).ok()?;
+    // Where the job records it: a bootstrap's target, else its repository.
+    let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone())).ok()?;
     let ws = Workspace::create(&ctx.config.work_dir(), &job.job_id, deliveries).ok()?;
     let runner = Runner::new(
         ctx.metrics.clone(),

@@ -7,6 +7,10 @@
 //! - [`run`]: the job driver: it owns the job's workspace, checkout, reporter, watchdog and
 //!   helper tasks, runs the flow, builds the result body and records the completion.
 //! - [`coding`]: the ordinary coding flow, in phases; `agent_run`: the agent step flows share.
+//! - [`conflict`]: conflict resolution (the base merged into a pull request's branch, conflicts
+//!   resolved by the agent, the merge pushed with two parents).
+//! - [`bootstrap`]: a new repository from a reference clone or from scratch, as one fresh
+//!   commit force-pushed to the target.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
 //! - [`settle`]: publishing a job's end or a refusal, the ack policy, settling and counting.
 //! - `completion`: reading and recording a job's completion ref, one outcome per job when two
@@ -20,8 +24,10 @@
 //! - [`warm`]: where warm checkouts live, and the locks that give one to one job at a time.
 
 mod agent_run;
+pub mod bootstrap;
 pub mod coding;
 mod completion;
+pub mod conflict;
 mod consume;
 pub mod context;
 mod dead_letters;

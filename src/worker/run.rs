@@ -12,7 +12,6 @@ use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner
 use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
-use crate::worker::coding;
 use crate::worker::completion::{CompletionRecord, Pruning};
 use crate::worker::context::{FlowEnd, JobContext, JobRun};
 use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
@@ -22,6 +21,7 @@ use crate::worker::tasks::JobTasks;
 use crate::worker::warm::{warm_dir, WarmError, WarmLease};
 use crate::worker::watchdog::{KillReason, Watchdog};
 use crate::worker::workspace::Workspace;
+use crate::worker::{bootstrap, coding, conflict};
 
 /// Runs one job to its end.
 pub async fn run_job(
@@ -124,8 +124,8 @@ impl JobOwned {
         let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
             .map_err(FlowError::io("cannot create the job workspace"))?;
         // Every fetch and push goes to the validated clone URL, whatever the checkout's config
-        // says by then: the agent can rewrite `origin`.
-        let remote = GitRemote::new(&job.repo.clone_url, GitAuth::token(job.gh_token.clone()))
+        // says by then: the agent can rewrite `origin`. A bootstrap's is its target's.
+        let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone()))
             .map_err(FlowError::Git)?;
         let identity = Identity {
             name: config.git.author_name.clone(),
@@ -212,8 +212,8 @@ async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
     let job = run.job;
     match (job.mode, &job.bootstrap, &job.merge_base) {
         (Mode::Coding, None, None) => coding::run(run).await,
-        (Mode::Coding, Some(_), _) => Err(unsupported("bootstrap")),
-        (Mode::Coding, None, Some(_)) => Err(unsupported("conflict-resolution")),
+        (Mode::Coding, Some(spec), _) => bootstrap::run(run, spec).await,
+        (Mode::Coding, None, Some(base)) => conflict::run(run, base).await,
         (Mode::Explore, _, _) => Err(unsupported("explore")),
         (Mode::Preview, _, _) => Err(unsupported("preview")),
     }

@@ -2,9 +2,11 @@
 
 mod support;
 
+mod bootstrap;
 mod broker;
 mod cli;
 mod completion;
+mod conflict;
 mod faults;
 mod followups;
 mod git;

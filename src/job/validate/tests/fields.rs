@@ -174,6 +174,20 @@ fn a_non_object_bootstrap_target_fails_on_its_owner() {
 }
 
 #[test]
+fn a_bootstrap_pushes_to_its_target_and_every_other_job_to_its_repository() {
+    let plain = parse(&with("coding", json!({}))).unwrap();
+    assert_eq!(plain.push_clone_url(), plain.repo.clone_url);
+    let target = "https://github.com/acme/new-service.git";
+    let bootstrap = parse(&with(
+        "coding",
+        json!({"bootstrap": {"target": {"owner": "acme", "name": "new-service",
+            "cloneUrl": target, "defaultBranch": "main"}}}),
+    ))
+    .unwrap();
+    assert_eq!(bootstrap.push_clone_url(), target);
+}
+
+#[test]
 fn context_files_are_sanitised_and_the_first_usable_name_wins() {
     let job = parse(&with(
         "explore",
