@@ -22,6 +22,10 @@
 //!   per-file size limit, completion refs and their pruning.
 //! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request
 //!   (GitLab) after the final push, with its retries, over HTTP.
+//! - [`structured`]: an explore's JSON document (seed 5.6): reading it out of the agent's
+//!   answer, and when that fails, the one repair call to the job's own model endpoint (the
+//!   proxy's chat completions or a subscription's Messages API), retried and bounded. Used by
+//!   the explore flow ([`worker::explore`]).
 //! - [`agent`]: the agent runners, in two families: `agent/pi/` (the Pi runner, its
 //!   event-stream parser and the HOME it reads) and `agent/cli/` (Claude Code and Codex: the
 //!   runner they share, their config homes and stream parsers). Shared by both: process
@@ -62,6 +66,7 @@ pub mod metrics;
 pub mod owned_dir;
 pub mod redact;
 pub mod shutdown;
+pub mod structured;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 pub mod telemetry;
