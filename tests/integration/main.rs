@@ -5,6 +5,7 @@ mod support;
 mod broker;
 mod cli;
 mod completion;
+mod explore;
 mod faults;
 mod followups;
 mod git;
