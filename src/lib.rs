@@ -24,6 +24,10 @@
 //!   and force push (`bootstrap`).
 //! - [`forge`]: the code-host API: opening the pull request (GitHub) or merge request
 //!   (GitLab) after the final push, with its retries, over HTTP.
+//! - [`structured`]: an explore's JSON document (seed 5.6): reading it out of the agent's
+//!   answer, and when that fails, the one repair call to the job's own model endpoint (the
+//!   proxy's chat completions or a subscription's Messages API), retried and bounded. Used by
+//!   the explore flow ([`worker::explore`]).
 //! - [`agent`]: the agent runners, in two families: `agent/pi/` (the Pi runner, its
 //!   event-stream parser and the HOME it reads) and `agent/cli/` (Claude Code and Codex: the
 //!   runner they share, their config homes and stream parsers). Shared by both: process
@@ -43,6 +47,8 @@
 //!   job's fields at the top level, and the signal handling that cancels the one token passed
 //!   down from `main`.
 //! - [`demo`]: the self-contained demo run (a throwaway bare repository and a scripted agent).
+//! - [`http_retry`]: what the HTTP clients of [`forge`] and [`structured`] share: transient
+//!   answers, the wait before the next attempt, an error's full text.
 //! - [`owned_dir`]: the guard of a directory owned for one job or run (the job workspace, an
 //!   agent's config home): created 0700, removed when its owner ends, however it ends.
 //! - `sys`: the libc calls (and libgit2's global options), each behind a safe function; the
@@ -60,11 +66,15 @@ pub mod demo;
 pub mod followups;
 pub mod forge;
 pub mod git;
+pub mod http_retry;
+#[cfg(test)]
+mod http_stub;
 pub mod job;
 pub mod metrics;
 pub mod owned_dir;
 pub mod redact;
 pub mod shutdown;
+pub mod structured;
 #[allow(unsafe_code)]
 pub(crate) mod sys;
 pub mod telemetry;

@@ -161,6 +161,24 @@ impl Redactor {
         out = GITLAB_TOKEN.replace_all(&out, "glpat-***").into_owned();
         BEARER.replace_all(&out, "${1}***").into_owned()
     }
+
+    /// Redacts every string of a JSON document, object keys included (a structured result is
+    /// the agent's text as much as its summary is).
+    pub fn redact_json(&self, value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Value::String(self.redact(&s)),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| self.redact_json(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (self.redact(&k), self.redact_json(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
 }
 
 /// Whether the value of a `name: value` pair in prose could be a credential: not a number, not
@@ -217,6 +235,24 @@ mod tests {
 
     fn patterns(s: &str) -> String {
         Redactor::patterns_only().redact(s)
+    }
+
+    #[test]
+    fn every_string_of_a_json_document_is_redacted_keys_included_and_its_shape_kept() {
+        let r = Redactor::patterns_only().with_secret(&Secret::new("sess-SECRET-123"));
+        let doc = serde_json::json!({
+            "summary": "used sess-SECRET-123 to call it",
+            "items": [{"note": "token ghp_abc123 leaked"}, 3, true, null],
+            "sess-SECRET-123": 1
+        });
+        assert_eq!(
+            r.redact_json(doc),
+            serde_json::json!({
+                "summary": "used *** to call it",
+                "items": [{"note": "token ghp_*** leaked"}, 3, true, null],
+                "***": 1
+            })
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use reqwest::{redirect, Client, RequestBuilder, Response};
 use serde_json::Value;
 
 use super::PrError;
+use crate::http_retry::error_chain;
 use crate::redact::{head_chars, Redactor};
 
 pub(super) const HARNESS_USER_AGENT: &str = "executor-harness";
@@ -72,21 +73,6 @@ pub(super) fn url_field(body: &Value, field: &str) -> Option<String> {
 /// Redacted before it is cut, so a token straddling the cut cannot leak in part.
 pub(super) fn excerpt(text: &str, redactor: &Redactor) -> String {
     head_chars(&redactor.redact(text), BODY_EXCERPT_CHARS).to_owned()
-}
-
-/// An error with its sources, since reqwest's own text omits the cause ("connection refused").
-pub(super) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !cause_text.is_empty() && !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 pub(super) fn sensitive_value(value: &str) -> Result<HeaderValue, PrError> {

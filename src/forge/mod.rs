@@ -21,7 +21,6 @@ mod gitlab;
 mod http;
 mod retry;
 #[cfg(test)]
-mod stub;
 #[cfg(test)]
 mod tests;
 

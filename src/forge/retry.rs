@@ -4,11 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
-use reqwest::header::RETRY_AFTER;
-use reqwest::{RequestBuilder, Response, StatusCode};
 
-use super::http::error_chain;
+use reqwest::{RequestBuilder, Response};
+
 use super::PrError;
+use crate::http_retry::{error_chain, is_transient, Failed};
 use crate::redact::Redactor;
 
 const NETWORK_FALLBACK: &str = "API request failed after retries";
@@ -42,51 +42,8 @@ impl RetryPolicy {
     /// The wait before the next attempt: the answer's `Retry-After` when it asks for one,
     /// else the backoff plus up to 25 % jitter.
     pub(super) fn delay(&self, failed: &Failed, backoff: Duration, now: SystemTime) -> Duration {
-        let asked = match failed {
-            Failed::Status(resp) => resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry_after(v, now, self.max_retry_after)),
-            Failed::Network(_) => None,
-        };
-        asked.unwrap_or_else(|| backoff + backoff.mul_f64(0.25 * fastrand::f64()))
+        failed.delay(backoff, self.max_retry_after, now)
     }
-}
-
-/// `Retry-After` in delay-seconds or HTTP-date form, capped; zero or past values are ignored.
-pub(super) fn retry_after(value: &str, now: SystemTime, cap: Duration) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<f64>() {
-        if !(secs.is_finite() && secs > 0.0) {
-            return None;
-        }
-        return Duration::try_from_secs_f64(secs.min(cap.as_secs_f64())).ok();
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    let wait = at.duration_since(now).ok()?;
-    (!wait.is_zero()).then(|| wait.min(cap))
-}
-
-/// An attempt worth retrying; the last one is handed back as is.
-pub(super) enum Failed {
-    Status(Response),
-    Network(reqwest::Error),
-}
-
-impl Failed {
-    fn is_retryable(&self) -> bool {
-        match self {
-            Failed::Status(_) => true,
-            // A request that cannot even be built (an invalid API base) fails the same way on
-            // every attempt.
-            Failed::Network(err) => !err.is_builder(),
-        }
-    }
-}
-
-fn is_transient(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
 /// Sends with retries on 5xx, 429 and network errors. After the last attempt a transient

@@ -1,6 +1,7 @@
 //! What a run publishes (contract section 3.2): the terminal result, follow-up items and
 //! progress, plus the failure-cause vocabulary and the stable texts downstream regexes read.
 
+mod explore_texts;
 mod ids;
 mod result_body;
 mod texts;
@@ -10,6 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use explore_texts::{
+    no_report_reason, no_structured_reason, unusable_final_reason, UnusableFinal,
+};
 pub use ids::{correlation_id, EventIds};
 pub use texts::{bootstrap_no_op_reason, unresolved_conflicts_reason, NEVER_ACTED_CAUSE};
 

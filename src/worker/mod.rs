@@ -13,6 +13,7 @@
 //!   commit force-pushed to the target.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
 //! - [`settle`]: publishing a job's end or a refusal, the ack policy, settling and counting.
+//! - [`explore`]: the read-only explore flow, prose or a structured document.
 //! - `completion`: reading and recording a job's completion ref, one outcome per job when two
 //!   runs race, and pruning old refs.
 //! - `dead_letters`: the result of a job that died at the delivery limit.
@@ -33,6 +34,7 @@ pub mod context;
 mod dead_letters;
 pub mod error;
 pub mod events;
+pub mod explore;
 pub mod reporter;
 pub mod run;
 pub mod settle;

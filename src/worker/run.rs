@@ -163,7 +163,10 @@ impl JobOwned {
             FileLimit(config.git.max_file_bytes),
             runner,
         );
-        let record = config.git.completion_refs.then(|| CompletionRecord {
+        // Explore writes nothing to the remote: no record, not even its probe, so a read-only
+        // token suffices.
+        let recorded = config.git.completion_refs && job.mode != Mode::Explore;
+        let record = recorded.then(|| CompletionRecord {
             ref_name: git::completion_ref(&config.git.completion_ref_prefix, &job.job_id),
             scratch: ws.root().join("completion"),
         });
@@ -211,6 +214,8 @@ impl JobOwned {
 async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
     let job = run.job;
     match (job.mode, &job.bootstrap, &job.merge_base) {
+        // With `infra` (the tester stand-up, seed 4.8, not built) it falls to the refusal below.
+        (Mode::Explore, ..) if job.infra.is_none() => crate::worker::explore::run(run).await,
         (Mode::Coding, None, None) => coding::run(run).await,
         (Mode::Coding, Some(spec), _) => bootstrap::run(run, spec).await,
         (Mode::Coding, None, Some(base)) => conflict::run(run, base).await,

@@ -7,6 +7,7 @@ mod broker;
 mod cli;
 mod completion;
 mod conflict;
+mod explore;
 mod faults;
 mod followups;
 mod git;

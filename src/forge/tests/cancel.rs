@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 use super::github;
 use crate::forge::http::http_client;
 use crate::forge::retry::RetryPolicy;
-use crate::forge::stub::{Reply, Stub};
 use crate::forge::{open_pull_request, open_with_policy};
+use crate::http_stub::{Reply, Stub};
 use crate::redact::Secret;
 
 #[tokio::test]

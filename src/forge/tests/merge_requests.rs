@@ -5,8 +5,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{client_resolving, github, open, FAST};
-use crate::forge::stub::{Reply, Stub};
 use crate::forge::{infer_provider, open_pull_request, PrRequest};
+use crate::http_stub::{Reply, Stub};
 use crate::job::outcome::FailureCause;
 use crate::job::Provider;
 use crate::redact::Secret;

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{client_builder, http_client};
 use super::retry::RetryPolicy;
-use super::stub::Stub;
 use super::{open_with_policy, PrError, PrRequest};
+use crate::http_stub::Stub;
 use crate::redact::Secret;
 
 const FAST: RetryPolicy = RetryPolicy {

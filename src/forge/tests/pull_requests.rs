@@ -5,8 +5,8 @@ use serde_json::json;
 
 use super::{github, open, FAST};
 use crate::forge::retry::RetryPolicy;
-use crate::forge::stub::{Reply, Stub};
 use crate::forge::PrRequest;
+use crate::http_stub::{Reply, Stub};
 use crate::job::outcome::FailureCause;
 use crate::job::Provider;
 use crate::redact::Secret;

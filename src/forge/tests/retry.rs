@@ -7,9 +7,10 @@ use backon::BackoffBuilder;
 use serde_json::json;
 
 use super::{github, open, FAST};
-use crate::forge::retry::{retry_after, Failed, RetryPolicy};
-use crate::forge::stub::{Reply, Stub};
+use crate::forge::retry::RetryPolicy;
 use crate::forge::PrError;
+use crate::http_retry::{retry_after, Failed};
+use crate::http_stub::{Reply, Stub};
 use crate::job::outcome::FailureCause;
 use crate::redact::Secret;
 

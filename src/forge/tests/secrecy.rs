@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::{github, open, FAST};
-use crate::forge::stub::{Reply, Stub};
 use crate::forge::PrRequest;
+use crate::http_stub::{Reply, Stub};
 use crate::job::Provider;
 use crate::redact::Secret;
 

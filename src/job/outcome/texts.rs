@@ -59,7 +59,7 @@ pub fn bootstrap_no_op_reason(
 }
 
 /// `TAIL(stderr)` and `TAIL(stderr, summary)` of seed 3.7.
-fn tail(stderr_tail: Option<&str>, summary: Option<&str>) -> String {
+pub(super) fn tail(stderr_tail: Option<&str>, summary: Option<&str>) -> String {
     match (
         stderr_tail.filter(|t| !t.is_empty()),
         summary.filter(|s| !s.is_empty()),

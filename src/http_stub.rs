@@ -1,5 +1,5 @@
-//! Test support: a loopback HTTP/1.1 server standing in for GitHub and GitLab, answering from a
-//! script and recording every request.
+//! Test support: a loopback HTTP/1.1 server standing in for an HTTP API (GitHub, GitLab, a
+//! model endpoint), answering from a script and recording every request.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
