@@ -175,3 +175,35 @@ async fn two_worker_processes_sharing_a_disk_take_the_warm_checkout_in_turn() {
     w1.stop(WAIT).await;
     w2.stop(WAIT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explore_job_with_a_persistent_checkout_reads_in_the_warm_checkout_and_writes_nothing() {
+    let origin = repo();
+    let scratch = tempfile::tempdir().unwrap();
+    let s = scratch.path();
+    let agent = write_agent(
+        s,
+        "agent",
+        &format!(
+            "pwd > {s}/explore-pwd\ntest -f README.md\nfinish 'The repository greets.'",
+            s = s.display()
+        ),
+    );
+    let w = TestWorker::start(&agent, |_| {}).await;
+    let refs_before = origin.refs("refs/");
+    let mut job = coding_job("warm-explore", &origin.url(), None);
+    job["mode"] = json!("explore");
+    job["persistentCheckout"] = json!(true);
+    w.enqueue(&job).await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["result"]["summary"], "The repository greets.");
+    let pwd = std::fs::read_to_string(s.join("explore-pwd")).unwrap();
+    assert!(pwd.contains("/warm/acme-widgets-"), "{pwd}");
+    assert_eq!(
+        origin.refs("refs/"),
+        refs_before,
+        "explore wrote to the remote"
+    );
+    w.stop().await;
+}
