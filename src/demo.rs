@@ -4,6 +4,7 @@
 //! uncommitted edit, the push, and the outcome.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -76,7 +77,16 @@ pub async fn run_demo(json: bool) -> Result<i32, DemoError> {
     println!("demo: running job {} on branch {BRANCH}\n", job.job_id);
     let memory = MemorySink::default();
     let sink: Arc<dyn EventSink> = Arc::new(TeeSink(StdoutSink::new(json), memory.clone()));
-    let ctx = JobContext::new(Arc::new(config), Arc::new(Metrics::new()), secrets);
+    // The agent runs in the sandbox, as an unprivileged user when the demo runs as root: it
+    // must be able to pass through the scratch directory to its own.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o711))?;
+    let ctx = JobContext::start(Arc::new(config), Arc::new(Metrics::new()), secrets)
+        .await
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    println!(
+        "demo: agents run in the sandbox: {}",
+        ctx.sandbox.mechanism().as_str()
+    );
     let end = run_job(&ctx, &job, 1, sink.clone(), CancellationToken::new()).await;
     let JobEnd::Finished(result) = end else {
         return Err(DemoError::Setup("the demo job was interrupted".into()));

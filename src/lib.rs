@@ -40,6 +40,9 @@
 //!   tasks; the flows that borrow them ([`worker::coding`], [`worker::conflict`],
 //!   [`worker::bootstrap`]); a job's errors and ends
 //!   ([`worker::error`]); and the one place that finishes a delivery ([`worker::settle`]).
+//! - [`sandbox`]: the bubblewrap sandbox every agent process tree runs in: read-only host, the
+//!   work dir and the config hidden, a private `/proc`, only the job's own directories
+//!   writable, an unprivileged user when the worker is root (`docs/sandbox.md`).
 //! - [`config`]: the configuration file, its defaults and environment overrides.
 //! - [`redact`]: the one redactor every outgoing string passes through, and the [`redact::Secret`]
 //!   type that never prints its value.
@@ -73,6 +76,7 @@ pub mod job;
 pub mod metrics;
 pub mod owned_dir;
 pub mod redact;
+pub mod sandbox;
 pub mod shutdown;
 pub mod structured;
 #[allow(unsafe_code)]

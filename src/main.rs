@@ -95,6 +95,10 @@ fn main() -> ExitCode {
     if let Command::DemoAgent { .. } = cli.command {
         return demo::agent_main();
     }
+    // The broker's credentials live in memory from here on: not in the environment block a
+    // process of the same user could read, nor in anything the worker starts.
+    let amqp_url = executor_harness::config::take_env("AMQP_URL");
+    TAKEN_AMQP_URL.get_or_init(|| amqp_url);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,8 +139,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `AMQP_URL` as the process started with it (see `main`).
+static TAKEN_AMQP_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
+    let taken = |k: &str| match k {
+        "AMQP_URL" => TAKEN_AMQP_URL.get().cloned().flatten(),
+        _ => None,
+    };
+    Ok(Config::load_with(path, taken)?)
 }
 
 /// The configuration, and logging through a redactor that learns each job's secrets.
@@ -192,7 +203,7 @@ async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Resu
     };
     let cancel = CancellationToken::new();
     shutdown::spawn_signal_listener(cancel.clone()).context("cannot install signal handlers")?;
-    let ctx = JobContext::new(config, Arc::new(Metrics::new()), secrets);
+    let ctx = JobContext::start(config, Arc::new(Metrics::new()), secrets).await?;
     let run = run_job(&ctx, &job, 1, sink.clone(), cancel).instrument(worker::job_span(&job, 1));
     match run.await {
         JobEnd::Finished(body) => {

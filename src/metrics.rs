@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -42,8 +42,12 @@ pub struct Metrics {
     pub amqp_reconnects: IntCounter,
     pub git_operation_duration: HistogramVec,
     pub agent_tokens: IntCounterVec,
+    /// 1 for the sandbox mechanism agents run in (`bubblewrap` or `none`), 0 for the others.
+    pub sandbox_active: IntGaugeVec,
     /// True while connected and consuming (`/readyz`).
     pub ready: AtomicBool,
+    /// The sandbox mechanism, for `/readyz`.
+    sandbox: std::sync::RwLock<&'static str>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -177,7 +181,20 @@ impl Metrics {
                 "Model tokens the agents reported.",
                 &["direction"],
             ),
+            sandbox_active: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "sandbox_active",
+                        "1 for the mechanism that confines the agents (bubblewrap or none).",
+                    ),
+                    &["mechanism"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone())).expect("once");
+                g
+            },
             ready: AtomicBool::new(false),
+            sandbox: std::sync::RwLock::new("none"),
             registry: r,
         };
         m.zero_initialise();
@@ -186,6 +203,7 @@ impl Metrics {
 
     /// Every label combination exists from start-up, so dashboards and alerts see zeros.
     fn zero_initialise(&self) {
+        self.set_sandbox("none");
         for mode in ["coding", "explore", "preview"] {
             self.jobs_received.with_label_values(&[mode]);
             for state in ["done", "failed"] {
@@ -249,6 +267,20 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Records the mechanism agents run in (`harness_sandbox_active`, `/readyz`).
+    pub fn set_sandbox(&self, mechanism: &'static str) {
+        for m in ["bubblewrap", "none"] {
+            self.sandbox_active
+                .with_label_values(&[m])
+                .set(i64::from(m == mechanism));
+        }
+        *self.sandbox.write().unwrap_or_else(|p| p.into_inner()) = mechanism;
+    }
+
+    fn sandbox_mechanism(&self) -> &'static str {
+        *self.sandbox.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
@@ -281,9 +313,11 @@ pub async fn serve(
             let (status, body, ctype) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
                 "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "ready\n".to_owned(), "text/plain")
-                }
+                "/readyz" if metrics.ready.load(Ordering::Relaxed) => (
+                    "200 OK",
+                    format!("ready (sandbox: {})\n", metrics.sandbox_mechanism()),
+                    "text/plain",
+                ),
                 "/readyz" => (
                     "503 Service Unavailable",
                     "not ready\n".to_owned(),
@@ -322,10 +356,30 @@ mod tests {
             "harness_amqp_reconnects_total",
             "harness_git_operation_duration_seconds_bucket",
             "harness_agent_tokens_total",
+            "harness_sandbox_active",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name}");
         }
         assert!(text.contains("le=\"7200\""));
+    }
+
+    #[test]
+    fn the_active_sandbox_mechanism_is_the_one_set_to_one() {
+        let m = Metrics::new();
+        assert!(m
+            .render()
+            .contains("harness_sandbox_active{mechanism=\"none\"} 1"));
+        m.set_sandbox("bubblewrap");
+        let text = m.render();
+        assert!(
+            text.contains("harness_sandbox_active{mechanism=\"bubblewrap\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("harness_sandbox_active{mechanism=\"none\"} 0"),
+            "{text}"
+        );
+        assert_eq!(m.sandbox_mechanism(), "bubblewrap");
     }
 }

@@ -36,13 +36,30 @@ impl OwnedDir {
         &self.path
     }
 
-    /// Removes the directory off the async runtime; one that is not there is fine. A failure is
-    /// logged, naming what the directory was.
+    /// Removes the directory off the async runtime; one that is not there is fine. A failed
+    /// removal is retried a few times (the last processes of a killed agent may still be
+    /// writing into it while they die), then logged, naming what the directory was.
     pub async fn remove(mut self) {
+        use backon::{ExponentialBuilder, Retryable};
         self.removed = true;
         let path = self.path.clone();
-        let res = tokio::task::spawn_blocking(move || remove_tree(&path)).await;
-        if let Ok(Err(e)) = res {
+        let attempt = || {
+            let path = path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || remove_tree(&path))
+                    .await
+                    .map_err(io::Error::other)?
+            }
+        };
+        let res = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(std::time::Duration::from_millis(100))
+                    .with_max_delay(std::time::Duration::from_secs(1))
+                    .with_max_times(4),
+            )
+            .await;
+        if let Err(e) = res {
             tracing::warn!(error = %e, "cannot remove {}", self.what);
         }
     }

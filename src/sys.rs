@@ -60,3 +60,52 @@ pub fn set_git_server_timeouts(connect_ms: libc::c_int, read_ms: libc::c_int) {
         let _ = git2::opts::set_server_timeout_in_milliseconds(read_ms);
     }
 }
+
+/// Makes this process not dumpable: processes of the same user can no longer ptrace it or
+/// read its `/proc/<pid>/mem`, `environ` or the like (only root or `CAP_SYS_PTRACE` can), so an
+/// unconfined agent running as the worker's user cannot read the worker's memory or secrets.
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether libgit2 refuses repositories owned by another user (its `safe.directory` check).
+/// A root worker turns it off for the checkouts it hands to the agents' user; call it once at
+/// start-up, before any git operation runs on another thread.
+pub fn set_git_owner_validation(on: bool) {
+    // SAFETY: set once at start-up, before any git operation runs on another thread, as
+    // libgit2 requires for its global options.
+    unsafe {
+        let _ = git2::opts::set_verify_owner_validation(on);
+    }
+}
+
+/// Sets the process's file mode creation mask; returns the previous one.
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask takes a plain integer and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+/// Takes `name` out of the environment: returns its value after overwriting it in place, so
+/// that neither a later child nor `/proc/<pid>/environ` (which shows the block the process
+/// started with) still holds it. Call it at start-up, before any other thread runs.
+pub fn take_env_var(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    let key = std::ffi::CString::new(name).ok()?;
+    // SAFETY: getenv returns NULL or a pointer to the NUL-terminated value inside the
+    // environment block, valid until the environment changes; we write only within its length
+    // (strlen) and before any other thread exists, so nothing reads it concurrently.
+    unsafe {
+        let ptr = libc::getenv(key.as_ptr());
+        if !ptr.is_null() {
+            let len = libc::strlen(ptr);
+            std::ptr::write_bytes(ptr, b'*', len);
+        }
+    }
+    std::env::remove_var(name);
+    Some(value)
+}

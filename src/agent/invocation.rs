@@ -4,14 +4,17 @@
 //! plus the pairs the runner pins (HOME and the harness's own).
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use super::guard::GuardLimits;
 use crate::job::{AgentJob, HarnessAuth};
+use crate::sandbox::Sandbox;
 
 /// How to start the agent CLI for one job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Invocation {
     /// argv prefix of the harness's program (config `agent.pi_command`, `claude_command` or
     /// `codex_command`); tests and the demo point it elsewhere. The runner appends the
@@ -39,6 +42,70 @@ pub struct Invocation {
     /// Whether the run is expected to edit files (coding, conflict, bootstrap: true; explore:
     /// false); the guard's no-edit bound applies only then.
     pub expects_edits: bool,
+    /// The sandbox the agent runs in.
+    pub sandbox: Arc<Sandbox>,
+    /// The job's own directories: the only ones the agent may write (its checkout, HOME and
+    /// TMPDIR), besides the shared caches the sandbox allows.
+    pub own_dirs: Vec<PathBuf>,
+}
+
+impl Invocation {
+    /// The command that runs `args` of the harness's program for this job, in its sandbox and
+    /// working directory. `more_own` are directories of this run only (a config home made
+    /// outside the job's HOME). The program is looked up here, on the agent's `PATH`: inside
+    /// the sandbox a missing one would only be a failed run.
+    pub fn command(
+        &self,
+        args: &[String],
+        more_own: &[PathBuf],
+    ) -> Result<tokio::process::Command, std::io::Error> {
+        let Some((program, prefix)) = self.command.split_first() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty agent command",
+            ));
+        };
+        let program = self.resolve(program)?;
+        let mut all = prefix.to_vec();
+        all.extend_from_slice(args);
+        let own: Vec<PathBuf> = self.own_dirs.iter().chain(more_own).cloned().collect();
+        Ok(self.sandbox.command(&program, &all, &self.work_dir, &own))
+    }
+
+    /// The program's path: as given when it names a path, else the first executable of that
+    /// name on the agent's `PATH` (its `agent.env` one, else the worker's).
+    fn resolve(&self, program: &str) -> Result<String, std::io::Error> {
+        let not_found = || {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{program}: no such program"),
+            )
+        };
+        if program.contains('/') {
+            return match Path::new(program).exists() {
+                true => Ok(program.to_owned()),
+                false => Err(not_found()),
+            };
+        }
+        let path = self
+            .extra_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| OsString::from(v))
+            .or_else(|| std::env::var_os("PATH"))
+            .unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable(candidate))
+            .map(|p| p.to_string_lossy().into_owned())
+            .ok_or_else(not_found)
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 impl Invocation {
@@ -55,6 +122,8 @@ impl Invocation {
             kill_grace: Duration::from_secs(5),
             guard: GuardLimits::default(),
             expects_edits: true,
+            sandbox: Arc::new(Sandbox::none()),
+            own_dirs: Vec::new(),
         }
     }
 }

@@ -7,16 +7,33 @@ use std::path::{Path, PathBuf};
 use super::{Config, ConfigError};
 use crate::job::ValidationPolicy;
 
+/// Takes the variable `name` out of the process environment and returns its value (see
+/// [`Config::load_with`]): neither `/proc/<pid>/environ` nor a child still shows it. Call it
+/// first thing in `main`, before any other thread starts.
+pub fn take_env(name: &str) -> Option<String> {
+    crate::sys::take_env_var(name)
+}
+
 impl Config {
     /// Loads `path` (or `HARNESS_CONFIG`, or the defaults) and applies the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, |_| None)
+    }
+
+    /// Like [`Config::load`], with `taken` consulted before the environment: the variables the
+    /// worker took out of its environment at start-up (`AMQP_URL`).
+    pub fn load_with(
+        path: Option<&Path>,
+        taken: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let from_env = std::env::var_os("HARNESS_CONFIG").map(PathBuf::from);
         let path = path.map(Path::to_path_buf).or(from_env);
-        let mut config = match path {
-            Some(p) => Self::from_file(&p)?,
+        let mut config = match &path {
+            Some(p) => Self::from_file(p)?,
             None => Self::default(),
         };
-        config.apply_env(|k| std::env::var(k).ok())?;
+        config.loaded_from = path.and_then(|p| p.canonicalize().ok());
+        config.apply_env(|k| taken(k).or_else(|| std::env::var(k).ok()))?;
         config.check()?;
         Ok(config)
     }
@@ -91,6 +108,9 @@ impl Config {
                     .filter(|h| !h.is_empty()),
             );
         }
+        if let Some(v) = get("HARNESS_SANDBOX") {
+            self.sandbox.mode = v.trim().to_ascii_lowercase();
+        }
         if let Some(v) = get("HARNESS_CLEAN_KEEP") {
             self.git.clean_keep = v
                 .split(',')
@@ -126,6 +146,9 @@ impl Config {
         }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return bad("log.format must be 'json' or 'pretty'");
+        }
+        if !matches!(self.sandbox.mode.as_str(), "auto" | "required" | "off") {
+            return bad("sandbox.mode must be 'auto', 'required' or 'off'");
         }
         for (name, v) in [
             ("job.max_duration_ms", self.job.max_duration_ms),

@@ -38,6 +38,52 @@ pub struct Config {
     pub agent: AgentConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub sandbox: SandboxConfig,
+    /// The file the configuration was read from: hidden from agents like the work dir.
+    #[serde(skip)]
+    pub loaded_from: Option<PathBuf>,
+}
+
+/// How agents are isolated from the worker, from each other and from the host
+/// (see `docs/sandbox.md`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// `auto` (the strongest mechanism available, announced at start-up), `required` (refuse
+    /// to start without one) or `off` (warned). Env `HARNESS_SANDBOX`.
+    pub mode: String,
+    /// The bubblewrap program.
+    pub bwrap: String,
+    /// Paths agents must not read, on top of the work dir and the config file (a directory is
+    /// replaced by an empty read-only one, a file by an empty file).
+    pub hidden: Vec<String>,
+    /// Paths agents may write, on top of their own checkout, HOME and TMPDIR: shared caches an
+    /// operator chooses.
+    pub writable: Vec<String>,
+    /// When the worker runs as root, agents run as this user and group, and own their checkout
+    /// and HOME.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            mode: "auto".into(),
+            bwrap: "bwrap".into(),
+            hidden: [
+                "/var/run/secrets",
+                "/run/secrets",
+                "/var/run/docker.sock",
+                "/run/docker.sock",
+            ]
+            .map(String::from)
+            .to_vec(),
+            writable: Vec::new(),
+            uid: 65534,
+            gid: 65534,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -276,6 +322,7 @@ impl Default for LogConfig {
 }
 
 mod load;
+pub use load::take_env;
 
 #[cfg(test)]
 mod tests;

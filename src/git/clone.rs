@@ -83,7 +83,8 @@ pub fn create_branch(dir: &Path, name: &str) -> Result<(), GitError> {
     repo.set_head(refname).map_err(|e| GitError::local(OP, e))
 }
 
-/// Sets the repo-local `user.name` and `user.email`, which the agent's own commits inherit.
+/// Sets the repo-local `user.name` and `user.email`, which the agent's own commits inherit,
+/// and turns git's automatic gc and maintenance off in the checkout.
 pub fn set_identity(dir: &Path, id: &Identity) -> Result<(), GitError> {
     const OP: &str = "config";
     let repo = open(OP, dir)?;
@@ -94,6 +95,10 @@ pub fn set_identity(dir: &Path, id: &Identity) -> Result<(), GitError> {
     config
         .set_str("user.name", &id.name)
         .and_then(|()| config.set_str("user.email", &id.email))
+        // No automatic gc or detached maintenance from an agent's commits: it would outlive
+        // the agent and race the workspace's removal.
+        .and_then(|()| config.set_i32("gc.auto", 0))
+        .and_then(|()| config.set_bool("maintenance.auto", false))
         .map_err(|e| GitError::local(OP, e))
 }
 

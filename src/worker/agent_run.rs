@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,25 +52,61 @@ pub async fn run_agent(
         Harness::ClaudeCode => cfg.claude_command.clone(),
         Harness::Codex => cfg.codex_command.clone(),
     };
+    let tmp = run.ws.root().join("tmp");
+    let own_dirs = own_dirs(run, &tmp);
+    hand_over(ctx, &own_dirs, &tmp).await?;
+    let mut extra_env: Vec<(String, String)> = cfg
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    extra_env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
     let inv = Invocation {
         command,
         work_dir: work_dir.to_path_buf(),
         home_dir: home,
         codex_home_root: ctx.config.codex_home_root(),
-        extra_env: cfg
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        extra_env,
         env_remove: cfg.env_remove.clone(),
         kill_grace: Duration::from_millis(cfg.kill_grace_ms),
         guard: GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits),
         expects_edits,
+        sandbox: ctx.sandbox.clone(),
+        own_dirs,
     };
     let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
         reporter: run.reporter.clone(),
     });
     Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+}
+
+/// The directories the job's agent may write: its checkout (the job's own or its warm one),
+/// HOME and TMPDIR; not the rest of the workspace, where the worker keeps its completion
+/// scratch repositories.
+fn own_dirs(run: &JobRun<'_>, tmp: &Path) -> Vec<PathBuf> {
+    vec![
+        run.checkout.dir().to_path_buf(),
+        run.ws.home(),
+        tmp.to_path_buf(),
+    ]
+}
+
+/// Makes the job's TMPDIR and gives the job's directories to the agents' user (when the
+/// worker is root): whatever the worker wrote there since the last agent run included.
+async fn hand_over(ctx: &JobContext, own: &[PathBuf], tmp: &Path) -> Result<(), Stop> {
+    let (sandbox, own, tmp) = (ctx.sandbox.clone(), own.to_vec(), tmp.to_path_buf());
+    let mut roots = vec![ctx.config.work_dir()];
+    roots.extend(ctx.config.codex_home_root());
+    tokio::task::spawn_blocking(move || {
+        crate::owned_dir::create_private(&tmp)?;
+        sandbox.hand_over(&own, &roots)
+    })
+    .await
+    .map_err(|e| FlowError::Task(e.to_string()))?
+    .map_err(FlowError::io(
+        "cannot hand the job's directories to the agent's user",
+    ))?;
+    Ok(())
 }
 
 /// Counts the tokens an agent run reported into the worker's metrics.

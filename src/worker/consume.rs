@@ -130,7 +130,7 @@ pub async fn run_worker(
     secrets: SecretRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let ctx = JobContext::new(config.clone(), metrics.clone(), secrets);
+    let ctx = JobContext::start(config.clone(), metrics.clone(), secrets).await?;
     sweep_leftovers(&config).await;
     let tracker = TaskTracker::new();
     let interrupt = CancellationToken::new();

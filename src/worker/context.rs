@@ -10,6 +10,7 @@ use crate::git::Checkout;
 use crate::job::outcome::{AgentResult, ResultBody};
 use crate::job::AgentJob;
 use crate::metrics::Metrics;
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::telemetry::SecretRegistry;
 use crate::worker::completion::{CompletionRecord, PruneGate};
 use crate::worker::reporter::JobReporter;
@@ -30,6 +31,8 @@ pub struct JobContext {
     pub(crate) prune_gate: Arc<PruneGate>,
     /// Who holds which warm checkout in this process.
     pub(crate) warm_locks: Arc<WarmLocks>,
+    /// The sandbox every agent runs in.
+    pub sandbox: Arc<Sandbox>,
 }
 
 impl JobContext {
@@ -41,7 +44,28 @@ impl JobContext {
             secrets,
             prune_gate: Arc::default(),
             warm_locks: Arc::default(),
+            sandbox: Arc::new(Sandbox::none()),
         }
+    }
+
+    /// The context of a worker (or a one-job run) about to start jobs: the sandbox detected
+    /// for `config` (an error when `sandbox.mode = "required"` finds none), announced in the
+    /// metrics, and the process set up for it (see [`Sandbox::apply_to_process`]).
+    pub async fn start(
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        secrets: SecretRegistry,
+    ) -> Result<Self, SandboxError> {
+        let sandbox = Sandbox::detect(&config).await?;
+        sandbox.apply_to_process();
+        metrics.set_sandbox(sandbox.mechanism().as_str());
+        Ok(Self::new(config, metrics, secrets).with_sandbox(sandbox))
+    }
+
+    /// The same context with agents run in `sandbox`.
+    pub fn with_sandbox(mut self, sandbox: Sandbox) -> Self {
+        self.sandbox = Arc::new(sandbox);
+        self
     }
 
     /// The HTTP client for the PR/MR API (one per worker, so connections are reused).

@@ -68,6 +68,8 @@ pub use consume::run_worker;
 pub enum WorkerError {
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// The configured topology, with the consumer timeout the job limits call for: above the max

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::agents::write_agent;
+use crate::support::agents::{agent_dir_config, write_agent};
 use crate::support::repo::BareRepo;
 use crate::support::worker::coding_job;
 
@@ -52,6 +52,7 @@ fn run_prints_json_lines_and_exits_by_outcome() {
         .args(["run", "--json"])
         .arg(&job_path)
         .env("HARNESS_PI_COMMAND", &agent)
+        .env("HARNESS_CONFIG", agent_dir_config(scratch.path()))
         .env("HARNESS_WORK_DIR", scratch.path().join("work"))
         .output()
         .unwrap();

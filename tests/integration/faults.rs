@@ -38,7 +38,7 @@ use crate::support::agents::write_agent;
 use crate::support::broker::{connect, get_message, message_count, rabbitmqctl, TestBroker};
 use crate::support::fault_proxy::FaultProxy;
 use crate::support::git_http::GitHttpServer;
-use crate::support::process::WorkerProcess;
+use crate::support::process::{descends_from, processes_with, WorkerProcess};
 use crate::support::repo::BareRepo;
 use crate::support::worker::{coding_job, eventually, test_config};
 
@@ -121,8 +121,7 @@ struct Scene {
 
 impl Scene {
     /// `agent` is the fake agent's shell body given the scratch directory. Before it, every run
-    /// records its pid (so the runs of a killed worker can be cleaned up) and its number `$N`
-    /// (1 for the first run of the scenario).
+    /// records its number `$N` (1 for the first run of the scenario).
     async fn new(
         scenario: &str,
         agent: impl FnOnce(&Path) -> String,
@@ -133,7 +132,7 @@ impl Scene {
         let work = tempfile::tempdir().unwrap();
         let s = scratch.path();
         let body = format!(
-            "echo $$ >> {s}/agent-pids\necho run >> {s}/runs\nN=$(wc -l < {s}/runs)\n{}",
+            "echo run >> {s}/runs\nN=$(wc -l < {s}/runs)\n{}",
             agent(s),
             s = s.display()
         );
@@ -221,22 +220,14 @@ impl Scene {
         self.figures.kills += 1;
     }
 
-    /// Pids of the agent runs whose parent is `worker` (each leads its process group).
+    /// Pids of the processes of agent runs `worker` started (the sandbox and the agent's shell;
+    /// each agent run leads its process group).
     fn agents_of(&self, worker: u32) -> Vec<i32> {
-        let pids = std::fs::read_to_string(self.s().join("agent-pids")).unwrap_or_default();
         let script = self.agent.display().to_string();
-        pids.lines()
-            .filter_map(|p| p.trim().parse::<i32>().ok())
-            .filter(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    .and_then(|p| p.parse::<u32>().ok());
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                ppid == Some(worker) && String::from_utf8_lossy(&cmdline).contains(&script)
-            })
+        processes_with(&script)
+            .into_iter()
+            .filter(|(pid, _)| descends_from(*pid, worker))
+            .map(|(pid, _)| pid)
             .collect()
     }
 
@@ -788,17 +779,11 @@ async fn a_second_signal_forces_the_exit_without_waiting_for_the_drain() {
         .expect("the second signal ends the worker at once");
     assert_eq!(status.code(), Some(130));
     // Its agent did not outlive it.
-    let pids = std::fs::read_to_string(sc.s().join("agent-pids")).unwrap();
-    for pid in pids.lines() {
-        eventually("the agent to be gone", Duration::from_secs(5), || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-                || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-                    st.rsplit_once(')')
-                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-                })
-        })
-        .await;
-    }
+    let script = sc.agent.display().to_string();
+    eventually("the agent to be gone", Duration::from_secs(5), || {
+        processes_with(&script).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::agents::write_agent;
+use crate::support::agents::{agent_dir_config, write_agent};
 use crate::support::git_http::GitHttpServer;
 use crate::support::repo::BareRepo;
 use crate::support::worker::{coding_job, eventually, TestWorker};
@@ -177,6 +177,7 @@ fn run_measured(
     cmd.args(["run", "--json"])
         .arg(&job_path)
         .env("HARNESS_PI_COMMAND", agent)
+        .env("HARNESS_CONFIG", agent_dir_config(work))
         .env("HARNESS_WORK_DIR", work.join("work"))
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(Stdio::null());

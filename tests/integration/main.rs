@@ -20,6 +20,7 @@ mod races;
 mod real_pi;
 mod real_subscription;
 mod resume;
+mod sandbox;
 mod secrets;
 mod supervision;
 mod warm;

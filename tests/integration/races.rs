@@ -12,8 +12,8 @@ use crate::worker::queue_counts;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The agent runs started so far, as `(pid, run number)`: each run appends its pid to
-/// `runs` and waits for `go-<pid>`.
+/// The agent runs started so far: each run appends a random id of its own to `runs` (not its
+/// pid, which the sandbox's PID namespace repeats) and waits for `go-<id>`.
 fn runs(s: &Path) -> Vec<String> {
     std::fs::read_to_string(s.join("runs"))
         .unwrap_or_default()
@@ -32,7 +32,7 @@ async fn race(agent_body: &str) -> (serde_json::Value, serde_json::Value, BareRe
         "agent",
         &format!(
             // N: this run's line in `runs` (both may append before either counts).
-            "echo $$ >> {s}/runs\nN=$(grep -nx $$ {s}/runs | cut -d: -f1)\nwait_for {s}/go-$$\n{agent_body}",
+            "ID=$(cat /proc/sys/kernel/random/uuid)\necho $ID >> {s}/runs\nN=$(grep -nx $ID {s}/runs | cut -d: -f1)\nwait_for {s}/go-$ID\n{agent_body}",
             s = s.display()
         ),
     );
@@ -43,11 +43,11 @@ async fn race(agent_body: &str) -> (serde_json::Value, serde_json::Value, BareRe
     w1.enqueue(&job).await;
     w1.enqueue(&job).await;
     eventually("both runs", WAIT, || runs(s).len() == 2).await;
-    let pids = runs(s);
+    let ids = runs(s);
 
-    std::fs::write(s.join(format!("go-{}", pids[0])), b"").unwrap();
+    std::fs::write(s.join(format!("go-{}", ids[0])), b"").unwrap();
     let first = w1.next_result(WAIT).await;
-    std::fs::write(s.join(format!("go-{}", pids[1])), b"").unwrap();
+    std::fs::write(s.join(format!("go-{}", ids[1])), b"").unwrap();
     let second = w1.next_result(WAIT).await;
     // Both deliveries were acked: nothing ready, nothing held.
     let jobs = w1.broker.topo.jobs_queue.clone();

@@ -1,33 +1,15 @@
 //! Watchdogs through the worker: a hung agent, an endless one, and slow git steps.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::support::agents::write_agent;
 use crate::support::git_http::GitHttpServer;
+use crate::support::process::processes_with;
 use crate::support::repo::BareRepo;
-use crate::support::worker::{coding_job, TestWorker};
+use crate::support::worker::{coding_job, eventually, TestWorker};
 
 const WAIT: Duration = Duration::from_secs(30);
 const TOKEN: &str = "ghs_TESTgittoken000000000000000000001";
-
-/// A process is gone when it no longer exists or is a zombie nobody reaped yet.
-fn gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn pid_in(path: &Path) -> i32 {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_hung_agent_fails_with_inactivity_naming_its_phase_and_leaves_nothing_running() {
@@ -38,7 +20,7 @@ async fn a_silent_hung_agent_fails_with_inactivity_naming_its_phase_and_leaves_n
         s,
         "agent",
         &format!(
-            "echo x > x.txt\ncommit_all 'Before the hang'\ntool bash\nsleep 1000 &\necho $! > {s}/grandchild\nwait",
+            "echo x > x.txt\ncommit_all 'Before the hang'\ntool bash\nsh -c 'sleep 1000; true' {s}/grandchild &\nwait",
             s = s.display()
         ),
     );
@@ -61,10 +43,12 @@ async fn a_silent_hung_agent_fails_with_inactivity_naming_its_phase_and_leaves_n
         detail.contains("agent=") && detail.ends_with("s ago."),
         "{detail}"
     );
-    assert!(
-        gone(pid_in(&s.join("grandchild"))),
-        "the grandchild sleep survived"
-    );
+    // Nothing the agent started is left (its script, the sandbox, the grandchild).
+    let scratch_path = s.display().to_string();
+    eventually("the grandchild to be gone", Duration::from_secs(5), || {
+        processes_with(&scratch_path).is_empty()
+    })
+    .await;
     // What the agent had committed was pushed before the job failed.
     assert_eq!(origin.subjects("work/hung")[0], "Before the hang");
     w.stop().await;
@@ -79,7 +63,7 @@ async fn a_busy_endless_agent_fails_with_max_duration_and_leaves_nothing_running
         s,
         "agent",
         &format!(
-            "sleep 1000 &\necho $! > {s}/grandchild\nwhile true; do tool read; sleep 0.05; done",
+            "sh -c 'sleep 1000; true' {s}/grandchild &\nwhile true; do tool read; sleep 0.05; done",
             s = s.display()
         ),
     );
@@ -94,10 +78,12 @@ async fn a_busy_endless_agent_fails_with_max_duration_and_leaves_nothing_running
     assert_eq!(r["failureCause"], "max-duration", "{r}");
     assert_eq!(r["error"], "Aborted: exceeded max duration of 2s");
     assert!(r["detail"].as_str().unwrap().starts_with("Phase timings: "));
-    assert!(
-        gone(pid_in(&s.join("grandchild"))),
-        "the grandchild sleep survived"
-    );
+    // Nothing the agent started is left (its script, the sandbox, the grandchild).
+    let scratch_path = s.display().to_string();
+    eventually("the grandchild to be gone", Duration::from_secs(5), || {
+        processes_with(&scratch_path).is_empty()
+    })
+    .await;
     assert_eq!(origin.tip("work/busy"), None);
     w.stop().await;
 }

@@ -6,13 +6,11 @@
 //! feeds the observer and the progress guard as Pi's does.
 
 use std::ffi::OsString;
-use std::io;
 use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::claude::{claude_args, claude_run_env, claude_system_prompt, prepare_claude_home};
@@ -94,13 +92,15 @@ pub async fn run_claude(
     }
     let home = config_home(inv.home_dir.join(CLAUDE_HOME_DIR));
     let result = async {
-        let mut env = prepare_home(job, home.path().to_path_buf(), prepare_claude_home).await?;
-        env.extend(claude_run_env(running_as_root()));
+        let mut env =
+            prepare_home(job, inv, home.path().to_path_buf(), prepare_claude_home).await?;
+        env.extend(claude_run_env(running_as_root(inv)));
         let run = CliRun {
             cli: "claude",
             args: claude_args(job, &claude_system_prompt(job)),
             prompt: job.user_prompt.clone(),
             env,
+            own: Vec::new(),
             stream: ClaudeStream::new(job.redactor()),
         };
         run_cli(job, inv, run, observer, cancel).await
@@ -131,12 +131,14 @@ pub async fn run_codex(
         );
     }
     let result = async {
-        let env = prepare_home(job, home.path().to_path_buf(), prepare_codex_home).await?;
+        let env = prepare_home(job, inv, home.path().to_path_buf(), prepare_codex_home).await?;
         let run = CliRun {
             cli: "codex",
             args: codex_args(job),
             prompt: codex_prompt(job),
             env,
+            // Outside the job's HOME when `codex_home_root` is set.
+            own: vec![home.path().to_path_buf()],
             stream: CodexStream::new(job.redactor()),
         };
         run_cli(job, inv, run, observer, cancel).await
@@ -146,9 +148,10 @@ pub async fn run_codex(
     result
 }
 
-/// Whether the worker runs as root (Claude Code then needs to be told it is sandboxed).
-fn running_as_root() -> bool {
-    crate::sys::effective_uid() == 0
+/// Whether the CLI runs as root: the worker is root and the sandbox does not switch users
+/// (Claude Code then needs to be told it is sandboxed).
+fn running_as_root(inv: &Invocation) -> bool {
+    crate::sys::effective_uid() == 0 && inv.sandbox.run_as().is_none()
 }
 
 /// One CLI run, ready to start.
@@ -159,6 +162,8 @@ struct CliRun<S> {
     prompt: String,
     /// The pairs the home preparation returned (config dir, token); empty with ambient auth.
     env: Vec<(String, String)>,
+    /// Directories of this run the CLI may write besides the job's own.
+    own: Vec<std::path::PathBuf>,
     stream: S,
 }
 
@@ -170,18 +175,15 @@ async fn run_cli<S: CliStream>(
     cancel: CancellationToken,
 ) -> Result<AgentRun, AgentError> {
     let cli = run.cli;
-    let Some((program, prefix)) = inv.command.split_first() else {
-        return Err(AgentError::Spawn {
+    let program = inv.command.first().cloned().unwrap_or_default();
+    let mut cmd = inv
+        .command(&run.args, &run.own)
+        .map_err(|source| AgentError::Spawn {
             command: cli,
-            program: String::new(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "empty agent command"),
-        });
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(prefix)
-        .args(&run.args)
-        .current_dir(&inv.work_dir)
-        .env_clear()
+            program: program.clone(),
+            source,
+        })?;
+    cmd.env_clear()
         .envs(cli_env(std::env::vars_os(), job, inv, run.env));
     let limits = Limits {
         kill_grace: inv.kill_grace,

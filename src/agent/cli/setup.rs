@@ -41,23 +41,31 @@ pub(super) fn config_home(path: PathBuf) -> OwnedDir {
 
 pub(super) type PrepareHome = fn(&AgentJob, &Path) -> io::Result<Vec<(String, String)>>;
 
-/// Writes the CLI's config home off the async runtime; returns its env pairs.
+/// Writes the CLI's config home off the async runtime and gives it to the agents' user (when
+/// the sandbox runs agents as another user); returns its env pairs.
 pub(super) async fn prepare_home(
     job: &AgentJob,
+    inv: &Invocation,
     home: PathBuf,
     prepare: PrepareHome,
 ) -> Result<Vec<(String, String)>, AgentError> {
     let job = job.clone();
-    tokio::task::spawn_blocking(move || prepare(&job, &home))
-        .await
-        .map_err(|e| AgentError::Io {
-            context: "preparing the agent's config home failed",
-            source: io::Error::other(e.to_string()),
-        })?
-        .map_err(|source| AgentError::Io {
-            context: "cannot prepare the agent's config home",
-            source,
-        })
+    let sandbox = inv.sandbox.clone();
+    let roots: Vec<PathBuf> = inv.codex_home_root.iter().cloned().collect();
+    tokio::task::spawn_blocking(move || {
+        let env = prepare(&job, &home)?;
+        sandbox.hand_over(&[home], &roots)?;
+        Ok(env)
+    })
+    .await
+    .map_err(|e| AgentError::Io {
+        context: "preparing the agent's config home failed",
+        source: io::Error::other(e.to_string()),
+    })?
+    .map_err(|source| AgentError::Io {
+        context: "cannot prepare the agent's config home",
+        source,
+    })
 }
 
 /// The subscription token and base URL, `None` for ambient auth, or the seed's runtime refusal

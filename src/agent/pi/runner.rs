@@ -10,7 +10,6 @@ use std::ops::ControlFlow;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use super::home::pi_agent_dir;
@@ -110,18 +109,15 @@ pub async fn run_pi(
     if cancel.is_cancelled() {
         return Err(AgentError::Cancelled);
     }
-    let Some((program, prefix)) = inv.command.split_first() else {
-        return Err(AgentError::Spawn {
+    let program = inv.command.first().cloned().unwrap_or_default();
+    let mut cmd = inv
+        .command(&pi_args(&job.model), &[])
+        .map_err(|source| AgentError::Spawn {
             command: "pi",
-            program: String::new(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty Pi command"),
-        });
-    };
-    let mut cmd = Command::new(program);
-    cmd.args(prefix)
-        .args(pi_args(&job.model))
-        .current_dir(&inv.work_dir)
-        .env_clear()
+            program: program.clone(),
+            source,
+        })?;
+    cmd.env_clear()
         .envs(child_env(std::env::vars_os(), inv, &job_secrets(job)));
     let limits = Limits {
         kill_grace: inv.kill_grace,

@@ -20,11 +20,25 @@ commit_all() { git add -A && git commit -q -m "$1"; }
 "#;
 
 /// Writes an executable fake agent whose behaviour is `body` (shell, after the prelude).
+///
+/// `dir` is opened to everyone: where the tests run as root, the sandbox runs agents as an
+/// unprivileged user, which must reach the script and leave its marker files beside it
+/// ([`super::worker::test_config`] makes `dir` writable inside the sandbox).
 pub fn write_agent(dir: &Path, name: &str, body: &str) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod dir");
     let path = dir.join(name);
     std::fs::write(&path, format!("{PRELUDE}\n{body}\n")).expect("write agent script");
     let mut perms = std::fs::metadata(&path).expect("stat").permissions();
     perms.set_mode(0o755);
     std::fs::set_permissions(&path, perms).expect("chmod");
+    path
+}
+
+/// A configuration file (in `dir`) for the `run` command: `dir`, where the fake agent lives
+/// and leaves its marker files, is writable inside the sandbox.
+pub fn agent_dir_config(dir: &Path) -> PathBuf {
+    let path = dir.join("agent-dir.toml");
+    let text = format!("[sandbox]\nwritable = [{:?}]\n", dir.display().to_string());
+    std::fs::write(&path, text).expect("write the config");
     path
 }

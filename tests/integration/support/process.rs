@@ -59,6 +59,11 @@ impl WorkerProcess {
     /// Starts the worker with `config`, its metrics on a free loopback port, the config file
     /// and the log (stdout and stderr, JSON lines) at `<dir>/<name>.toml` and `<dir>/<name>.log`.
     pub fn spawn(config: &Config, dir: &Path, name: &str) -> Self {
+        Self::spawn_with_env(config, dir, name, &[])
+    }
+
+    /// Like [`WorkerProcess::spawn`], with `env` added to the worker's environment.
+    pub fn spawn_with_env(config: &Config, dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
         let mut config = config.clone();
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         config.metrics.listen = metrics_addr.to_string();
@@ -85,6 +90,7 @@ impl WorkerProcess {
         for var in OVERRIDES {
             command.env_remove(var);
         }
+        command.envs(env.iter().copied());
         let child = command.spawn().expect("spawn the worker");
         Self {
             child,
@@ -265,4 +271,62 @@ impl Drop for WorkerProcess {
             self.kill();
         }
     }
+}
+
+/// Live processes (zombies left out) whose command line contains `needle`, as `(pid, ppid)`.
+/// Scanned on the host: a sandboxed agent's own `$$` is a pid of its PID namespace.
+pub fn processes_with(needle: &str) -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            if !String::from_utf8_lossy(&cmdline).contains(needle) {
+                return None;
+            }
+            let (state, ppid) = stat(pid)?;
+            (state != 'Z').then_some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Whether `ancestor` is `pid`'s parent, grandparent, and so on.
+pub fn descends_from(pid: i32, ancestor: u32) -> bool {
+    let mut current = pid;
+    for _ in 0..64 {
+        match stat(current) {
+            Some((_, ppid)) if ppid as u32 == ancestor => return true,
+            Some((_, ppid)) if ppid > 1 => current = ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// A process's state letter and parent pid from `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`: comm may hold spaces, so split after its `)`.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Live processes whose working directory is `dir` or under it (as root sees them).
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+                && stat(*pid).is_some_and(|(state, _)| state != 'Z')
+        })
+        .collect()
 }

@@ -40,6 +40,10 @@ pub fn test_config(broker: &TestBroker, agent: &Path, work_dir: &Path) -> Config
     c.agent.pi_command = vec![agent.display().to_string()];
     c.agent.kill_grace_ms = 1_000;
     c.metrics.listen = String::new();
+    // The fake agents leave marker files beside their script.
+    if let Some(dir) = agent.parent() {
+        c.sandbox.writable.push(dir.display().to_string());
+    }
     c
 }
 
