@@ -50,6 +50,11 @@ pub enum SandboxError {
          allow unprivileged user namespaces, or set sandbox.mode = \"auto\" or \"off\")"
     )]
     Unavailable(String),
+    #[error("cannot create the work dir {}: {source}", path.display())]
+    WorkDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The sandbox agents run in, as detected at start-up.
@@ -93,7 +98,16 @@ impl Sandbox {
             tracing::warn!("sandbox: off (sandbox.mode = \"off\"): agents run unconfined, as the worker's own user, and see what it sees");
             return Ok(Self::none());
         }
-        let mut hidden: Vec<PathBuf> = vec![config.work_dir()];
+        // Made now if missing: a work dir that does not exist yet could not be hidden, and
+        // the first job would make it visible.
+        let work_dir = config.work_dir();
+        if let Err(e) = crate::owned_dir::create_private(&work_dir) {
+            return Err(SandboxError::WorkDir {
+                path: work_dir,
+                source: e,
+            });
+        }
+        let mut hidden: Vec<PathBuf> = vec![work_dir];
         hidden.extend(config.loaded_from.clone());
         hidden.extend(cfg.hidden.iter().map(PathBuf::from));
         let (hidden_dirs, hidden_files) = split_existing(&hidden);

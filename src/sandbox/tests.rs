@@ -161,3 +161,18 @@ fn a_hidden_file_inside_a_writable_directory_stays_hidden() {
         "the work dir inside the cache is hidden again: {args:?}"
     );
 }
+
+#[tokio::test]
+async fn a_work_dir_that_does_not_exist_yet_is_made_and_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("not/yet");
+    let mut config = Config::default();
+    config.worker.work_dir = work.display().to_string();
+    let Ok(s) = Sandbox::detect(&config).await else {
+        panic!("auto never refuses");
+    };
+    assert!(work.is_dir());
+    if s.mechanism() == Mechanism::Bubblewrap {
+        assert_eq!(s.hidden_dirs.first(), Some(&work), "{:?}", s.hidden_dirs);
+    }
+}
