@@ -116,12 +116,7 @@ impl Sandbox {
             bwrap: PathBuf::from(&cfg.bwrap),
             hidden_dirs,
             hidden_files,
-            writable: cfg
-                .writable
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| p.exists())
-                .collect(),
+            writable: resolve_existing(cfg.writable.iter().map(PathBuf::from)),
             run_as,
         };
         match sandbox.probe().await {
@@ -165,8 +160,13 @@ impl Sandbox {
     ) -> tokio::process::Command {
         let mut cmd = match self.mechanism {
             Mechanism::Bubblewrap => {
+                // Resolved like the hidden paths, for the same reason.
+                let own: Vec<PathBuf> = own
+                    .iter()
+                    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                    .collect();
                 let mut cmd = tokio::process::Command::new(&self.bwrap);
-                cmd.args(bwrap::args(self, cwd, own))
+                cmd.args(bwrap::args(self, cwd, &own))
                     .arg("--")
                     .arg(program)
                     .args(args);
@@ -244,18 +244,28 @@ impl Sandbox {
     }
 }
 
-/// The paths of `hidden` that exist, as directories and files.
+/// The paths of `hidden` that exist, as directories and files, resolved as in
+/// [`resolve_existing`].
 fn split_existing(hidden: &[PathBuf]) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    for path in hidden {
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => dirs.push(path.clone()),
-            Ok(_) => files.push(path.clone()),
-            Err(_) => {}
+    resolve_existing(hidden.iter().cloned())
+        .into_iter()
+        .partition(|p| p.is_dir())
+}
+
+/// The paths that exist, with every symlink on the way resolved and each named once.
+/// Bubblewrap mounts at a path inside the new root, where a symlink that points elsewhere
+/// (`/var/run -> /run`, say) leads out of it, and the mount fails: one such path would cost
+/// the whole sandbox.
+fn resolve_existing(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut resolved: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            if !resolved.contains(&real) {
+                resolved.push(real);
+            }
         }
     }
-    (dirs, files)
+    resolved
 }
 
 #[cfg(test)]

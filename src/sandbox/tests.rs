@@ -176,3 +176,40 @@ async fn a_work_dir_that_does_not_exist_yet_is_made_and_hidden() {
         assert_eq!(s.hidden_dirs.first(), Some(&work), "{:?}", s.hidden_dirs);
     }
 }
+
+#[tokio::test]
+async fn a_hidden_or_writable_path_behind_a_symlink_does_not_cost_the_sandbox() {
+    // As `/var/run/docker.sock` is `/run/docker.sock` behind the `/var/run -> /run` link:
+    // bubblewrap cannot mount at a path whose symlink leads out of its new root. Not under
+    // /tmp, which the sandbox replaces with an empty one, symlinks and all.
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::symlink(&run, tmp.path().join("var-run")).unwrap();
+    let socket = std::os::unix::net::UnixListener::bind(run.join("docker.sock")).unwrap();
+    let cache = run.join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let mut config = Config::default();
+    config.worker.work_dir = tmp.path().join("work").display().to_string();
+    config.sandbox.hidden = vec![
+        tmp.path().join("var-run/docker.sock").display().to_string(),
+        run.join("docker.sock").display().to_string(),
+    ];
+    config.sandbox.writable = vec![tmp.path().join("var-run/cache").display().to_string()];
+    let plain = sandbox(tmp.path());
+    if plain.probe().await.is_err() {
+        eprintln!("sandbox: skipped (bubblewrap cannot run here)");
+        return;
+    }
+    let Ok(s) = Sandbox::detect(&config).await else {
+        panic!("auto never refuses");
+    };
+    assert_eq!(s.mechanism(), Mechanism::Bubblewrap);
+    assert_eq!(
+        s.hidden_files,
+        vec![run.join("docker.sock")],
+        "named once, resolved"
+    );
+    assert_eq!(s.writable, vec![cache]);
+    drop(socket);
+}

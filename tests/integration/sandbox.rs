@@ -117,11 +117,11 @@ impl Scene {
             WorkerProcess::spawn_with_env(&config, self.s(), "worker", &[("AMQP_URL", &url)]);
         w.wait_ready(WAIT).await;
         let (_, readyz) = w.get("/readyz").await.expect("/readyz answers");
-        assert_eq!(
-            readyz.trim(),
-            "ready (sandbox: bubblewrap)",
-            "this test needs bubblewrap"
-        );
+        if readyz.trim() != "ready (sandbox: bubblewrap)" {
+            let log = std::fs::read_to_string(&w.log_path).unwrap_or_default();
+            let why: Vec<&str> = log.lines().filter(|l| l.contains("sandbox")).collect();
+            panic!("this test needs bubblewrap; /readyz says {readyz:?}, the worker says {why:#?}");
+        }
         w
     }
 
