@@ -1,11 +1,11 @@
 //! The bubblewrap command line for one agent.
 //!
 //! Mount operations apply in order: the host's root read-only, a private `/dev`, `/proc` and
-//! `/tmp`, empty file systems over the hidden directories (the work dir first), then the job's
-//! own directories and the shared caches bound writable on top, then the hidden paths inside
-//! those binds covered again and the hidden files replaced by empty ones, and last the hidden
-//! directories made read-only, so an agent cannot even leave files where another job's
-//! checkout is.
+//! `/tmp`, empty file systems over the hidden directories (the work dir first), the shared
+//! caches bound writable on top, the hidden directories inside those caches covered again,
+//! then the job's own directories bound writable, the hidden files replaced by empty ones, and
+//! last the hidden directories made read-only (not what is mounted inside them), so an agent
+//! cannot even leave files where another job's checkout is.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -40,17 +40,22 @@ pub(super) fn args(sandbox: &Sandbox, cwd: &Path, own: &[PathBuf]) -> Vec<OsStri
         a.push("--tmpfs".into());
         a.push(dir.into());
     }
-    let bound: Vec<&PathBuf> = own.iter().chain(&sandbox.writable).collect();
-    for dir in &bound {
+    for dir in &sandbox.writable {
         a.push("--bind".into());
         a.push(dir.into());
         a.push(dir.into());
     }
-    // A hidden path inside a directory bound writable (a config file in a shared cache) was
-    // uncovered by that bind: hidden again on top of it.
-    let inside_bound = |p: &PathBuf| bound.iter().any(|b| p.starts_with(b) && p != *b);
-    for dir in sandbox.hidden_dirs.iter().filter(|d| inside_bound(d)) {
+    // A hidden path inside a shared cache bound writable (the work dir in a cache, a config
+    // file in one) was uncovered by that bind: hidden again on top of it, before the job's
+    // own directories (inside the work dir) are bound, so they stay visible.
+    let inside_writable = |p: &PathBuf| sandbox.writable.iter().any(|b| p.starts_with(b) && p != b);
+    for dir in sandbox.hidden_dirs.iter().filter(|d| inside_writable(d)) {
         a.push("--tmpfs".into());
+        a.push(dir.into());
+    }
+    for dir in own {
+        a.push("--bind".into());
+        a.push(dir.into());
         a.push(dir.into());
     }
     for file in &sandbox.hidden_files {

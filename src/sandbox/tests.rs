@@ -160,6 +160,47 @@ fn a_hidden_file_inside_a_writable_directory_stays_hidden() {
         bind_cache < rehide,
         "the work dir inside the cache is hidden again: {args:?}"
     );
+    let bind_own = args
+        .windows(2)
+        .position(|w| w[0] == "--bind" && w[1] == own.display().to_string())
+        .unwrap();
+    assert!(
+        rehide < bind_own,
+        "the job's own dir stays visible: {args:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_inside_a_work_dir_inside_a_writable_cache_sees_its_own_dir_and_nothing_else() {
+    // The one-shot `run` with its scratch directory writable and the work dir inside it.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut s = sandbox(tmp.path());
+    s.writable = vec![tmp.path().to_path_buf()];
+    let own = tmp.path().join("work/jobs/mine");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("file"), "mine").unwrap();
+    if s.run_as.is_some() {
+        s.hand_over(std::slice::from_ref(&own), &[tmp.path().join("work")])
+            .unwrap();
+        crate::sandbox::owner::make_traversable(tmp.path()).unwrap();
+    }
+    let Some(out) = run_inside(
+        &s,
+        &own,
+        "cat file; echo; ls ../ | tr '\\n' ' '; echo; cat ../other/secret 2>&1 | head -c 20",
+    )
+    .await
+    else {
+        return;
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"mine"), "{out}");
+    assert_eq!(
+        lines.get(1).map(|l| l.trim()),
+        Some("mine"),
+        "only its own dir: {out}"
+    );
+    assert!(!out.contains("other job"), "{out}");
 }
 
 #[tokio::test]

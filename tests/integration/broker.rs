@@ -359,8 +359,16 @@ async fn a_publish_to_a_missing_exchange_reports_the_closed_channel() {
 #[tokio::test]
 async fn a_publish_whose_confirm_does_not_come_in_time_is_a_confirm_timeout() {
     let test = TestBroker::declared(|_| {}).await;
-    // No broker confirms within zero time.
-    let impatient = Publisher::open(&test.conn, Duration::ZERO).await.unwrap();
+    // A broker that stops answering (a black-holed connection) confirms nothing; a zero
+    // timeout would race a fast broker's confirm.
+    let proxy = crate::support::fault_proxy::FaultProxy::broker().await;
+    let via_proxy = executor_harness::broker::connect(&proxy.amqp_url(), "confirm-timeout", 10)
+        .await
+        .unwrap();
+    let impatient = Publisher::open(&via_proxy, Duration::from_millis(300))
+        .await
+        .unwrap();
+    proxy.blackhole(true);
     let err = impatient
         .publish(event(
             &test.topo,
