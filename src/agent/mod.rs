@@ -16,7 +16,10 @@
 //!   cancellation or when the future is dropped.
 //! - [`invocation`]: what a run is started with, and the environment the agent gets.
 //! - [`guard`]: the progress guard every runner feeds its completed tool calls to (seed 5.2).
+//! - [`captured`]: the job's own shell commands beside the agent (install, checks), run as
+//!   the agent is.
 
+pub mod captured;
 pub mod cli;
 pub mod guard;
 pub mod invocation;
@@ -31,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::job::outcome::{RunStats, TodoProgress, ToolSpan, Usage};
 use crate::job::{AgentJob, Harness};
 
+pub use captured::{run_captured, Captured, CapturedCommand};
 pub use cli::{run_claude, run_codex};
 pub use guard::{GuardLimits, ProgressGuard};
 pub use invocation::Invocation;
@@ -223,6 +227,8 @@ pub(crate) mod test_support {
             persistent_checkout: false,
             stream_follow_ups: false,
             guard_limits: None,
+            validation_checks: None,
+            dependency_install: None,
         }
     }
 

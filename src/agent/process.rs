@@ -70,6 +70,8 @@ pub struct Finished {
     pub stdout_tail: String,
     /// The last [`Limits::stderr_tail_bytes`] of stderr, lossily decoded.
     pub stderr_tail: String,
+    /// How many bytes stdout carried in all.
+    pub stdout_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,6 +220,7 @@ pub async fn supervise(
     }
     Ok(Finished {
         ending,
+        stdout_bytes: stdout_tail.seen(),
         stdout_tail: stdout_tail.into_string(),
         stderr_tail: stderr_tail.into_string(),
     })
@@ -365,6 +368,7 @@ impl LineFramer {
 pub struct ByteTail {
     buf: Vec<u8>,
     cap: usize,
+    seen: u64,
 }
 
 impl ByteTail {
@@ -372,10 +376,17 @@ impl ByteTail {
         Self {
             buf: Vec::new(),
             cap,
+            seen: 0,
         }
     }
 
+    /// Every byte pushed so far, kept or not.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
+        self.seen += bytes.len() as u64;
         self.buf.extend_from_slice(bytes);
         if self.buf.len() > self.cap.saturating_mul(2).max(1024) {
             let excess = self.buf.len() - self.cap;

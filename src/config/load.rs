@@ -67,7 +67,19 @@ impl Config {
                         message: "too large".into(),
                     })?;
         }
-        let knobs: [(&'static str, &mut u64); 9] = [
+        let knobs: [(&'static str, &mut u64); 12] = [
+            (
+                "VALIDATION_COMMAND_TIMEOUT_MS",
+                &mut self.job.validation_command_timeout_ms,
+            ),
+            (
+                "VALIDATION_HEARTBEAT_MS",
+                &mut self.job.command_heartbeat_ms,
+            ),
+            (
+                "DEPENDENCY_INSTALL_TIMEOUT_MS",
+                &mut self.job.dependency_install_timeout_ms,
+            ),
             ("HARNESS_GIT_MAX_FILE_BYTES", &mut self.git.max_file_bytes),
             ("JOB_GIT_TIMEOUT_MS", &mut self.job.git_timeout_ms),
             ("JOB_MAX_DURATION_MS", &mut self.job.max_duration_ms),
@@ -237,6 +249,24 @@ impl Config {
             self.job.inactivity_ms.saturating_sub(180_000).max(60_000)
         };
         std::time::Duration::from_millis(ms)
+    }
+
+    /// How often a running check or install feeds the activity clock: the configured
+    /// heartbeat, but at least three beats per inactivity window.
+    pub fn command_heartbeat(&self) -> std::time::Duration {
+        let ms = self
+            .job
+            .command_heartbeat_ms
+            .min(self.job.inactivity_ms / 3)
+            .max(10);
+        std::time::Duration::from_millis(ms)
+    }
+
+    /// The dependency install's timeout (seed-later 2.2): the configured one, at most a third
+    /// of the job's wall-clock cap (but never under 30 s).
+    pub fn dependency_install_timeout(&self) -> std::time::Duration {
+        let ceiling = (self.job.max_duration_ms / 3).max(30_000);
+        std::time::Duration::from_millis(self.job.dependency_install_timeout_ms.min(ceiling))
     }
 
     pub fn validation_policy(&self) -> ValidationPolicy {

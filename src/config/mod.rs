@@ -163,6 +163,14 @@ pub struct JobConfig {
     /// Extra hosts a token may be sent to, besides github.com and api.github.com. Env
     /// `GITHUB_ENTERPRISE_HOST` and `GITHUB_ALLOWED_HOSTS` (comma list) add to it.
     pub allowed_hosts: Vec<String>,
+    /// Timeout of one pre-PR check. Env `VALIDATION_COMMAND_TIMEOUT_MS`.
+    pub validation_command_timeout_ms: u64,
+    /// How often a running check or install counts as activity for the inactivity watchdog
+    /// (at least three times per window). Env `VALIDATION_HEARTBEAT_MS`.
+    pub command_heartbeat_ms: u64,
+    /// Timeout of the dependency install, capped at a third of `max_duration_ms` (at least
+    /// 30 s). Env `DEPENDENCY_INSTALL_TIMEOUT_MS`.
+    pub dependency_install_timeout_ms: u64,
 }
 
 impl Default for JobConfig {
@@ -174,6 +182,9 @@ impl Default for JobConfig {
             followup_poll_interval_ms: 3_000,
             git_timeout_ms: 0,
             allowed_hosts: Vec::new(),
+            validation_command_timeout_ms: 900_000,
+            command_heartbeat_ms: 30_000,
+            dependency_install_timeout_ms: 1_200_000,
         }
     }
 }

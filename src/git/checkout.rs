@@ -307,6 +307,42 @@ impl Checkout {
             .await
     }
 
+    /// Untracked entries, an untracked directory as one `dir/`.
+    pub async fn untracked_entries(&self) -> Result<Vec<String>, GitError> {
+        let dir = self.dir.clone();
+        self.runner
+            .run("status", move |_| super::untracked_entries(&dir))
+            .await
+    }
+
+    /// Tracked files whose work-tree copy differs from the index.
+    pub async fn changed_tracked(&self) -> Result<Vec<String>, GitError> {
+        let dir = self.dir.clone();
+        self.runner
+            .run("status", move |_| super::changed_tracked(&dir))
+            .await
+    }
+
+    /// Keeps `entries` out of git at their own place, and puts back as the index has them the
+    /// tracked files that differ from it, except those in `keep` (changed before); returns
+    /// the files put back.
+    pub async fn set_aside(
+        &self,
+        entries: Vec<String>,
+        keep: Vec<String>,
+    ) -> Result<Vec<String>, GitError> {
+        let dir = self.dir.clone();
+        self.runner
+            .run("exclude", move |_| {
+                super::exclude_entries(&dir, &entries)?;
+                let mut changed = super::changed_tracked(&dir)?;
+                changed.retain(|p| !keep.contains(p));
+                super::restore_tracked(&dir, &changed)?;
+                Ok(changed)
+            })
+            .await
+    }
+
     /// Pushes `head` of `local_branch` to `remote_branch`, never forced, after checking that
     /// the commits the remote lacks (not reachable from `known`) add no file over the limit.
     pub async fn push(

@@ -21,6 +21,8 @@
 //! - [`completion`]: completion refs (`refs/harness/done/<jobId>`): naming, the pre-start probe,
 //!   reading a stored result without a work tree, and pushing one after the final push.
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
+//! - [`artifacts`]: what a dependency install leaves: its new entries excluded at their own
+//!   place, the tracked files it rewrote put back.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
 //! - [`warm`]: warm checkouts reused across jobs: swept back to a clone's state (config,
@@ -31,6 +33,7 @@
 //! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
 //! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
 
+mod artifacts;
 mod bootstrap;
 mod checkout;
 mod checkpoint;
@@ -51,6 +54,7 @@ use std::path::Path;
 
 use crate::redact::{Redactor, Secret};
 
+pub use artifacts::{changed_tracked, exclude_entries, restore_tracked, untracked_entries};
 pub use bootstrap::{changed_since, force_push_branch, fresh_history, holds_any_file};
 pub use checkout::Checkout;
 pub use checkpoint::{checkpoint_loop, Checkpoints};

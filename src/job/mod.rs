@@ -7,6 +7,7 @@
 //! after them: a `jobId` over [`MAX_JOB_ID_BYTES`] and a branch name git would refuse.
 
 pub mod outcome;
+pub mod prompts;
 pub mod sanitize;
 pub mod validate;
 
@@ -193,6 +194,24 @@ pub enum InfraSpec {
     Frontend(FrontendInfraSpec),
 }
 
+/// One pre-PR check (`validationChecks.checks[]`): a shell command run in the agent's
+/// directory, named by its label in reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckSpec {
+    pub label: String,
+    /// Kept as given (untrimmed): it is the repository's own command line.
+    pub command: String,
+}
+
+/// `validationChecks` (seed-later 1.1): the checks every attempt runs, and how many attempts
+/// (agent passes) the job gets before it gives up on a PR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationChecksSpec {
+    pub checks: Vec<CheckSpec>,
+    /// 1..=10; the seed's default is 3.
+    pub max_attempts: u32,
+}
+
 /// A validated generic agent job (seed section 2.1). Field docs name the flows that read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentJob {
@@ -228,6 +247,10 @@ pub struct AgentJob {
     pub persistent_checkout: bool,
     pub stream_follow_ups: bool,
     pub guard_limits: Option<GuardLimitsSpec>,
+    /// Checks run after the agent, before the PR (coding only).
+    pub validation_checks: Option<ValidationChecksSpec>,
+    /// `dependencyInstall.command`, trimmed: run before the agent, best-effort.
+    pub dependency_install: Option<String>,
 }
 
 impl AgentJob {

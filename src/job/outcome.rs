@@ -5,6 +5,7 @@ mod explore_texts;
 mod ids;
 mod result_body;
 mod texts;
+mod validation;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +17,7 @@ pub use explore_texts::{
 };
 pub use ids::{correlation_id, EventIds};
 pub use texts::{bootstrap_no_op_reason, unresolved_conflicts_reason, NEVER_ACTED_CAUSE};
+pub use validation::{CheckOutcome, ValidationReport};
 
 /// The contract's failure causes (seed 3.6, plus `invalid-job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -182,6 +184,9 @@ pub struct AgentResult {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_cause: Option<FailureCause>,
+    /// The last pre-PR validation attempt, when the job carried checks and produced work.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_report: Option<ValidationReport>,
 }
 
 /// Body of a `job.result` message.
@@ -231,6 +236,9 @@ pub struct ProgressBody {
     pub progress: Option<TodoProgress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spans: Option<Vec<ToolSpan>>,
+    /// The latest validation attempt, whole, each time one finishes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation_report: Option<ValidationReport>,
 }
 
 /// Every message a run emits, in the order it emits them.

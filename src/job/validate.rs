@@ -115,6 +115,8 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
     let bootstrap = parse_bootstrap(o.get("bootstrap"))?;
     let context_files = optional::context_files(o.get("contextFiles"));
     let guard_limits = optional::guard_limits(o.get("guardLimits"));
+    let validation_checks = optional::validation_checks(o.get("validationChecks"));
+    let dependency_install = optional::dependency_install(o.get("dependencyInstall"));
     let job_id = required(o, "jobId", "jobId")?;
     let (system_prompt, user_prompt, model) = if mode == Mode::Preview {
         // Preview runs no agent: the prompts are optional there.
@@ -207,6 +209,8 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         persistent_checkout: is_true(o.get("persistentCheckout")),
         stream_follow_ups: is_true(o.get("streamFollowUps")),
         guard_limits,
+        validation_checks,
+        dependency_install,
     })
 }
 

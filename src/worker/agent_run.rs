@@ -52,6 +52,21 @@ pub async fn run_agent(
         Harness::ClaudeCode => cfg.claude_command.clone(),
         Harness::Codex => cfg.codex_command.clone(),
     };
+    let mut inv = invocation(run, work_dir).await?;
+    inv.command = command;
+    inv.guard = GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits);
+    inv.expects_edits = expects_edits;
+    let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
+        reporter: run.reporter.clone(),
+    });
+    Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+}
+
+/// How the job's processes run in `work_dir` (its agent, its install and checks): the job's
+/// sandbox, HOME and TMPDIR, the configured environment, its directories handed to the
+/// agents' user. The program and the guard are the caller's to set.
+pub async fn invocation(run: &JobRun<'_>, work_dir: &Path) -> Result<Invocation, Stop> {
+    let (ctx, cfg) = (run.ctx, &run.ctx.config.agent);
     let tmp = run.ws.root().join("tmp");
     let own_dirs = own_dirs(run, &tmp);
     hand_over(ctx, &own_dirs, &tmp).await?;
@@ -61,23 +76,19 @@ pub async fn run_agent(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     extra_env.push(("TMPDIR".to_owned(), tmp.display().to_string()));
-    let inv = Invocation {
-        command,
+    Ok(Invocation {
+        command: Vec::new(),
         work_dir: work_dir.to_path_buf(),
-        home_dir: home,
+        home_dir: run.ws.home(),
         codex_home_root: ctx.config.codex_home_root(),
         extra_env,
         env_remove: cfg.env_remove.clone(),
         kill_grace: Duration::from_millis(cfg.kill_grace_ms),
-        guard: GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits),
-        expects_edits,
+        guard: GuardLimits::default(),
+        expects_edits: true,
         sandbox: ctx.sandbox.clone(),
         own_dirs,
-    };
-    let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
-        reporter: run.reporter.clone(),
-    });
-    Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+    })
 }
 
 /// The directories the job's agent may write: its checkout (the job's own or its warm one),

@@ -13,10 +13,12 @@ use crate::agent::AgentRun;
 use crate::followups::FOLLOW_UPS_FILENAME;
 use crate::forge::{self, PrError, PrRequest};
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
-use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause};
+use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, ValidationReport};
 use crate::worker::agent_run::{count_usage, run_agent, FollowUpStream};
 use crate::worker::context::{FlowEnd, JobRun};
+use crate::worker::dependencies::{self, with_notes};
 use crate::worker::error::Stop;
+use crate::worker::validation;
 use crate::worker::workspace::resolve_service_directory;
 
 /// How many untracked leftovers the warning lists.
@@ -27,8 +29,8 @@ pub async fn run(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
         Prepared::Replay(body) => return Ok(FlowEnd::Replayed(body)),
         Prepared::Ready(start) => start,
     };
-    let agent = work(run, &start).await?;
-    deliver(run, &start, agent).await
+    let worked = work(run, &start).await?;
+    deliver(run, &start, worked).await
 }
 
 /// Where the work starts.
@@ -159,8 +161,15 @@ fn local_branch(run: &JobRun<'_>) -> String {
 /// Runs the agent with checkpoint pushes and live follow-ups beside it, then commits the
 /// tracked edits it left. Whatever stops it, its committed work is pushed for the next attempt
 /// (the seed dropped it, Q8).
-async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
-    let (ctx, job, reporter) = (run.ctx, run.job, run.reporter);
+async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
+    let (ctx, reporter) = (run.ctx, run.reporter);
+    // Before the agent, and before any checkpoint: nothing of it may reach the branch.
+    let note = dependencies::install(run, &start.work_dir, &start.work_dir)
+        .await?
+        .unwrap_or_default();
+    let mut job = run.job.clone();
+    job.user_prompt = with_notes(&job.user_prompt, &[&note]);
+    let job = &job;
     let stop_checkpoints = CancellationToken::new();
     // Whatever way this function returns, the checkpoint ticks stop with it.
     let _stop_on_return = stop_checkpoints.clone().drop_guard();
@@ -191,16 +200,23 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
     reporter.agent_running(true);
     let agent = run_agent(run, job, &start.work_dir, true).await;
     reporter.agent_running(false);
+    let worked = match agent {
+        Ok(agent) => {
+            count_usage(ctx, &agent);
+            after_agent(run, start, agent, &note).await
+        }
+        Err(stop) => Err(stop),
+    };
     // Whatever the agent did, what it wrote is surfaced before the result.
     if let Some(f) = follow {
         f.finish().await;
     }
-
-    let agent = match agent {
-        Ok(agent) => agent,
+    stop_checkpoints.cancel();
+    let _ = checkpoint_task.await;
+    let worked = match worked {
+        Ok(worked) => worked,
         Err(stop) => {
-            stop_checkpoints.cancel();
-            let _ = checkpoint_task.await;
+            // A refused edit stays out of git; what the agent committed is kept.
             start.checkpoints.push_committed_work().await;
             if run.cancel.is_cancelled() {
                 return Err(Stop::Interrupted);
@@ -208,23 +224,51 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<AgentRun, Stop> {
             return Err(stop);
         }
     };
-    count_usage(ctx, &agent);
-
-    // Safety net: edits to tracked files the agent did not commit.
-    let safety_net = run.checkout.commit_tracked(job.safety_net_message()).await;
-    stop_checkpoints.cancel();
-    let _ = checkpoint_task.await;
-    if let Err(e) = safety_net {
-        // The refused edit stays out of git; what the agent committed is kept.
-        start.checkpoints.push_committed_work().await;
-        return Err(e.into());
-    }
     let leftovers = run.checkout.untracked().await?;
     if !leftovers.is_empty() {
         let files = leftovers[..leftovers.len().min(UNTRACKED_LISTED)].join(", ");
         tracing::warn!(count = leftovers.len(), files = %files, "coding-agent: uncommitted new files left behind (not pushed)");
     }
-    Ok(agent)
+    Ok(worked)
+}
+
+/// What the agent passes left: their folded run, and the last validation report when the
+/// job carried checks and the run produced work.
+struct Worked {
+    agent: AgentRun,
+    report: Option<ValidationReport>,
+}
+
+/// The safety-net commit of the tracked edits the agent left, then, when the job carries
+/// checks and the run produced work, validation with its repair passes (whose edits are
+/// committed the same way).
+async fn after_agent(
+    run: &JobRun<'_>,
+    start: &Start,
+    agent: AgentRun,
+    note: &str,
+) -> Result<Worked, Stop> {
+    run.checkout
+        .commit_tracked(run.job.safety_net_message())
+        .await?;
+    let Some(spec) = &run.job.validation_checks else {
+        return Ok(Worked {
+            agent,
+            report: None,
+        });
+    };
+    // A no-op's failure is "no changes", not the base's red checks.
+    if !start.resumed && run.checkout.head().await? == start.base_sha {
+        return Ok(Worked {
+            agent,
+            report: None,
+        });
+    }
+    let validated = validation::validate(run, &start.work_dir, spec, agent, note).await?;
+    Ok(Worked {
+        agent: validated.agent,
+        report: Some(validated.report),
+    })
 }
 
 /// Makes `result` the no-op outcome: nothing pushed, and the no-changes error unless the job
@@ -241,8 +285,8 @@ fn no_op(result: &mut AgentResult, job: &crate::job::AgentJob, agent: &AgentRun)
 }
 
 /// The final push and the PR, or the no-changes result when the run left nothing to push.
-async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<FlowEnd, Stop> {
-    let job = run.job;
+async fn deliver(run: &JobRun<'_>, start: &Start, worked: Worked) -> Result<FlowEnd, Stop> {
+    let (job, agent) = (run.job, worked.agent);
     let head = run.checkout.head().await?;
     // A resumed branch carries work unless it adds nothing to its base any more (its earlier
     // work was merged: the refresh made it the base's tree).
@@ -259,6 +303,7 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
         summary: Some(agent.summary.clone()),
         stats: Some(stats),
         usage: agent.usage,
+        validation_report: worked.report.clone(),
         ..AgentResult::default()
     };
     if !has_work {
@@ -295,6 +340,15 @@ async fn deliver(run: &JobRun<'_>, start: &Start, agent: AgentRun) -> Result<Flo
     }
     result.pushed = Some(true);
 
+    if let Some(report) = worked.report.as_ref().filter(|r| !r.passed) {
+        // Red after the budget: the work stays pushed for a retry to resume; no PR.
+        result.error = Some(report.failure_message());
+        result.failure_cause = Some(FailureCause::Agent);
+        return Ok(FlowEnd::Ran {
+            result,
+            head: Some(head),
+        });
+    }
     if let Some(pr_spec) = &job.pr {
         let req = PrRequest {
             api_base: job.github_api_base.as_deref(),

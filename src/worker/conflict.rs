@@ -14,7 +14,10 @@ use crate::job::outcome::{
 };
 use crate::worker::agent_run::{count_usage, run_agent};
 use crate::worker::context::{FlowEnd, JobRun};
+use crate::worker::dependencies::{self, with_notes};
+use crate::worker::error::FlowError;
 use crate::worker::error::Stop;
+use crate::worker::workspace::resolve_service_directory;
 
 /// The summary when the branch already had its base (seed 3.7).
 pub const UP_TO_DATE: &str = "No conflicts: the branch is already up to date with its base.";
@@ -86,6 +89,19 @@ fn clean_result(run: &JobRun<'_>, pushed: bool, summary: &str) -> AgentResult {
 /// left unresolved (and pushes nothing).
 async fn resolve(run: &JobRun<'_>, base: &str, merge: ConflictedMerge) -> Result<FlowEnd, Stop> {
     let (job, checkout, reporter) = (run.job, run.checkout, run.reporter);
+    // Installed where the service lives, while the merge is in progress (seed-later 2.1); the
+    // agent works at the root.
+    let note = match &job.repo.service_directory {
+        Some(sd) if job.dependency_install.is_some() => {
+            let (dir, sd) = (checkout.dir().to_path_buf(), sd.clone());
+            let work_dir =
+                tokio::task::spawn_blocking(move || resolve_service_directory(&dir, &sd))
+                    .await
+                    .map_err(|e| FlowError::Task(e.to_string()))??;
+            dependencies::install(run, &work_dir, checkout.dir()).await?
+        }
+        _ => dependencies::install(run, checkout.dir(), checkout.dir()).await?,
+    };
     reporter.mark_phase("agent");
     tracing::info!(
         conflicted = %merge.paths.join(", "),
@@ -94,7 +110,10 @@ async fn resolve(run: &JobRun<'_>, base: &str, merge: ConflictedMerge) -> Result
     let diff = checkout.conflict_diff(&merge.paths).await?;
     // The repository root, the job's context files, no web search (Q12).
     let mut phrased = job.clone();
-    phrased.user_prompt = conflict_prompt(base, &job.branch, &merge.paths, &diff, &job.user_prompt);
+    phrased.user_prompt = with_notes(
+        &conflict_prompt(base, &job.branch, &merge.paths, &diff, &job.user_prompt),
+        &[note.as_deref().unwrap_or("")],
+    );
     phrased.web_search = false;
     phrased.repo.service_directory = None;
     reporter.agent_running(true);

@@ -20,6 +20,7 @@ use crate::structured::{
 };
 use crate::worker::agent_run::{count_usage, run_agent};
 use crate::worker::context::{FlowEnd, JobRun};
+use crate::worker::dependencies::{self, with_notes};
 use crate::worker::error::{FlowError, Stop};
 use crate::worker::workspace::resolve_service_directory;
 
@@ -90,7 +91,13 @@ async fn prepare(run: &JobRun<'_>) -> Result<PathBuf, Stop> {
 
 /// The agent, with the no-edit bound of the guard off: reading is the whole job.
 async fn explore(run: &JobRun<'_>, work_dir: &std::path::Path) -> Result<AgentRun, Stop> {
-    let (job, reporter) = (run.job, run.reporter);
+    let reporter = run.reporter;
+    let note = dependencies::install(run, work_dir, work_dir)
+        .await?
+        .unwrap_or_default();
+    let mut job = run.job.clone();
+    job.user_prompt = with_notes(&job.user_prompt, &[&note]);
+    let job = &job;
     reporter.mark_phase("agent");
     tracing::info!(
         service_directory = job.repo.service_directory.as_deref().unwrap_or(""),

@@ -11,6 +11,9 @@
 //!   resolved by the agent, the merge pushed with two parents).
 //! - [`bootstrap`]: a new repository from a reference clone or from scratch, as one fresh
 //!   commit force-pushed to the target.
+//! - `dependencies`: the dependency install before the agent, its artifacts kept out of git.
+//! - `validation`: pre-PR validation checks with the agent's repair loop.
+//! - `commands`: the job's own shell commands (install, checks), run and watched as its agent.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
 //! - [`settle`]: publishing a job's end or a refusal, the ack policy, settling and counting.
 //! - [`explore`]: the read-only explore flow, prose or a structured document.
@@ -27,11 +30,13 @@
 mod agent_run;
 pub mod bootstrap;
 pub mod coding;
+mod commands;
 mod completion;
 pub mod conflict;
 mod consume;
 pub mod context;
 mod dead_letters;
+mod dependencies;
 pub mod error;
 pub mod events;
 pub mod explore;
@@ -39,6 +44,7 @@ pub mod reporter;
 pub mod run;
 pub mod settle;
 pub mod tasks;
+mod validation;
 pub mod warm;
 pub mod watchdog;
 pub mod workspace;

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::events::{now_ms, publish_with_retry, EventSink};
 use crate::job::outcome::{
     Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody, TodoProgress, ToolSpan,
+    ValidationReport,
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
@@ -142,6 +143,21 @@ impl JobReporter {
             phase: self.phase(),
             progress,
             spans,
+            validation_report: None,
+        }));
+    }
+
+    /// Publishes a finished validation attempt's report, whole (its tails already scrubbed).
+    pub fn validation_report(&self, report: &ValidationReport) {
+        self.send(Event::Progress(ProgressBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq: self.next_progress_seq(),
+            at: now_ms(),
+            phase: self.phase(),
+            progress: None,
+            spans: None,
+            validation_report: Some(report.clone()),
         }));
     }
 

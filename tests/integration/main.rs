@@ -10,6 +10,7 @@ mod conflict;
 mod explore;
 mod faults;
 mod followups;
+mod gates;
 mod git;
 mod hostile;
 mod hostile_ids;

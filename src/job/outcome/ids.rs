@@ -73,6 +73,7 @@ mod tests {
                 phase: "agent".into(),
                 progress: None,
                 spans: None,
+                validation_report: None,
             }),
             Event::Followup(FollowUpBody {
                 job_id: job_id.into(),

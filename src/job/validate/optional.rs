@@ -8,9 +8,14 @@ use serde_json::Value;
 use super::{is_true, nes, object};
 use crate::job::sanitize::{is_reserved_env_name, sanitize_context_file_name};
 use crate::job::{
-    ContextFile, FrontendInfraSpec, GuardLimitsSpec, InfraSpec, OutputKind, OutputSpec,
-    ServiceEnvironment, ServiceInfraSpec,
+    CheckSpec, ContextFile, FrontendInfraSpec, GuardLimitsSpec, InfraSpec, OutputKind, OutputSpec,
+    ServiceEnvironment, ServiceInfraSpec, ValidationChecksSpec,
 };
+
+/// Attempts a job gets when `validationChecks.maxAttempts` is absent or unusable.
+const DEFAULT_VALIDATION_ATTEMPTS: u32 = 3;
+/// The most attempts a job may ask for.
+const MAX_VALIDATION_ATTEMPTS: u32 = 10;
 
 pub(super) fn output(v: Option<&Value>) -> Option<OutputSpec> {
     let o = object(v)?;
@@ -142,6 +147,52 @@ pub(super) fn context_files(v: Option<&Value>) -> Vec<ContextFile> {
         });
     }
     files
+}
+
+/// `validationChecks` (seed-later 1.1): entries without a non-blank string command are
+/// dropped, a blank label becomes the command, and no usable check means no field.
+/// `maxAttempts` is floored and clamped to 1..=10 (the seed kept a floored 0, quirk).
+pub(super) fn validation_checks(v: Option<&Value>) -> Option<ValidationChecksSpec> {
+    let o = object(v)?;
+    let Some(Value::Array(entries)) = o.get("checks") else {
+        return None;
+    };
+    let checks: Vec<CheckSpec> = entries
+        .iter()
+        .filter_map(Value::as_object)
+        .filter_map(|e| {
+            let command = e
+                .get("command")
+                .and_then(Value::as_str)
+                .filter(|c| !c.trim().is_empty())?;
+            let label = nes(e.get("label"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .unwrap_or(command);
+            Some(CheckSpec {
+                label: label.to_owned(),
+                command: command.to_owned(),
+            })
+        })
+        .collect();
+    if checks.is_empty() {
+        return None;
+    }
+    let max_attempts = positive_floor(o.get("maxAttempts"))
+        .map_or(DEFAULT_VALIDATION_ATTEMPTS, |n| {
+            n.min(f64::from(MAX_VALIDATION_ATTEMPTS)) as u32
+        })
+        .clamp(1, MAX_VALIDATION_ATTEMPTS);
+    Some(ValidationChecksSpec {
+        checks,
+        max_attempts,
+    })
+}
+
+/// `dependencyInstall.command`, trimmed; blank or not a string means none.
+pub(super) fn dependency_install(v: Option<&Value>) -> Option<String> {
+    let command = object(v)?.get("command")?.as_str()?.trim();
+    (!command.is_empty()).then(|| command.to_owned())
 }
 
 fn owned_nes(v: Option<&Value>) -> Option<String> {

@@ -10,12 +10,14 @@
 //! - [`agents`]: fake agent scripts that speak Pi's JSON event stream.
 //! - [`model_mock`]: a loopback model API (chat completions, Anthropic Messages, OpenAI
 //!   Responses) for driving the real `pi`, `claude` and `codex` CLIs.
+//! - [`code_host`]: a loopback GitHub/GitLab API answering from a test's function.
 //! - [`worker`]: an in-process worker on a test's own topology.
 
 #![allow(dead_code)]
 
 pub mod agents;
 pub mod broker;
+pub mod code_host;
 pub mod fault_proxy;
 pub mod git_http;
 pub mod model_mock;

@@ -7,6 +7,7 @@ mod envelope;
 mod fields;
 mod fixtures;
 mod fuzzgen;
+mod gates;
 mod generated;
 mod hostile;
 mod hostile_names;

@@ -1,0 +1,96 @@
+//! The dependency install before the agent (seed-later 2): the job's `dependencyInstall`
+//! command run in the agent's sandbox, best-effort. What it creates is kept out of git where
+//! it was made, the tracked files it rewrites (a lockfile) are put back, and how it went
+//! becomes a note in every pass's prompt. It never fails the job.
+
+use std::path::Path;
+
+use crate::job::prompts::{dependency_note, InstallNote};
+use crate::worker::agent_run::invocation;
+use crate::worker::commands::run_command;
+use crate::worker::context::JobRun;
+use crate::worker::error::Stop;
+
+/// Runs the job's install in `dir`, if it has one, under the `dependencies` phase, and
+/// returns the note for the prompt of an agent that runs in `agent_dir`. Only an
+/// interruption of the job stops it.
+pub async fn install(
+    run: &JobRun<'_>,
+    dir: &Path,
+    agent_dir: &Path,
+) -> Result<Option<String>, Stop> {
+    let Some(command) = run.job.dependency_install.as_deref() else {
+        return Ok(None);
+    };
+    run.reporter.mark_phase("dependencies");
+    let before = run.checkout.untracked_entries().await.unwrap_or_default();
+    // A merge in progress (conflict resolution) has changed files of its own to keep.
+    let changed_before = run.checkout.changed_tracked().await.unwrap_or_default();
+    let inv = invocation(run, dir).await?;
+    tracing::info!(command = %command, "dependencies: installing");
+    let ran = run_command(
+        run,
+        &inv,
+        command,
+        run.ctx.config.dependency_install_timeout(),
+    )
+    .await;
+    if ran.captured.stopped {
+        return Err(Stop::Interrupted);
+    }
+    let c = &ran.captured;
+    tracing::info!(
+        exit_code = c.exit_code,
+        duration_ms = c.duration.as_millis() as u64,
+        "dependencies: install finished"
+    );
+    let added: Vec<String> = match run.checkout.untracked_entries().await {
+        Ok(after) => after.into_iter().filter(|e| !before.contains(e)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "dependencies: cannot list what the install created");
+            Vec::new()
+        }
+    };
+    let restored = match run.checkout.set_aside(added.clone(), changed_before).await {
+        Ok(restored) => restored,
+        Err(e) => {
+            tracing::warn!(error = %e, "dependencies: cannot keep the install's artifacts out of git");
+            Vec::new()
+        }
+    };
+    if !added.is_empty() {
+        tracing::info!(paths = %added.join(", "), "dependencies: excluded installed artifacts from git");
+    }
+    if !restored.is_empty() {
+        tracing::info!(paths = %restored.join(", "), "dependencies: put back tracked files the install rewrote");
+    }
+    let failure = (!c.passed()).then(|| {
+        if c.timed_out {
+            format!("timed out after {}s", c.duration.as_millis().div_ceil(1000))
+        } else {
+            format!("exited {}", c.exit_code)
+        }
+    });
+    let elsewhere = dir
+        .strip_prefix(agent_dir)
+        .ok()
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .map(|rel| rel.to_string_lossy().into_owned());
+    Ok(Some(dependency_note(&InstallNote {
+        command,
+        elsewhere: elsewhere.as_deref(),
+        failure,
+        output_tail: ran.report_tail.as_deref(),
+        restored: &restored,
+    })))
+}
+
+/// `prompt` with `notes` appended, each after a blank line.
+pub fn with_notes(prompt: &str, notes: &[&str]) -> String {
+    let mut out = prompt.to_owned();
+    for note in notes.iter().filter(|n| !n.is_empty()) {
+        out.push_str("\n\n");
+        out.push_str(note);
+    }
+    out
+}
