@@ -7,8 +7,9 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::json;
 use url::Url;
 
+use super::description::preserve_managed;
 use super::http::{
-    excerpt, first_listed_url, sensitive_value, success_body, url_field, HARNESS_USER_AGENT,
+    excerpt, first_listed, refresh, sensitive_value, success_body, url_field, HARNESS_USER_AGENT,
 };
 use super::retry::{send_with_retry, RetryPolicy};
 use super::{encode_component, host_with_port, PrError, PrRequest};
@@ -58,8 +59,23 @@ pub(super) async fn open_gitlab(
             ("target_branch", req.base),
             ("state", "opened"),
         ]);
-        if let Some(url) = first_listed_url(lookup, "web_url").await {
-            return Ok(url);
+        if let Some(open) = first_listed(lookup).await {
+            if let Some(url) = url_field(&open, "web_url") {
+                match open.get("iid").and_then(serde_json::Value::as_u64) {
+                    Some(iid) if req.refresh => {
+                        let existing = open.get("description").and_then(serde_json::Value::as_str);
+                        let body = preserve_managed(existing.unwrap_or(""), req.body);
+                        let update = headers(client.put(format!("{merge_requests}/{iid}")))
+                            .json(&json!({"title": req.title, "description": body}));
+                        refresh(update, redactor).await;
+                    }
+                    None if req.refresh => {
+                        tracing::warn!("merge request refresh skipped: the open one has no iid")
+                    }
+                    _ => {}
+                }
+                return Ok(url);
+            }
         }
     }
     Err(PrError::Gitlab {

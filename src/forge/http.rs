@@ -52,15 +52,33 @@ pub(super) async fn success_body(resp: Response, redactor: &Redactor) -> Result<
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// The lookup after an "already exists" answer: no retry, and any failure falls through to
-/// the caller's error.
-pub(super) async fn first_listed_url(lookup: RequestBuilder, field: &str) -> Option<String> {
+/// The lookup after an "already exists" answer: the first listed object. No retry, and any
+/// failure falls through to the caller's error.
+pub(super) async fn first_listed(lookup: RequestBuilder) -> Option<Value> {
     let resp = lookup.send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
     let list: Value = resp.json().await.ok()?;
-    url_field(list.as_array()?.first()?, field)
+    list.as_array()?.first().cloned()
+}
+
+/// Brings an open PR's title and body up to date (no retry); the outcome is logged, never an
+/// error: the PR exists either way.
+pub(super) async fn refresh(update: RequestBuilder, redactor: &Redactor) {
+    match update.send().await {
+        Ok(resp) if resp.status().is_success() => {
+            tracing::info!(status = resp.status().as_u16(), "pull request refreshed");
+        }
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            tracing::warn!(status, body = %excerpt(&text, redactor), "pull request refresh refused");
+        }
+        Err(e) => {
+            tracing::warn!(error = %redactor.redact(&error_chain(&e)), "pull request refresh failed");
+        }
+    }
 }
 
 pub(super) fn url_field(body: &Value, field: &str) -> Option<String> {

@@ -11,15 +11,21 @@
 //! - `retry`: the retry policy for transient answers (backoff, jitter, `Retry-After`).
 //! - `http`: the HTTP client and the response handling both providers share.
 //! - `error`: [`PrError`] and its failure cause.
+//! - `description`: the agent's `.cat-pr-description.md` read into a title and a body.
+//! - `markdown`: agent text made inert (no mention, reference or closing keyword links).
+//! - `template`: the repository's own PR / MR template, found where the hosts look.
 //!
 //! This file holds the request, the entry point that picks the provider and watches for
 //! cancellation, and the URL helpers of the seed.
 
+mod description;
 mod error;
 mod github;
 mod gitlab;
 mod http;
+mod markdown;
 mod retry;
+mod template;
 #[cfg(test)]
 #[cfg(test)]
 mod tests;
@@ -31,8 +37,12 @@ use url::Url;
 use crate::job::Provider;
 use crate::redact::{Redactor, Secret};
 
+pub use description::{
+    parse_description, preserve_managed, PrDescription, DESCRIPTION_FILE, DESCRIPTION_READ_BYTES,
+};
 pub use error::PrError;
 pub use http::http_client;
+pub use template::{discover_template, PrTemplate};
 
 use retry::RetryPolicy;
 
@@ -54,6 +64,9 @@ pub struct PrRequest<'a> {
     pub title: &'a str,
     pub body: &'a str,
     pub token: &'a Secret,
+    /// When the PR already exists (a redelivery), bring its title and body up to date with
+    /// these (the agent wrote a description) instead of leaving it stale.
+    pub refresh: bool,
 }
 
 /// Opens the pull request (GitHub) or merge request (GitLab) and returns its web URL, or the

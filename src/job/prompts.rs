@@ -64,6 +64,33 @@ pub fn dependency_note(note: &InstallNote<'_>) -> String {
     text
 }
 
+/// The note that asks the agent to fill in the repository's PR template (seed-later 3.5):
+/// `path` relative to the repository root, `text` when it is short enough to inline.
+pub fn template_note(path: &str, chars: usize, text: Option<&str>) -> String {
+    let mut note = format!(
+        "PULL REQUEST TEMPLATE — This repository ships a pull request template at `{path}` \
+         (relative to the repository root). Neither GitHub nor GitLab applies a template to a \
+         pull request opened through the API, so following it is on you. Write \
+         `.cat-pr-description.md` as that template, FILLED IN: keep its headings, their order \
+         and its structure; answer every section from the work you did; delete instructional \
+         HTML comments and placeholders; tick only the checklist items that are true; keep a \
+         section that does not apply, with \"n/a\" and why. Where the template and the general \
+         guidance disagree, the TEMPLATE wins. Put no secrets, issue or PR numbers, @-mentions \
+         or closing wording in it, and no title line above the template. Keep the finished \
+         file under 15,000 characters."
+    );
+    match text {
+        Some(text) => {
+            note.push_str("\n\nThe template follows, in a fenced block that is NOT part of it:\n");
+            note.push_str(&fenced(text));
+        }
+        None => note.push_str(&format!(
+            " The template ({chars} characters) is not reproduced here — read it from the checkout."
+        )),
+    }
+    note
+}
+
 /// What a repair pass is told about one failed check: its report entry and the longer tail the
 /// worker kept for the prompt.
 #[derive(Debug, Clone)]
@@ -173,6 +200,20 @@ mod tests {
             ..failed[0].clone()
         }];
         assert!(repair_prompt(&report, &quiet, &[], "t").contains("(no output captured)"));
+    }
+
+    #[test]
+    fn the_template_note_inlines_a_short_template_and_names_a_long_one() {
+        let short = template_note(".github/pull_request_template.md", 9, Some("## Summary"));
+        assert!(short.starts_with("PULL REQUEST TEMPLATE — This repository ships a pull request template at `.github/pull_request_template.md`"));
+        assert!(
+            short.ends_with("NOT part of it:\n```\n## Summary\n```"),
+            "{short}"
+        );
+        let long = template_note("docs/pull_request_template.md", 9001, None);
+        assert!(long.ends_with(
+            "The template (9001 characters) is not reproduced here — read it from the checkout."
+        ));
     }
 
     #[test]

@@ -11,13 +11,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentRun;
 use crate::followups::FOLLOW_UPS_FILENAME;
-use crate::forge::{self, PrError, PrRequest};
+use crate::forge::PrDescription;
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, ValidationReport};
 use crate::worker::agent_run::{count_usage, run_agent, FollowUpStream};
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::dependencies::{self, with_notes};
 use crate::worker::error::Stop;
+use crate::worker::pull_request::{self, Opened};
 use crate::worker::validation;
 use crate::worker::workspace::resolve_service_directory;
 
@@ -164,11 +165,18 @@ fn local_branch(run: &JobRun<'_>) -> String {
 async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
     let (ctx, reporter) = (run.ctx, run.reporter);
     // Before the agent, and before any checkpoint: nothing of it may reach the branch.
-    let note = dependencies::install(run, &start.work_dir, &start.work_dir)
-        .await?
-        .unwrap_or_default();
+    let install = dependencies::install(run, &start.work_dir, &start.work_dir).await?;
+    let plan = pull_request::plan(run).await?;
+    let notes = with_notes(
+        "",
+        &[
+            plan.note.as_deref().unwrap_or(""),
+            install.as_deref().unwrap_or(""),
+        ],
+    );
+    let notes = notes.trim_start();
     let mut job = run.job.clone();
-    job.user_prompt = with_notes(&job.user_prompt, &[&note]);
+    job.user_prompt = with_notes(&job.user_prompt, &[notes]);
     let job = &job;
     let stop_checkpoints = CancellationToken::new();
     // Whatever way this function returns, the checkpoint ticks stop with it.
@@ -203,7 +211,7 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
     let worked = match agent {
         Ok(agent) => {
             count_usage(ctx, &agent);
-            after_agent(run, start, agent, &note).await
+            after_agent(run, start, agent, notes, plan.title_from_heading).await
         }
         Err(stop) => Err(stop),
     };
@@ -237,6 +245,8 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
 struct Worked {
     agent: AgentRun,
     report: Option<ValidationReport>,
+    /// The agent's PR title and body, when it wrote a description.
+    description: Option<PrDescription>,
 }
 
 /// The safety-net commit of the tracked edits the agent left, then, when the job carries
@@ -246,28 +256,27 @@ async fn after_agent(
     run: &JobRun<'_>,
     start: &Start,
     agent: AgentRun,
-    note: &str,
+    notes: &str,
+    title_from_heading: bool,
 ) -> Result<Worked, Stop> {
     run.checkout
         .commit_tracked(run.job.safety_net_message())
         .await?;
-    let Some(spec) = &run.job.validation_checks else {
-        return Ok(Worked {
-            agent,
-            report: None,
-        });
+    let (agent, report) = match &run.job.validation_checks {
+        // A no-op's failure is "no changes", not the base's red checks.
+        Some(spec) if start.resumed || run.checkout.head().await? != start.base_sha => {
+            let v = validation::validate(run, &start.work_dir, spec, agent, notes).await?;
+            (v.agent, Some(v.report))
+        }
+        _ => (agent, None),
     };
-    // A no-op's failure is "no changes", not the base's red checks.
-    if !start.resumed && run.checkout.head().await? == start.base_sha {
-        return Ok(Worked {
-            agent,
-            report: None,
-        });
-    }
-    let validated = validation::validate(run, &start.work_dir, spec, agent, note).await?;
+    // Read after the repairs, which may have rewritten it.
+    let description =
+        pull_request::take_description(run, &start.work_dir, title_from_heading).await?;
     Ok(Worked {
-        agent: validated.agent,
-        report: Some(validated.report),
+        agent,
+        report,
+        description,
     })
 }
 
@@ -349,33 +358,10 @@ async fn deliver(run: &JobRun<'_>, start: &Start, worked: Worked) -> Result<Flow
             head: Some(head),
         });
     }
-    if let Some(pr_spec) = &job.pr {
-        let req = PrRequest {
-            api_base: job.github_api_base.as_deref(),
-            provider: job.repo.provider,
-            clone_url: &job.repo.clone_url,
-            owner: &job.repo.owner,
-            name: &job.repo.name,
-            head: job.push_branch(),
-            base: &job.repo.base_branch,
-            title: &pr_spec.title,
-            body: &pr_spec.body,
-            token: &job.gh_token,
-        };
-        match forge::open_pull_request(run.ctx.http(), &req, run.cancel).await {
-            Ok(url) => result.pr_url = Some(url),
-            // The branch holds nothing its base lacks (its work was merged meanwhile): the
-            // same no-op as a run that changed nothing, not a failure of the code host.
-            Err(PrError::Github { status: 422, body }) if body.contains("No commits between") => {
-                tracing::info!("coding-agent: no commits between the branch and its base");
-                no_op(&mut result, job, &agent);
-            }
-            Err(e) if run.cancel.is_cancelled() => {
-                tracing::warn!(error = %e, "PR open interrupted");
-                return Err(Stop::Interrupted);
-            }
-            Err(e) => return Err(e.into()),
-        }
+    match pull_request::open(run, worked.description.as_ref()).await? {
+        Some(Opened::Url(url)) => result.pr_url = Some(url),
+        Some(Opened::NothingToCompare) => no_op(&mut result, job, &agent),
+        None => {}
     }
     Ok(FlowEnd::Ran {
         result,

@@ -12,6 +12,8 @@
 //! - [`bootstrap`]: a new repository from a reference clone or from scratch, as one fresh
 //!   commit force-pushed to the target.
 //! - `dependencies`: the dependency install before the agent, its artifacts kept out of git.
+//! - `pull_request`: the repository's PR template offered to the agent, the agent's
+//!   description read, the PR opened or the open one refreshed.
 //! - `validation`: pre-PR validation checks with the agent's repair loop.
 //! - `commands`: the job's own shell commands (install, checks), run and watched as its agent.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
@@ -40,6 +42,7 @@ mod dependencies;
 pub mod error;
 pub mod events;
 pub mod explore;
+mod pull_request;
 pub mod reporter;
 pub mod run;
 pub mod settle;

@@ -17,6 +17,7 @@ mod hostile_ids;
 mod limits;
 mod logs;
 mod modes;
+mod pull_requests;
 mod races;
 mod real_pi;
 mod real_subscription;

@@ -92,6 +92,49 @@ async fn returns_the_existing_merge_request_when_one_already_exists() {
 }
 
 #[tokio::test]
+async fn an_open_merge_request_is_refreshed_with_the_agents_description_keeping_the_region() {
+    let region = "<!-- cat-factory:verification-report:start -->r<!-- cat-factory:verification-report:end -->";
+    let stub = Stub::start(vec![
+        Reply::json(409, json!({"message": ["merge request already exists"]})),
+        Reply::json(
+            200,
+            json!([{"iid": 9, "web_url": "https://gl/mr/9", "description": format!("old {region}")}]),
+        ),
+        Reply::json(200, json!({})),
+    ])
+    .await;
+    let token = Secret::new("glpat-x");
+    let clone_url = format!(
+        "http://gitlab.example.test:{}/group/proj.git",
+        stub.addr().port()
+    );
+    let req = PrRequest {
+        clone_url: &clone_url,
+        title: "New",
+        body: "New body",
+        refresh: true,
+        ..github("http://unused.invalid", &token)
+    };
+    let client = client_resolving("gitlab.example.test", &stub);
+    let url = open_pull_request(&client, &req, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(url, "https://gl/mr/9");
+    let sent = stub.requests();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[2].method, "PUT");
+    assert_eq!(
+        sent[2].target,
+        "/api/v4/projects/group%2Fproj/merge_requests/9"
+    );
+    assert_eq!(sent[2].header("private-token"), Some("glpat-x"));
+    assert_eq!(
+        sent[2].json(),
+        json!({"title": "New", "description": format!("New body\n\n{region}\n")})
+    );
+}
+
+#[tokio::test]
 async fn a_gitlab_400_naming_an_open_merge_request_is_recovered_too() {
     let stub = Stub::start(vec![
         Reply::json(

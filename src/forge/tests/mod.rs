@@ -36,6 +36,7 @@ fn github<'a>(api_base: &'a str, token: &'a Secret) -> PrRequest<'a> {
         title: "T",
         body: "B",
         token,
+        refresh: false,
     }
 }
 
