@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use super::guard::GuardLimits;
+use super::process::{Ending, Finished};
 use crate::job::{AgentJob, HarnessAuth};
 use crate::sandbox::Sandbox;
 
@@ -100,6 +101,16 @@ impl Invocation {
             .find(|candidate| is_executable(candidate))
             .map(|p| p.to_string_lossy().into_owned())
             .ok_or_else(not_found)
+    }
+}
+
+impl Invocation {
+    /// `finished` as if the agent had run unconfined: see [`Sandbox::unwrap_status`].
+    pub fn unwrap_finished(&self, mut finished: Finished) -> Finished {
+        if let Ending::Exited(status) = finished.ending {
+            finished.ending = Ending::Exited(self.sandbox.unwrap_status(status));
+        }
+        finished
     }
 }
 

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod invocation;
 pub mod pi;
 pub mod process;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -115,7 +116,7 @@ pub enum AgentError {
         stderr_tail: Option<String>,
     },
     /// The process exited non-zero or was killed by a signal (`code` is then `None`).
-    #[error("{command} exited with code {}: {output_tail}", display_code(*.code))]
+    #[error("{command} {}: {}", how_it_ended(*.code, *.signal), or_no_output(.output_tail))]
     Exited {
         /// The harness's CLI as the seed names it: `pi`, `claude` or `codex`.
         command: &'static str,
@@ -133,6 +134,15 @@ pub enum AgentError {
         message: String,
         stderr_tail: Option<String>,
         /// What the run did before it failed, summed over every attempt.
+        stats: RunStats,
+        usage: Option<Usage>,
+    },
+    /// The model endpoint refused the run (quota, rate limit, credential): `detail` is the
+    /// run's failure as [`AgentError::RunFailed`] or [`AgentError::Exited`] would say it.
+    #[error("{detail}\n{remedy}")]
+    LlmUpstream {
+        detail: String,
+        remedy: &'static str,
         stats: RunStats,
         usage: Option<Usage>,
     },
@@ -154,8 +164,45 @@ pub enum AgentError {
     },
 }
 
-fn display_code(code: Option<i32>) -> String {
-    code.map_or_else(|| "null".to_owned(), |c| c.to_string())
+/// What a CLI said, or that it said nothing (the seed ended such a text at the colon).
+fn or_no_output(tail: &str) -> &str {
+    if tail.trim().is_empty() {
+        "(no stderr output)"
+    } else {
+        tail
+    }
+}
+
+/// `exited with code N`, or `killed by SIGKILL` (seed-later 4.5).
+fn how_it_ended(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => match signal_name(signal) {
+            Some(name) => format!("killed by {name}"),
+            None => format!("killed by signal {signal}"),
+        },
+        (None, None) => "killed by signal".to_owned(),
+    }
+}
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => return None,
+    })
 }
 
 fn stderr_suffix(tail: &Option<String>) -> String {
@@ -170,6 +217,21 @@ impl AgentError {
     /// watchdog's or the shutdown's reason instead of this error.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, AgentError::Cancelled)
+    }
+
+    /// The contract's cause for this failure (a cancellation is never published: whoever
+    /// cancelled reports its own).
+    pub fn failure_cause(&self) -> crate::job::outcome::FailureCause {
+        use crate::job::outcome::FailureCause;
+        match self {
+            AgentError::LlmUpstream { .. } => FailureCause::LlmUpstream,
+            AgentError::Cancelled
+            | AgentError::Stopped { .. }
+            | AgentError::Exited { .. }
+            | AgentError::RunFailed { .. }
+            | AgentError::Spawn { .. }
+            | AgentError::Io { .. } => FailureCause::Agent,
+        }
     }
 }
 
@@ -308,7 +370,10 @@ mod tests {
             signal: Some(9),
             output_tail: String::new(),
         };
-        assert_eq!(signalled.to_string(), "claude exited with code null: ");
+        assert_eq!(
+            signalled.to_string(),
+            "claude killed by SIGKILL: (no stderr output)"
+        );
         let failed = AgentError::RunFailed {
             message: "401: denied".into(),
             stderr_tail: Some("warn".into()),

@@ -23,6 +23,7 @@
 //! - [`prune`]: deleting completion refs older than the configured age from a remote.
 //! - [`artifacts`]: what a dependency install leaves: its new entries excluded at their own
 //!   place, the tracked files it rewrote put back.
+//! - [`remedy`]: the fix for the git failures an operator can act on.
 //! - [`commit`]: the safety-net commit of tracked edits, the untracked-leftover listing and
 //!   `.git/info/exclude`.
 //! - [`warm`]: warm checkouts reused across jobs: swept back to a clone's state (config,
@@ -46,6 +47,7 @@ mod markers;
 mod merge;
 mod prune;
 mod push;
+mod remedy;
 mod runner;
 mod warm;
 
@@ -70,6 +72,7 @@ pub use markers::{conflict_diff, CONFLICT_DIFF_MAX_CHARS};
 pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, MergeOutcome};
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
+pub use remedy::describe_git_failure;
 pub use runner::Runner;
 pub use warm::{prepare_warm, WarmTarget};
 
@@ -85,6 +88,12 @@ pub enum GitError {
     /// The remote (or libgit2's own fast-forward check) refused a ref update of a push.
     #[error("git push: {refname} was rejected: {reason}")]
     Rejected { refname: String, reason: String },
+    /// The operation ran past the git timeout and was stopped (seed-later 4.1's stall).
+    #[error(
+        "git {op} timed out after {after} with no end in sight — the operation stalled. Likely a \
+         very large clone or push, or a slow or blocked network."
+    )]
+    Stalled { op: &'static str, after: String },
     /// Any other libgit2 failure, named by the operation that hit it.
     #[error("git {op}: {message}")]
     Git { op: &'static str, message: String },
@@ -111,6 +120,7 @@ impl GitError {
         match self {
             GitError::Cancelled { .. } => true,
             GitError::Auth { .. }
+            | GitError::Stalled { .. }
             | GitError::Rejected { .. }
             | GitError::Git { .. }
             | GitError::Io { .. }
@@ -123,6 +133,7 @@ impl GitError {
         match self {
             GitError::Auth { .. } => true,
             GitError::Cancelled { .. }
+            | GitError::Stalled { .. }
             | GitError::Rejected { .. }
             | GitError::Git { .. }
             | GitError::Io { .. }

@@ -56,9 +56,9 @@ impl Runner {
             _ = tokio::time::sleep(self.timeout) => {
                 op_token.cancel();
                 self.metrics.observe_git(op, started.elapsed().as_secs_f64());
-                return Err(GitError::Git {
+                return Err(GitError::Stalled {
                     op,
-                    message: format!("timed out after {}", human_duration(self.timeout)),
+                    after: human_duration(self.timeout),
                 });
             }
         };

@@ -31,11 +31,13 @@ pub enum FailureCause {
     NoUsableOutput,
     NoChanges,
     InvalidJob,
+    /// The model endpoint refused the run (401/403, 402 or quota, 429), contract 9.
+    LlmUpstream,
 }
 
 impl FailureCause {
     /// Every cause, in the contract's order (metrics are zero-initialised from it).
-    pub const ALL: [FailureCause; 8] = [
+    pub const ALL: [FailureCause; 9] = [
         FailureCause::InactivityTimeout,
         FailureCause::MaxDuration,
         FailureCause::Agent,
@@ -44,6 +46,7 @@ impl FailureCause {
         FailureCause::NoUsableOutput,
         FailureCause::NoChanges,
         FailureCause::InvalidJob,
+        FailureCause::LlmUpstream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl FailureCause {
             FailureCause::NoUsableOutput => "no-usable-output",
             FailureCause::NoChanges => "no-changes",
             FailureCause::InvalidJob => "invalid-job",
+            FailureCause::LlmUpstream => "llm-upstream",
         }
     }
 }

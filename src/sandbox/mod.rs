@@ -221,6 +221,21 @@ impl Sandbox {
         Ok(())
     }
 
+    /// How the process run with [`Sandbox::command`] ended, as if it had run unconfined.
+    /// Bubblewrap, the init of the agent's PID namespace, exits 128 + N when the agent dies
+    /// of signal N (as a shell reports it); that is read back as the signal, so a failure can
+    /// say which signal killed the agent.
+    pub fn unwrap_status(&self, status: std::process::ExitStatus) -> std::process::ExitStatus {
+        use std::os::unix::process::ExitStatusExt;
+        match (self.mechanism, status.code()) {
+            // A wait status with a signal number in its low bits: killed by that signal.
+            (Mechanism::Bubblewrap, Some(code @ 129..=159)) => {
+                std::process::ExitStatus::from_raw(code - 128)
+            }
+            _ => status,
+        }
+    }
+
     /// One run of `true` inside the sandbox, as an agent would be run.
     async fn probe(&self) -> Result<(), String> {
         let root = Path::new("/");

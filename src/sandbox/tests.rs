@@ -254,3 +254,14 @@ async fn a_hidden_or_writable_path_behind_a_symlink_does_not_cost_the_sandbox() 
     assert_eq!(s.writable, vec![cache]);
     drop(socket);
 }
+
+#[test]
+fn a_signal_death_reported_by_bubblewrap_as_128_plus_n_is_read_back_as_the_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = sandbox(tmp.path());
+    let exited = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+    assert_eq!(s.unwrap_status(exited(137)).signal(), Some(9));
+    assert_eq!(s.unwrap_status(exited(1)).code(), Some(1));
+    assert_eq!(Sandbox::none().unwrap_status(exited(137)).code(), Some(137));
+}

@@ -16,11 +16,13 @@ use crate::worker::workspace::ServiceDirError;
 /// A failure of a flow, with its contract cause ([`FlowError::failure_cause`]).
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
-    #[error(transparent)]
+    /// The git failure, then its fix on a line of its own when it has one.
+    #[error("{}", with_remedy(.0, .0.remedy()))]
     Git(GitError),
     #[error(transparent)]
     Agent(AgentError),
-    #[error(transparent)]
+    /// The stable first line, then the fix on a line of its own when there is one.
+    #[error("{}", with_remedy(.0, .0.remedy().as_deref()))]
     Pr(PrError),
     #[error(transparent)]
     ServiceDir(#[from] ServiceDirError),
@@ -40,6 +42,13 @@ pub enum FlowError {
     Task(String),
 }
 
+fn with_remedy(error: &dyn std::fmt::Display, remedy: Option<&str>) -> String {
+    match remedy {
+        Some(r) => format!("{error}\n{r}"),
+        None => error.to_string(),
+    }
+}
+
 impl FlowError {
     pub fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> FlowError {
         move |source| FlowError::Io { context, source }
@@ -51,7 +60,7 @@ impl FlowError {
             FlowError::Git(_) | FlowError::ServiceDir(_) | FlowError::ContextFiles(_) => {
                 FailureCause::Git
             }
-            FlowError::Agent(_) => FailureCause::Agent,
+            FlowError::Agent(e) => e.failure_cause(),
             FlowError::Pr(e) => e.failure_cause(),
             FlowError::Warm(_)
             | FlowError::Io { .. }

@@ -8,6 +8,7 @@ mod cli;
 mod completion;
 mod conflict;
 mod explore;
+mod failures;
 mod faults;
 mod followups;
 mod gates;

@@ -547,16 +547,50 @@ async fn a_model_api_that_refuses_the_token_fails_the_job_with_the_upstream_mess
         .await;
     let result = w.next_result(WORKER_WAIT).await;
 
-    // Pi exits 0 after an assistant message with `stopReason: "error"`.
+    // Pi exits 0 after an assistant message with `stopReason: "error"`: the model endpoint
+    // refused the credential, its own cause with the fix under pi's text.
     assert_eq!(result["state"], "failed", "{result}");
-    assert_eq!(result["failureCause"], "agent", "{result}");
+    assert_eq!(result["failureCause"], "llm-upstream", "{result}");
     let error = result["error"].as_str().unwrap();
     assert!(error.contains("mock: invalid session token"), "{error}");
     assert!(error.starts_with("401"), "{error}");
+    assert!(
+        error.ends_with("\nThe model provider rejected the run: the API credential was refused (HTTP 401/403). The provider key is most likely invalid, revoked, or expired — replace it, then retry."),
+        "{error}"
+    );
     assert!(!error.contains(TOKEN), "{error}");
     // An authentication error is final for pi: no retry.
     assert_eq!(mock.chat_requests().len(), 1);
     assert_eq!(origin.tip("work/real-401"), None);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_api_that_rate_limits_past_pis_retries_is_an_upstream_failure_with_its_fix() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = BareRepo::new();
+    origin.commit_files(
+        "main",
+        &[(".pi/settings.json", r#"{"retry": {"baseDelayMs": 10}}"#)],
+        "Fast retries",
+    );
+    let mock = ModelMock::start(vec![Step::fail(429, "mock: slow down")]).await;
+    let w = pi_worker(&pi).await;
+    w.enqueue(&mock_job("job-real-429", &origin, &mock, "work/real-429"))
+        .await;
+    let result = w.next_result(WORKER_WAIT).await;
+    assert_eq!(result["state"], "failed", "{result}");
+    assert_eq!(result["failureCause"], "llm-upstream", "{result}");
+    let error = result["error"].as_str().unwrap();
+    assert!(error.contains("mock: slow down"), "{error}");
+    assert!(
+        error.ends_with("\nThe model provider rate-limited the run (HTTP 429) and the agent exhausted its automatic retries. This is usually transient — wait a moment and retry. If it persists, reduce concurrent runs or use a provider key / plan with a higher rate limit."),
+        "{error}"
+    );
+    assert!(!mock.chat_requests().is_empty());
     w.stop().await;
 }
 

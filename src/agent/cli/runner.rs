@@ -210,6 +210,7 @@ async fn run_cli<S: CliStream>(
                 source,
             },
         })?;
+    let finished = inv.unwrap_finished(finished);
     decide(cli, &job.redactor(), finished, sink.stream)
 }
 

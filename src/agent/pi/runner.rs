@@ -17,7 +17,9 @@ use super::stream::{PiOutcome, PiStream};
 use crate::agent::guard::ProgressGuard;
 use crate::agent::invocation::{compose_env, job_secrets, Invocation};
 use crate::agent::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
+use crate::agent::upstream::llm_refusal_remedy;
 use crate::agent::{now_ms, AgentError, AgentObserver, AgentRun};
+use crate::job::outcome::{RunStats, Usage};
 use crate::job::AgentJob;
 use crate::redact::{head_chars, tail_chars, Redactor};
 
@@ -149,6 +151,7 @@ pub async fn run_pi(
             source,
         },
     })?;
+    let finished = inv.unwrap_finished(finished);
     let outcome = sink.stream.outcome(&finished.stdout_tail);
     if outcome.malformed_lines > 0 {
         tracing::warn!(
@@ -180,12 +183,21 @@ fn decide(
         }),
         Ending::Cancelled => Err(AgentError::Cancelled),
         Ending::Exited(status) if status.success() => match outcome.terminal_error {
-            Some(message) => Err(AgentError::RunFailed {
-                message: head_chars(&redactor.redact(&message), TERMINAL_MESSAGE_CHARS).to_owned(),
-                stderr_tail: stderr_tail(RESULT_STDERR_CHARS),
-                stats: outcome.stats,
-                usage: outcome.usage,
-            }),
+            Some(message) => {
+                let failed = AgentError::RunFailed {
+                    message: head_chars(&redactor.redact(&message), TERMINAL_MESSAGE_CHARS)
+                        .to_owned(),
+                    stderr_tail: stderr_tail(RESULT_STDERR_CHARS),
+                    stats: outcome.stats,
+                    usage: outcome.usage,
+                };
+                Err(refused_upstream(
+                    failed,
+                    &message,
+                    outcome.stats,
+                    outcome.usage,
+                ))
+            }
             None => Ok(AgentRun {
                 summary: outcome.summary,
                 stats: outcome.stats,
@@ -200,13 +212,35 @@ fn decide(
             } else {
                 stderr
             };
-            Err(AgentError::Exited {
+            let raw = tail_chars(source, EXIT_OUTPUT_CHARS);
+            let exited = AgentError::Exited {
                 command: "pi",
                 code: status.code(),
                 signal: status.signal(),
                 output_tail: tail_chars(&redactor.redact(source), EXIT_OUTPUT_CHARS).to_owned(),
-            })
+            };
+            Err(refused_upstream(exited, raw, outcome.stats, outcome.usage))
         }
+    }
+}
+
+/// `failed` as an `llm-upstream` failure with its fix when `raw` (the unredacted terminal
+/// error or exit output) is a model-endpoint refusal; else `failed` as it is. Only Pi's: the
+/// subscription CLIs say nothing contractual about their endpoint (seed-later 4.3).
+fn refused_upstream(
+    failed: AgentError,
+    raw: &str,
+    stats: RunStats,
+    usage: Option<Usage>,
+) -> AgentError {
+    match llm_refusal_remedy(raw) {
+        Some(remedy) => AgentError::LlmUpstream {
+            detail: failed.to_string(),
+            remedy,
+            stats,
+            usage,
+        },
+        None => failed,
     }
 }
 

@@ -128,7 +128,7 @@ echo 'warning: slow' >&2"#,
 }
 
 #[tokio::test]
-async fn an_upstream_error_on_a_clean_exit_is_a_failure_with_the_upstream_message() {
+async fn a_refused_credential_on_a_clean_exit_is_an_upstream_failure_with_its_message_and_fix() {
     let fake = FakePi::new(r#"cat "$FIXTURE"; echo 'retrying...' >&2; exit 0"#);
     let mut inv = fake.invocation();
     inv.extra_env.push((
@@ -137,10 +137,14 @@ async fn an_upstream_error_on_a_clean_exit_is_a_failure_with_the_upstream_messag
     ));
     let (result, _) = run(&inv).await;
     let err = result.unwrap_err();
-    assert!(matches!(err, AgentError::RunFailed { .. }));
+    assert!(matches!(err, AgentError::LlmUpstream { .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        r#"401: {"message":"invalid session token","type":"invalid_request_error"} Agent stderr: retrying..."#
+        format!(
+            "{}\n{}",
+            r#"401: {"message":"invalid session token","type":"invalid_request_error"} Agent stderr: retrying..."#,
+            crate::agent::upstream::AUTH_REMEDY
+        )
     );
 }
 
@@ -183,7 +187,7 @@ async fn a_non_zero_exit_quotes_the_redacted_stderr() {
 }
 
 #[tokio::test]
-async fn a_run_killed_by_a_signal_reports_code_null() {
+async fn a_run_killed_by_a_signal_says_which_signal() {
     let fake = FakePi::new(r#"head -n 5 "$FIXTURE"; kill -9 $$"#);
     let mut inv = fake.invocation();
     inv.extra_env.push((
@@ -199,7 +203,11 @@ async fn a_run_killed_by_a_signal_reports_code_null() {
             ..
         }
     ));
-    assert!(err.to_string().starts_with("pi exited with code null: "));
+    // The seed said `code null` here (seed-later 4.5).
+    assert!(
+        err.to_string().starts_with("pi killed by SIGKILL: "),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -378,4 +386,20 @@ async fn the_unterminated_last_pi_line_is_not_guarded() {
     let (result, recorder) = run(&inv).await;
     assert_eq!(result.unwrap().stats.tool_calls, 5);
     assert_eq!(recorder.spans.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_server_error_that_outlived_the_retries_stays_an_agent_failure() {
+    let fake = FakePi::new(r#"cat "$FIXTURE"; exit 0"#);
+    let mut inv = fake.invocation();
+    inv.extra_env.push((
+        "FIXTURE".into(),
+        fixture_path("pi-0.80.3-err500.events.jsonl"),
+    ));
+    let err = run(&inv).await.0.unwrap_err();
+    assert!(matches!(err, AgentError::RunFailed { .. }), "{err:?}");
+    assert_eq!(
+        err.failure_cause(),
+        crate::job::outcome::FailureCause::Agent
+    );
 }
