@@ -138,10 +138,42 @@ pub async fn open(
             tracing::info!("coding-agent: no commits between the branch and its base");
             Ok(Some(Opened::NothingToCompare))
         }
+        // GitLab's way of saying the same (the seed failed these as `api`).
+        Err(PrError::Gitlab {
+            status: 400 | 409 | 422,
+            body,
+        }) if nothing_to_compare(&body) => {
+            tracing::info!("coding-agent: the branch and its base are identical");
+            Ok(Some(Opened::NothingToCompare))
+        }
         Err(e) if run.cancel.is_cancelled() => {
             tracing::warn!(error = %e, "PR open interrupted");
             Err(Stop::Interrupted)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A GitLab refusal that says the merge request would hold nothing.
+fn nothing_to_compare(body: &str) -> bool {
+    let body = body.to_lowercase();
+    [
+        "are identical",
+        "no changes",
+        "nothing to merge",
+        "no commits",
+    ]
+    .iter()
+    .any(|phrase| body.contains(phrase))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gitlabs_nothing_to_compare_is_recognised_and_other_refusals_are_not() {
+        assert!(super::nothing_to_compare(
+            r#"{"message":["Validation failed: Source branch 'x' and target branch 'main' are identical"]}"#
+        ));
+        assert!(!super::nothing_to_compare(r#"{"message":"403 Forbidden"}"#));
     }
 }
