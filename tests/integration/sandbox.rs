@@ -13,13 +13,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::support::agents::write_agent;
-use crate::support::broker::{amqp_url, next_message, TestBroker};
+use crate::support::broker::{amqp_url, TestBroker};
 use crate::support::model_mock::{ModelMock, Step};
 use crate::support::process::{processes_in, processes_with, WorkerProcess};
 use crate::support::repo::BareRepo;
-use crate::support::worker::{coding_job, eventually, test_config};
+use crate::support::worker::{coding_job, eventually, next_json, test_config};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// For a result: the whole suite runs beside these two-job scenes, real CLIs included, on two
+/// cores.
+const RESULT_WAIT: Duration = Duration::from_secs(150);
 const FIRST_GIT_TOKEN: &str = "ghs_FIRSTjobGitToken00000000000000001";
 const FIRST_SESSION_TOKEN: &str = "sess-FIRST-job-session-token-0001";
 const SECOND_GIT_TOKEN: &str = "ghs_SECONDjobGitToken0000000000000002";
@@ -151,9 +154,21 @@ impl Scene {
         .unwrap();
     }
 
-    async fn next_result(&self) -> Value {
-        let d = next_message(&self.broker.conn, &self.broker.topo.results_queue, WAIT).await;
-        serde_json::from_slice(&d.data).unwrap()
+    /// The next result; on a timeout, fails with the worker's log.
+    async fn next_result(&self, w: &WorkerProcess) -> Value {
+        match next_json(
+            &self.broker.conn,
+            &self.broker.topo.results_queue,
+            RESULT_WAIT,
+        )
+        .await
+        {
+            Some(result) => result,
+            None => panic!(
+                "no result within {RESULT_WAIT:?}; the worker's log:\n{}",
+                w.log_tail(60)
+            ),
+        }
     }
 
     /// Once the first job's agent runs (`first_agent` names one of its processes): writes the
@@ -215,8 +230,8 @@ impl Scene {
     }
 
     /// Both jobs finished `done` with their branches pushed, and nothing was planted.
-    async fn both_done(&self) {
-        let (a, b) = (self.next_result().await, self.next_result().await);
+    async fn both_done(&self, w: &WorkerProcess) {
+        let (a, b) = (self.next_result(w).await, self.next_result(w).await);
         for r in [&a, &b] {
             assert_eq!(r["state"], "done", "{r}");
             assert_eq!(r["result"]["pushed"], true, "{r}");
@@ -262,7 +277,7 @@ esac"#
     );
     sc.enqueue(&second).await;
     let report = sc.s().join("report");
-    eventually("the probe's report", WAIT, || {
+    eventually("the probe's report", RESULT_WAIT, || {
         std::fs::read_to_string(&report).is_ok_and(|r| r.contains("write-first"))
     })
     .await;
@@ -270,7 +285,7 @@ esac"#
     let report = std::fs::read_to_string(&report).unwrap();
     eprintln!("sandbox: the hostile agent's report:\n{report}");
     assert_all_denied(&report);
-    sc.both_done().await;
+    sc.both_done(&w).await;
     w.stop(WAIT).await;
 }
 
@@ -343,7 +358,7 @@ async fn the_real_pi_works_inside_the_sandbox_and_its_hostile_commands_get_nothi
     sc.enqueue(&with_mock(second, &second_mock)).await;
     second_mock.wait_for_requests(2).await;
     std::fs::write(sc.s().join("first-go"), b"").unwrap();
-    sc.both_done().await;
+    sc.both_done(&w).await;
     let report = std::fs::read_to_string(sc.s().join("report")).unwrap();
     eprintln!("sandbox: the probe pi ran:\n{report}");
     assert_all_denied(&report);
@@ -383,7 +398,7 @@ async fn what_an_agent_starts_ends_with_its_job_and_its_workspace_goes() {
         Some("work/escape"),
     ))
     .await;
-    let r = sc.next_result().await;
+    let r = sc.next_result(&w).await;
     assert_eq!(r["state"], "done", "{r}");
     assert!(sc.s().join("escaped").exists());
     let s = sc.s().display().to_string();
@@ -493,7 +508,7 @@ async fn required_without_a_sandbox_refuses_to_start_in_one_line_and_off_warns_a
         Some("work/off"),
     ))
     .await;
-    let r = sc.next_result().await;
+    let r = sc.next_result(&w).await;
     assert_eq!(r["state"], "done", "{r}");
     assert!(w.log().contains("sandbox: off"), "{}", w.log_tail(20));
     // The broker password is gone from the worker's environment block, even as root sees it.

@@ -14,8 +14,9 @@ tool() { printf '{"type":"tool_execution_end","toolName":"%s","isError":false}\n
 finish() {
   printf '{"type":"agent_end","messages":[{"role":"user","content":[{"type":"text","text":"task"}]},{"role":"assistant","content":[{"type":"toolCall","name":"bash"},{"type":"text","text":"%s"}],"stopReason":"stop","usage":{"input":10,"output":5,"cacheRead":0,"cacheWrite":0}}],"stopReason":"stop"}\n' "$1"
 }
-# Blocks until the test creates the file $1 (bounded, so a failed test cannot hang forever).
-wait_for() { i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -lt 600 ] || exit 3; sleep 0.05; done; }
+# Blocks until the test creates the file $1 (bounded, so a failed test cannot hang forever; the
+# bound leaves room for a loaded machine).
+wait_for() { i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -lt 2400 ] || exit 3; sleep 0.05; done; }
 commit_all() { git add -A && git commit -q -m "$1"; }
 "#;
 
