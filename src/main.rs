@@ -82,6 +82,17 @@ enum Command {
         #[arg(long)]
         no_validate: bool,
     },
+    /// Cancel a job by its jobId: every worker hears it; the one running the job stops it
+    /// (its committed work pushed, a `failed` result with cause `cancelled`), and every
+    /// worker finishes a later delivery of it without running it (contract 9).
+    ///
+    /// Exit code: 0 published, 3 no worker is listening, 1 any other failure.
+    Cancel {
+        /// The `jobId` to cancel.
+        job_id: String,
+        #[arg(long, env = "HARNESS_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// The demo's scripted agent (speaks Pi's JSON event stream). Not for direct use.
     #[command(hide = true)]
     DemoAgent {
@@ -135,7 +146,48 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             json,
             no_validate,
         } => enqueue_cmd(&job, config.as_deref(), wait, json, no_validate).await,
+        Command::Cancel { job_id, config } => cancel_cmd(&job_id, config.as_deref()).await,
         Command::DemoAgent { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn cancel_cmd(job_id: &str, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    telemetry::init(false, "warn", SecretRegistry::default());
+    if broker::control::cancelled_job_id(
+        serde_json::json!({ "jobId": job_id })
+            .to_string()
+            .as_bytes(),
+    )
+    .is_none()
+    {
+        anyhow::bail!("a jobId must be 1 to 200 bytes");
+    }
+    let conn = broker::connect(
+        &config.amqp.url,
+        "executor-harness cancel",
+        config.amqp.heartbeat_secs,
+    )
+    .await?;
+    if config.amqp.declare {
+        broker::declare_topology(&conn, &worker::topology(&config)).await?;
+    }
+    let timeout = std::time::Duration::from_millis(config.amqp.confirm_timeout_ms);
+    let exchange = &config.amqp.topology.control_exchange;
+    let published = broker::publish_cancel(&conn, exchange, job_id, timeout).await;
+    let _ = conn.close(200, "cancel sent".into()).await;
+    match published {
+        Ok(()) => {
+            eprintln!("executor-harness: cancel of {job_id} published on {exchange}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broker::PublishError::Unroutable) => {
+            eprintln!(
+                "executor-harness: no worker is listening on {exchange}: nothing was cancelled"
+            );
+            Ok(ExitCode::from(3))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

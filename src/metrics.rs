@@ -40,6 +40,9 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     pub amqp_connected: IntGauge,
     pub amqp_reconnects: IntCounter,
+    /// `job.cancel` messages received, by whether the job ran here (`running`) or not
+    /// (`remembered`).
+    pub cancels_received: IntCounterVec,
     pub git_operation_duration: HistogramVec,
     pub agent_tokens: IntCounterVec,
     /// 1 for the sandbox mechanism agents run in (`bubblewrap` or `none`), 0 for the others.
@@ -168,6 +171,12 @@ impl Metrics {
             ),
             amqp_connected,
             amqp_reconnects,
+            cancels_received: counter(
+                &r,
+                "cancels_received_total",
+                "job.cancel messages received, by whether the job was running here.",
+                &["job"],
+            ),
             git_operation_duration: histogram(
                 &r,
                 "git_operation_duration_seconds",
@@ -204,6 +213,9 @@ impl Metrics {
     /// Every label combination exists from start-up, so dashboards and alerts see zeros.
     fn zero_initialise(&self) {
         self.set_sandbox("none");
+        for job in ["running", "remembered"] {
+            self.cancels_received.with_label_values(&[job]);
+        }
         for mode in ["coding", "explore", "preview"] {
             self.jobs_received.with_label_values(&[mode]);
             for state in ["done", "failed"] {
@@ -357,6 +369,7 @@ mod tests {
             "harness_git_operation_duration_seconds_bucket",
             "harness_agent_tokens_total",
             "harness_sandbox_active",
+            "harness_cancels_received_total",
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name}");

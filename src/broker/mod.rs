@@ -11,12 +11,14 @@
 
 pub mod connection;
 pub mod consume;
+pub mod control;
 pub mod follow;
 pub mod publish;
 pub mod topology;
 
 pub use connection::{connect, redact_url, server_version, BrokerConnection};
 pub use consume::{JobConsumer, JobDelivery, Settlement};
+pub use control::{publish_cancel, ControlListener, CANCEL_KEY};
 pub use follow::EventFollower;
 pub use publish::{enqueue_job, OutgoingMessage, PublishError, Publisher};
 pub use topology::{declare_topology, Topology, FOLLOWUP_KEY, PROGRESS_KEY, RESULT_KEY};

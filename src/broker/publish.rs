@@ -12,7 +12,7 @@ use tracing::debug;
 
 use super::BrokerError;
 
-const CONTENT_TYPE: &str = "application/json";
+pub(super) const CONTENT_TYPE: &str = "application/json";
 /// Persistent: the message survives a broker restart in a durable queue.
 const PERSISTENT: u8 = 2;
 
@@ -180,21 +180,43 @@ pub async fn enqueue_job(
             .with_message_id(job_id.clone())
             .with_correlation_id(job_id);
     }
+    publish_confirmed_once(
+        conn,
+        "",
+        routing_key.as_str(),
+        body,
+        properties,
+        confirm_timeout,
+    )
+    .await
+}
+
+/// One confirmed, mandatory publish on a channel of its own (a tool's single message).
+pub(super) async fn publish_confirmed_once(
+    conn: &Connection,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+    confirm_timeout: Duration,
+) -> Result<(), PublishError> {
+    let exchange = property("exchange", exchange)?;
+    let routing_key = property("routing key", routing_key)?;
     let channel = confirm_channel(conn)
         .await
         .map_err(PublishError::ChannelClosed)?;
     let published = publish_confirmed(
         &channel,
         &PublishTurn::default(),
-        ShortString::from(""),
+        exchange,
         routing_key,
         body,
         properties,
         confirm_timeout,
     )
     .await;
-    if let Err(error) = channel.close(200, "job enqueued".into()).await {
-        debug!(%error, "closing the enqueue channel failed");
+    if let Err(error) = channel.close(200, "published".into()).await {
+        debug!(%error, "closing the one-message channel failed");
     }
     published
 }

@@ -39,6 +39,9 @@ pub struct Topology {
     pub dead_watch_queue: String,
     /// Topic exchange every event is published to.
     pub events_exchange: String,
+    /// Durable topic exchange of control messages (`job.cancel`); every worker binds its own
+    /// exclusive, auto-delete queue to it.
+    pub control_exchange: String,
     /// Bound to `job.result`.
     pub results_queue: String,
     /// Bound to `job.followup`.
@@ -63,7 +66,7 @@ impl Topology {
     pub const DEFAULT_PROGRESS_MAX_LENGTH: u32 = 100_000;
 
     /// `<prefix>.jobs`, `<prefix>.dead`, `<prefix>.jobs.dead`, `<prefix>.jobs.dead.watch`,
-    /// `<prefix>.events`,
+    /// `<prefix>.events`, `<prefix>.control`,
     /// `<prefix>.results`, `<prefix>.followups`, `<prefix>.progress`, with default limits.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
@@ -72,6 +75,7 @@ impl Topology {
             dead_queue: format!("{prefix}.jobs.dead"),
             dead_watch_queue: format!("{prefix}.jobs.dead.watch"),
             events_exchange: format!("{prefix}.events"),
+            control_exchange: format!("{prefix}.control"),
             results_queue: format!("{prefix}.results"),
             followups_queue: format!("{prefix}.followups"),
             progress_queue: format!("{prefix}.progress"),
@@ -94,8 +98,12 @@ impl Topology {
     }
 
     /// Every exchange.
-    pub fn exchanges(&self) -> [&str; 2] {
-        [&self.dead_exchange, &self.events_exchange]
+    pub fn exchanges(&self) -> [&str; 3] {
+        [
+            &self.dead_exchange,
+            &self.events_exchange,
+            &self.control_exchange,
+        ]
     }
 }
 
@@ -135,6 +143,7 @@ pub async fn declare_topology(conn: &BrokerConnection, topo: &Topology) -> Resul
     .await?;
 
     declare_exchange(conn, &topo.events_exchange, ExchangeKind::Topic).await?;
+    declare_exchange(conn, &topo.control_exchange, ExchangeKind::Topic).await?;
     declare_queue(conn, &topo.results_queue, FieldTable::default()).await?;
     declare_queue(conn, &topo.followups_queue, FieldTable::default()).await?;
     declare_queue(conn, &topo.progress_queue, progress_arguments(topo)).await?;

@@ -96,6 +96,9 @@ pub struct WorkerConfig {
     /// Where per-job workspaces and HOMEs live; empty means `<temp dir>/executor-harness`.
     /// Env `HARNESS_WORK_DIR`.
     pub work_dir: String,
+    /// How long a cancelled `jobId` is remembered, so a delivery arriving after its cancel is
+    /// finished without running (contract 9).
+    pub cancel_memory_ms: u64,
 }
 
 impl Default for WorkerConfig {
@@ -104,6 +107,7 @@ impl Default for WorkerConfig {
             concurrency: 2,
             shutdown_grace_ms: 25_000,
             work_dir: String::new(),
+            cancel_memory_ms: 3_600_000,
         }
     }
 }

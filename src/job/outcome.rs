@@ -33,11 +33,13 @@ pub enum FailureCause {
     InvalidJob,
     /// The model endpoint refused the run (401/403, 402 or quota, 429), contract 9.
     LlmUpstream,
+    /// A `job.cancel` message stopped the job (contract 9).
+    Cancelled,
 }
 
 impl FailureCause {
     /// Every cause, in the contract's order (metrics are zero-initialised from it).
-    pub const ALL: [FailureCause; 9] = [
+    pub const ALL: [FailureCause; 10] = [
         FailureCause::InactivityTimeout,
         FailureCause::MaxDuration,
         FailureCause::Agent,
@@ -47,6 +49,7 @@ impl FailureCause {
         FailureCause::NoChanges,
         FailureCause::InvalidJob,
         FailureCause::LlmUpstream,
+        FailureCause::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl FailureCause {
             FailureCause::NoChanges => "no-changes",
             FailureCause::InvalidJob => "invalid-job",
             FailureCause::LlmUpstream => "llm-upstream",
+            FailureCause::Cancelled => "cancelled",
         }
     }
 }

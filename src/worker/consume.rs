@@ -13,7 +13,7 @@ use super::dead_letters::finish_dead_letter;
 use super::events::{BrokerSink, CurrentSink, EventSink};
 use super::settle::{finish_delivery, Finish};
 use super::{hostname, topology, workspace, Held, JobTask, Running, WorkerError};
-use crate::broker::{self, BrokerError, JobConsumer, JobDelivery, Publisher};
+use crate::broker::{self, BrokerError, ControlListener, JobConsumer, JobDelivery, Publisher};
 use crate::config::Config;
 use crate::job::accept_job;
 use crate::metrics::Metrics;
@@ -27,6 +27,8 @@ struct Session {
     consumer: JobConsumer,
     /// The dead-letter watch queue (see `dead_letters`), one message at a time.
     dead: JobConsumer,
+    /// This worker's own queue of control messages (cancels).
+    control: ControlListener,
 }
 
 impl Session {
@@ -65,12 +67,14 @@ impl Session {
             &format!("executor-harness-dead-{}", std::process::id()),
         )
         .await?;
+        let control = ControlListener::open(&conn, &topo.control_exchange).await?;
         Ok(Self {
             conn,
             publisher,
             sink,
             consumer,
             dead,
+            control,
         })
     }
 
@@ -79,6 +83,7 @@ impl Session {
         self.conn.status().connected()
             && self.consumer.is_open()
             && self.dead.is_open()
+            && self.control.is_open()
             && self.publisher.is_open()
     }
 }
@@ -238,6 +243,7 @@ enum Step {
     Check,
     Next(Box<Option<Result<JobDelivery, BrokerError>>>),
     Dead(Box<Option<Result<JobDelivery, BrokerError>>>),
+    Control(Option<Result<String, BrokerError>>),
 }
 
 /// What every session of the consume loop shares.
@@ -271,12 +277,26 @@ async fn consume(
             _ = health.tick() => Step::Check,
             next = session.consumer.next() => Step::Next(Box::new(next)),
             dead = session.dead.next() => Step::Dead(Box::new(dead)),
+            control = session.control.next() => Step::Control(control),
         };
         let next = match step {
             Step::Shutdown => return SessionEnd::Shutdown,
             Step::Check if session.healthy() => continue,
             Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
             Step::Next(next) => *next,
+            Step::Control(Some(Ok(job_id))) => {
+                let here = ctx.cancels.cancel(&job_id);
+                let label = if here { "running" } else { "remembered" };
+                metrics.cancels_received.with_label_values(&[label]).inc();
+                tracing::info!(jobId = %job_id, running_here = here, "job.cancel received");
+                continue;
+            }
+            Step::Control(Some(Err(e))) => {
+                return SessionEnd::Lost(format!("control consumer failed: {e}"))
+            }
+            Step::Control(None) => {
+                return SessionEnd::Lost("the broker ended the control consumer".into())
+            }
             Step::Dead(dead) => match *dead {
                 Some(Ok(delivery)) => {
                     let span = tracing::info_span!("dead_letter");

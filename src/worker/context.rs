@@ -2,6 +2,7 @@
 //! lends each flow, and the [`FlowEnd`] a flow hands back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -12,6 +13,7 @@ use crate::job::AgentJob;
 use crate::metrics::Metrics;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::telemetry::SecretRegistry;
+use crate::worker::cancels::Cancels;
 use crate::worker::completion::{CompletionRecord, PruneGate};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
@@ -33,18 +35,23 @@ pub struct JobContext {
     pub(crate) warm_locks: Arc<WarmLocks>,
     /// The sandbox every agent runs in.
     pub sandbox: Arc<Sandbox>,
+    /// The jobs running here, to stop one on a cancel, and the cancelled ids remembered.
+    pub cancels: Arc<Cancels>,
 }
 
 impl JobContext {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>, secrets: SecretRegistry) -> Self {
         Self {
-            config,
             metrics,
             http: Arc::default(),
             secrets,
             prune_gate: Arc::default(),
             warm_locks: Arc::default(),
             sandbox: Arc::new(Sandbox::none()),
+            cancels: Arc::new(Cancels::new(Duration::from_millis(
+                config.worker.cancel_memory_ms,
+            ))),
+            config,
         }
     }
 

@@ -16,6 +16,8 @@
 //!   description read, the PR opened or the open one refreshed.
 //! - `validation`: pre-PR validation checks with the agent's repair loop.
 //! - `commands`: the job's own shell commands (install, checks), run and watched as its agent.
+//! - [`cancels`]: the jobs running here to stop on a `job.cancel`, and the cancelled ids
+//!   remembered so a later delivery does not run.
 //! - [`error`]: a job's failures and how its run ends (interruption is an outcome).
 //! - [`settle`]: publishing a job's end or a refusal, the ack policy, settling and counting.
 //! - [`explore`]: the read-only explore flow, prose or a structured document.
@@ -31,6 +33,7 @@
 
 mod agent_run;
 pub mod bootstrap;
+pub mod cancels;
 pub mod coding;
 mod commands;
 mod completion;

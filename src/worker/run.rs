@@ -57,7 +57,19 @@ pub async fn run_job(
         job_token.clone(),
         &tasks,
     );
-    let (owned, outcome) = match JobOwned::prepare(ctx, job, attempt, &job_token).await {
+    // A cancel stops the job as a watchdog would; a job cancelled before it came does not run.
+    let registered = ctx
+        .cancels
+        .register(&job.job_id, watchdog.killer(&job_token));
+    if registered.is_none() {
+        tracing::info!("job cancelled before it ran: finishing it without running");
+        watchdog.killer(&job_token).kill(KillReason::Cancelled);
+    }
+    let prepared = match registered {
+        Some(_) => JobOwned::prepare(ctx, job, attempt, &job_token).await,
+        None => Err(Stop::Interrupted),
+    };
+    let (owned, outcome) = match prepared {
         Ok(owned) => {
             let run = JobRun {
                 ctx,
@@ -75,6 +87,7 @@ pub async fn run_job(
         }
         Err(stop) => (None, Err(stop)),
     };
+    drop(registered);
     let killed = watchdog.stop().await;
     let ending = Ending {
         job,

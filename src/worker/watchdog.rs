@@ -73,6 +73,8 @@ pub enum KillReason {
     MaxDuration {
         cap: Duration,
     },
+    /// A `job.cancel` control message named the job (contract 9).
+    Cancelled,
 }
 
 fn secs(d: Duration) -> u64 {
@@ -94,6 +96,9 @@ impl KillReason {
             KillReason::MaxDuration { cap } => {
                 format!("Aborted: exceeded max duration of {}s", secs(*cap))
             }
+            KillReason::Cancelled => {
+                "Cancelled: a job.cancel message asked to stop this job".to_owned()
+            }
         }
     }
 
@@ -101,6 +106,7 @@ impl KillReason {
         match self {
             KillReason::Inactivity { .. } => FailureCause::InactivityTimeout,
             KillReason::MaxDuration { .. } => FailureCause::MaxDuration,
+            KillReason::Cancelled => FailureCause::Cancelled,
         }
     }
 
@@ -109,6 +115,7 @@ impl KillReason {
         match self {
             KillReason::Inactivity { .. } => "inactivity",
             KillReason::MaxDuration { .. } => "max-duration",
+            KillReason::Cancelled => "cancelled",
         }
     }
 
@@ -119,7 +126,7 @@ impl KillReason {
         let list = if list.is_empty() { "(none)" } else { &list };
         let crumb = match self {
             KillReason::Inactivity { breadcrumb, .. } => breadcrumb.as_str(),
-            KillReason::MaxDuration { .. } => current,
+            KillReason::MaxDuration { .. } | KillReason::Cancelled => current,
         };
         format!("Phase timings: {list}. {crumb}.")
     }
@@ -162,6 +169,14 @@ impl Watchdog {
         Self { reason, stop, task }
     }
 
+    /// A handle that stops the job as a watchdog would, for a reason of its own.
+    pub fn killer(&self, job: &CancellationToken) -> Killer {
+        Killer {
+            reason: self.reason.clone(),
+            job: job.clone(),
+        }
+    }
+
     pub fn kill_reason(&self) -> Option<KillReason> {
         self.reason.get().cloned()
     }
@@ -170,6 +185,21 @@ impl Watchdog {
         self.stop.cancel();
         let _ = self.task.await;
         self.reason.get().cloned()
+    }
+}
+
+/// Stops one job from outside (a cancel): records the reason unless a watchdog fired first,
+/// then cancels the job's token.
+#[derive(Clone)]
+pub struct Killer {
+    reason: Arc<OnceLock<KillReason>>,
+    job: CancellationToken,
+}
+
+impl Killer {
+    pub fn kill(&self, why: KillReason) {
+        let _ = self.reason.set(why);
+        self.job.cancel();
     }
 }
 

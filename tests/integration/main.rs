@@ -4,6 +4,7 @@ mod support;
 
 mod bootstrap;
 mod broker;
+mod cancel;
 mod cli;
 mod completion;
 mod conflict;
