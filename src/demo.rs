@@ -51,6 +51,19 @@ pub async fn run_demo(json: bool) -> Result<i32, DemoError> {
     config.agent.pi_command = vec![exe.display().to_string(), "demo-agent".into()];
     config.job.checkpoint_interval_ms = 500;
     config.job.followup_poll_interval_ms = 500;
+    // The one setting the demo takes from outside: whether its agent must be sandboxed.
+    config
+        .apply_env(|var| {
+            (var == "HARNESS_SANDBOX")
+                .then(|| std::env::var(var).ok())
+                .flatten()
+        })
+        .map_err(|e| DemoError::Setup(e.to_string()))?;
+    if !matches!(config.sandbox.mode.as_str(), "auto" | "required" | "off") {
+        return Err(DemoError::Setup(
+            "HARNESS_SANDBOX must be 'auto', 'required' or 'off'".into(),
+        ));
+    }
     let secrets = SecretRegistry::default();
     crate::telemetry::init(false, "warn", secrets.clone());
 

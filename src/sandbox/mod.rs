@@ -46,8 +46,10 @@ impl Mechanism {
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     #[error(
-        "sandbox.mode is \"required\" but no sandbox can be applied: {0} (install bubblewrap and \
-         allow unprivileged user namespaces, or set sandbox.mode = \"auto\" or \"off\")"
+        "sandbox.mode is \"required\" but no sandbox can be applied: {} ({}; see \
+         docs/sandbox.md, or set sandbox.mode = \"auto\" or \"off\")",
+        .0,
+        hint(.0)
     )]
     Unavailable(String),
     #[error("cannot create the work dir {}: {source}", path.display())]
@@ -70,6 +72,24 @@ pub struct Sandbox {
     writable: Vec<PathBuf>,
     /// The user and group agents run as, when the worker is root.
     run_as: Option<(u32, u32)>,
+}
+
+/// What to do about a probe that failed for `why` (bubblewrap's own message, or ours).
+fn hint(why: &str) -> &'static str {
+    if why.contains("cannot run") || why.contains("No such file or directory (os error 2)") {
+        "install bubblewrap, or point sandbox.bwrap at it"
+    } else if why.contains("mount proc") {
+        "the container's /proc is masked: give the pod procMount: Unmasked (Docker: \
+         --security-opt systempaths=unconfined)"
+    } else if why.contains("namespace") {
+        "unprivileged user namespaces are refused: by the container's seccomp or AppArmor \
+         profile, or by the kernel's user namespace settings"
+    } else if why.contains("uid map") || why.contains("Operation not permitted") {
+        "a capability the sandbox needs was dropped: run the worker as a non-root user, or keep \
+         SETUID, SETGID, CHOWN, FOWNER, DAC_OVERRIDE and KILL"
+    } else {
+        "install bubblewrap and allow unprivileged user namespaces"
+    }
 }
 
 /// How long the start-up probe may take.

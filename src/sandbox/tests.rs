@@ -265,3 +265,24 @@ fn a_signal_death_reported_by_bubblewrap_as_128_plus_n_is_read_back_as_the_signa
     assert_eq!(s.unwrap_status(exited(1)).code(), Some(1));
     assert_eq!(Sandbox::none().unwrap_status(exited(137)).code(), Some(137));
 }
+
+#[test]
+fn a_refusal_names_the_fix_for_what_actually_failed() {
+    let text = |why: &str| SandboxError::Unavailable(why.into()).to_string();
+    assert!(text(
+        "bwrap failed: bwrap: Can't mount proc on /newroot/proc: Operation not permitted"
+    )
+    .contains("procMount: Unmasked"));
+    assert!(
+        text("bwrap failed: bwrap: No permissions to create new namespace, likely because")
+            .contains("unprivileged user namespaces are refused")
+    );
+    assert!(
+        text("bwrap failed: bwrap: setting up uid map: Operation not permitted")
+            .contains("a capability the sandbox needs was dropped")
+    );
+    assert!(
+        text("cannot run /nonexistent/bwrap: No such file or directory (os error 2)")
+            .contains("install bubblewrap")
+    );
+}
