@@ -110,6 +110,19 @@ impl Config {
                 *slot = positive(var, &v)?;
             }
         }
+        // 0 turns these off; an empty value is unset (the seed read it as 0, quirk).
+        for (var, slot) in [
+            ("JOB_TOOL_SILENCE_MS", &mut self.job.tool_silence_ms),
+            ("JOB_COLD_START_MS", &mut self.job.cold_start_ms),
+        ] {
+            if let Some(v) = get(var).filter(|v| !v.trim().is_empty()) {
+                *slot = if v.trim() == "0" {
+                    0
+                } else {
+                    positive(var, &v)?
+                };
+            }
+        }
         if let Some(v) = get("GITHUB_ENTERPRISE_HOST") {
             self.job.allowed_hosts.push(v.trim().to_ascii_lowercase());
         }

@@ -175,6 +175,13 @@ pub struct JobConfig {
     /// Timeout of the dependency install, capped at a third of `max_duration_ms` (at least
     /// 30 s). Env `DEPENDENCY_INSTALL_TIMEOUT_MS`.
     pub dependency_install_timeout_ms: u64,
+    /// An agent that keeps producing output but completes no tool call for this long is
+    /// stopped (`no-tool-progress`); 0 turns it off. Env `JOB_TOOL_SILENCE_MS`.
+    pub tool_silence_ms: u64,
+    /// No output at all this long after the job started is recorded as a cold start (a
+    /// progress message, and a note in a failure's `detail`); 0 turns it off. Env
+    /// `JOB_COLD_START_MS`.
+    pub cold_start_ms: u64,
 }
 
 impl Default for JobConfig {
@@ -189,6 +196,8 @@ impl Default for JobConfig {
             validation_command_timeout_ms: 900_000,
             command_heartbeat_ms: 30_000,
             dependency_install_timeout_ms: 1_200_000,
+            tool_silence_ms: 1_800_000,
+            cold_start_ms: 120_000,
         }
     }
 }

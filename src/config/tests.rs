@@ -144,3 +144,22 @@ fn an_unknown_key_in_the_file_is_refused() {
     let err = Config::from_file(&p).unwrap_err().to_string();
     assert!(err.contains("concurency"), "{err}");
 }
+
+#[test]
+fn the_tool_silence_and_cold_start_windows_turn_off_at_zero_and_an_empty_value_is_unset() {
+    let mut c = Config::default();
+    c.apply_env(env(&[
+        ("JOB_TOOL_SILENCE_MS", "0"),
+        ("JOB_COLD_START_MS", ""),
+    ]))
+    .unwrap();
+    assert_eq!(c.job.tool_silence_ms, 0);
+    assert_eq!(
+        c.job.cold_start_ms, 120_000,
+        "the seed read an empty value as 0"
+    );
+    c.apply_env(env(&[("JOB_COLD_START_MS", "5000.7")]))
+        .unwrap();
+    assert_eq!(c.job.cold_start_ms, 5000);
+    assert!(c.apply_env(env(&[("JOB_TOOL_SILENCE_MS", "-1")])).is_err());
+}

@@ -35,11 +35,13 @@ pub enum FailureCause {
     LlmUpstream,
     /// A `job.cancel` message stopped the job (contract 9).
     Cancelled,
+    /// The agent produced output but completed no tool call for the window (contract 9).
+    NoToolProgress,
 }
 
 impl FailureCause {
     /// Every cause, in the contract's order (metrics are zero-initialised from it).
-    pub const ALL: [FailureCause; 10] = [
+    pub const ALL: [FailureCause; 11] = [
         FailureCause::InactivityTimeout,
         FailureCause::MaxDuration,
         FailureCause::Agent,
@@ -50,6 +52,7 @@ impl FailureCause {
         FailureCause::InvalidJob,
         FailureCause::LlmUpstream,
         FailureCause::Cancelled,
+        FailureCause::NoToolProgress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl FailureCause {
             FailureCause::InvalidJob => "invalid-job",
             FailureCause::LlmUpstream => "llm-upstream",
             FailureCause::Cancelled => "cancelled",
+            FailureCause::NoToolProgress => "no-tool-progress",
         }
     }
 }
@@ -247,6 +251,17 @@ pub struct ProgressBody {
     /// The latest validation attempt, whole, each time one finishes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_report: Option<ValidationReport>,
+    /// The agent said nothing this long after the job started (once, seed-later 5.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cold_start: Option<ColdStart>,
+}
+
+/// A cold start: when it was noticed (epoch ms) and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ColdStart {
+    pub at_ms: u64,
+    pub message: String,
 }
 
 /// Every message a run emits, in the order it emits them.

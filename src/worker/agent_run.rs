@@ -59,7 +59,12 @@ pub async fn run_agent(
     let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
         reporter: run.reporter.clone(),
     });
-    Ok(agent::run_agent(job, &inv, observer, run.cancel.clone()).await?)
+    // Completed tool calls are expected while the agent's stream is open (tool silence).
+    let clock = run.reporter.clock();
+    clock.tool_window(true);
+    let ran = agent::run_agent(job, &inv, observer, run.cancel.clone()).await;
+    clock.tool_window(false);
+    Ok(ran?)
 }
 
 /// How the job's processes run in `work_dir` (its agent, its install and checks): the job's

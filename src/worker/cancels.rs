@@ -133,7 +133,7 @@ mod tests {
 
     use super::*;
     use crate::worker::tasks::JobTasks;
-    use crate::worker::watchdog::{ActivityClock, JobState, Watchdog};
+    use crate::worker::watchdog::{ActivityClock, JobState, Watchdog, Windows};
 
     struct Quiet;
     impl JobState for Quiet {
@@ -148,8 +148,12 @@ mod tests {
     fn watchdog(token: &CancellationToken, tasks: &JobTasks) -> Watchdog {
         Watchdog::start(
             std::sync::Arc::new(ActivityClock::default()),
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
+            Windows {
+                inactivity: Duration::from_secs(3600),
+                max_duration: Duration::from_secs(3600),
+                tool_silence: Duration::ZERO,
+                cold_start: Duration::ZERO,
+            },
             std::sync::Arc::new(Quiet),
             token.clone(),
             tasks,

@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::events::{now_ms, publish_with_retry, EventSink};
 use crate::job::outcome::{
-    Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody, TodoProgress, ToolSpan,
-    ValidationReport,
+    ColdStart, Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody, TodoProgress,
+    ToolSpan, ValidationReport,
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
@@ -48,6 +48,8 @@ pub struct JobReporter {
     todo: Mutex<Option<TodoProgress>>,
     /// Agent activity, read by the inactivity watchdog.
     clock: Arc<ActivityClock>,
+    /// The cold-start diagnosis, once recorded (seed-later 5.2).
+    cold_start: std::sync::OnceLock<String>,
     /// The last completed tool and when, for the failure breadcrumb.
     last_tool: Mutex<Option<(String, Instant)>>,
     /// Completed tool calls not yet published; sent in batches, at most one a second.
@@ -97,6 +99,7 @@ impl JobReporter {
                 timings: PhaseTimings::default(),
             }),
             todo: Mutex::new(None),
+            cold_start: std::sync::OnceLock::new(),
             last_tool: Mutex::new(None),
             spans: Mutex::new(Vec::new()),
             clock: Arc::new(ActivityClock::default()),
@@ -144,6 +147,7 @@ impl JobReporter {
             progress,
             spans,
             validation_report: None,
+            cold_start: None,
         }));
     }
 
@@ -158,6 +162,7 @@ impl JobReporter {
             progress: None,
             spans: None,
             validation_report: Some(report.clone()),
+            cold_start: None,
         }));
     }
 
@@ -258,8 +263,15 @@ impl JobReporter {
         self.clock.watch(on);
     }
 
-    /// Records a completed tool call: the breadcrumb, and the next span batch.
+    /// The cold-start note for a failure's `detail`, when one was recorded.
+    pub fn cold_start_note(&self) -> Option<String> {
+        self.cold_start.get().map(|m| format!(" Cold start: {m}."))
+    }
+
+    /// Records a completed tool call: the breadcrumb, the tool-silence window, and the next
+    /// span batch.
     pub fn span(&self, mut span: ToolSpan) {
+        self.clock.tool_done();
         span.tool = self.redactor.redact(&span.tool);
         *self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((span.tool.clone(), Instant::now()));
@@ -329,69 +341,35 @@ impl JobState for JobReporter {
     fn breadcrumb(&self) -> String {
         JobReporter::breadcrumb(self)
     }
+
+    fn cold_start(&self, after: std::time::Duration) {
+        let phase = self.phase();
+        let message = format!(
+            "agent produced no output {}s after start; possible onboarding/auth wedge (phase: {phase})",
+            after.as_secs_f64().round() as u64
+        );
+        if self.cold_start.set(message.clone()).is_err() {
+            return;
+        }
+        tracing::warn!(after_ms = after.as_millis() as u64, phase = %phase, "cold-start: no agent output");
+        // One progress message, so the dispatcher sees the early warning while the job runs.
+        self.send(Event::Progress(ProgressBody {
+            job_id: self.job_id.clone(),
+            attempt: self.attempt,
+            seq: self.next_progress_seq(),
+            at: now_ms(),
+            phase,
+            progress: None,
+            spans: None,
+            validation_report: None,
+            cold_start: Some(ColdStart {
+                at_ms: now_ms(),
+                message,
+            }),
+        }));
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::job::outcome::FollowUpKind;
-    use crate::worker::events::{BoxFuture, SinkError};
-
-    /// Publishes one event for each permit the test hands out.
-    struct GatedSink(Arc<Semaphore>);
-
-    impl EventSink for GatedSink {
-        fn publish<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, Result<(), SinkError>> {
-            Box::pin(async move {
-                let permit = self
-                    .0
-                    .acquire()
-                    .await
-                    .map_err(|_| SinkError::Disconnected)?;
-                permit.forget();
-                Ok(())
-            })
-        }
-    }
-
-    fn item(n: usize) -> FollowUpItem {
-        FollowUpItem {
-            kind: FollowUpKind::FollowUp,
-            title: format!("item {n}"),
-            detail: String::new(),
-            suggested_action: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn follow_ups_wait_for_room_while_the_broker_is_behind_instead_of_piling_up() {
-        let gate = Arc::new(Semaphore::new(0));
-        let sink = Arc::new(GatedSink(gate.clone()));
-        let reporter = JobReporter::start(
-            "job-1",
-            1,
-            Redactor::patterns_only(),
-            sink,
-            Arc::new(Metrics::new()),
-            &JobTasks::new(),
-        );
-        for n in 0..FOLLOWUPS_IN_FLIGHT {
-            reporter.followup(item(n)).await;
-        }
-        let next = reporter.followup(item(FOLLOWUPS_IN_FLIGHT));
-        tokio::pin!(next);
-        assert!(
-            tokio::time::timeout(Duration::from_millis(100), &mut next)
-                .await
-                .is_err(),
-            "queued past the cap"
-        );
-        // One published: one slot free.
-        gate.add_permits(1);
-        tokio::time::timeout(Duration::from_secs(5), next)
-            .await
-            .expect("queued once a slot was free");
-    }
-}
+#[path = "reporter_tests.rs"]
+mod tests;

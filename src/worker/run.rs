@@ -19,7 +19,7 @@ use crate::worker::events::{now_ms, EventSink};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
 use crate::worker::warm::{warm_dir, WarmError, WarmLease};
-use crate::worker::watchdog::{KillReason, Watchdog};
+use crate::worker::watchdog::{KillReason, Watchdog, Windows};
 use crate::worker::workspace::Workspace;
 use crate::worker::{bootstrap, coding, conflict};
 
@@ -51,8 +51,7 @@ pub async fn run_job(
     let job_token = cancel.child_token();
     let watchdog = Watchdog::start(
         reporter.clock(),
-        Duration::from_millis(ctx.config.job.inactivity_ms),
-        Duration::from_millis(ctx.config.job.max_duration_ms),
+        windows(&ctx.config),
         reporter.clone(),
         job_token.clone(),
         &tasks,
@@ -262,6 +261,7 @@ impl Ending<'_> {
     fn conclude(&self, outcome: Result<FlowEnd, Stop>, killed: Option<KillReason>) -> Concluded {
         let failed_in = self.reporter.phase();
         let breadcrumb = self.reporter.breadcrumb();
+        let cold = self.reporter.cold_start_note().unwrap_or_default();
         match (outcome, killed) {
             (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
             (Ok(FlowEnd::Ran { result, head }), _) => {
@@ -288,7 +288,7 @@ impl Ending<'_> {
             }
             (Err(_), Some(k)) => {
                 let timings = self.reporter.finish_phases("failed");
-                let detail = k.detail(&timings, &breadcrumb);
+                let detail = k.detail(&timings, &breadcrumb) + &cold;
                 self.failed(timings, k.failure_cause(), k.message(), detail, k.label())
             }
             (Err(Stop::Interrupted), None) => {
@@ -297,7 +297,7 @@ impl Ending<'_> {
             }
             (Err(Stop::Failed(e)), None) => {
                 let timings = self.reporter.finish_phases("failed");
-                let detail = failure_detail(&timings, &failed_in, &breadcrumb);
+                let detail = failure_detail(&timings, &failed_in, &breadcrumb) + &cold;
                 self.failed(timings, e.failure_cause(), e.to_string(), detail, "error")
             }
         }
@@ -337,6 +337,17 @@ impl Ending<'_> {
 
     fn took_ms(&self) -> u64 {
         now_ms().saturating_sub(self.started_at)
+    }
+}
+
+/// The watchdogs' windows the configuration sets.
+fn windows(config: &crate::config::Config) -> Windows {
+    let ms = Duration::from_millis;
+    Windows {
+        inactivity: ms(config.job.inactivity_ms),
+        max_duration: ms(config.job.max_duration_ms),
+        tool_silence: ms(config.job.tool_silence_ms),
+        cold_start: ms(config.job.cold_start_ms),
     }
 }
 

@@ -26,6 +26,12 @@ pub struct ActivityClock {
     origin: Instant,
     last_ms: AtomicU64,
     watching: AtomicBool,
+    /// Any output or heartbeat at all, ever (the cold-start diagnosis).
+    heard: AtomicBool,
+    /// An agent's stream is open: completed tool calls are expected (seed-later 5.1).
+    tool_window: AtomicBool,
+    /// When the tool window was opened or a tool call last completed.
+    last_tool_ms: AtomicU64,
     changed: Notify,
 }
 
@@ -35,6 +41,9 @@ impl Default for ActivityClock {
             origin: Instant::now(),
             last_ms: AtomicU64::new(0),
             watching: AtomicBool::new(false),
+            heard: AtomicBool::new(false),
+            tool_window: AtomicBool::new(false),
+            last_tool_ms: AtomicU64::new(0),
             changed: Notify::new(),
         }
     }
@@ -48,11 +57,28 @@ impl ActivityClock {
     /// Agent output: pushes the inactivity deadline forward.
     pub fn touch(&self) {
         self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.heard.store(true, Ordering::Relaxed);
+    }
+
+    /// An agent's stream opened (`true`) or closed: completed tool calls count only between.
+    pub fn tool_window(&self, open: bool) {
+        self.last_tool_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.tool_window.store(open, Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
+    /// A tool call completed: re-arms the tool-silence window.
+    pub fn tool_done(&self) {
+        self.last_tool_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    fn last_tool(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_tool_ms.load(Ordering::Relaxed))
     }
 
     /// The agent started (`true`) or ended (`false`); silence counts only in between.
     pub fn watch(&self, on: bool) {
-        self.touch();
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
         self.watching.store(on, Ordering::Relaxed);
         self.changed.notify_one();
     }
@@ -75,6 +101,11 @@ pub enum KillReason {
     },
     /// A `job.cancel` control message named the job (contract 9).
     Cancelled,
+    /// The agent kept producing output but completed no tool call (seed-later 5.1).
+    ToolSilence {
+        window: Duration,
+        breadcrumb: String,
+    },
 }
 
 fn secs(d: Duration) -> u64 {
@@ -99,6 +130,10 @@ impl KillReason {
             KillReason::Cancelled => {
                 "Cancelled: a job.cancel message asked to stop this job".to_owned()
             }
+            KillReason::ToolSilence { window, breadcrumb } => format!(
+                "Aborted: the agent produced output but completed no tool call for {}s ({breadcrumb})",
+                secs(*window)
+            ),
         }
     }
 
@@ -107,6 +142,7 @@ impl KillReason {
             KillReason::Inactivity { .. } => FailureCause::InactivityTimeout,
             KillReason::MaxDuration { .. } => FailureCause::MaxDuration,
             KillReason::Cancelled => FailureCause::Cancelled,
+            KillReason::ToolSilence { .. } => FailureCause::NoToolProgress,
         }
     }
 
@@ -116,6 +152,7 @@ impl KillReason {
             KillReason::Inactivity { .. } => "inactivity",
             KillReason::MaxDuration { .. } => "max-duration",
             KillReason::Cancelled => "cancelled",
+            KillReason::ToolSilence { .. } => "no-tool-progress",
         }
     }
 
@@ -125,7 +162,8 @@ impl KillReason {
         let list = timings.describe();
         let list = if list.is_empty() { "(none)" } else { &list };
         let crumb = match self {
-            KillReason::Inactivity { breadcrumb, .. } => breadcrumb.as_str(),
+            KillReason::Inactivity { breadcrumb, .. }
+            | KillReason::ToolSilence { breadcrumb, .. } => breadcrumb.as_str(),
             KillReason::MaxDuration { .. } | KillReason::Cancelled => current,
         };
         format!("Phase timings: {list}. {crumb}.")
@@ -136,6 +174,18 @@ impl KillReason {
 pub trait JobState: Send + Sync {
     fn phase(&self) -> String;
     fn breadcrumb(&self) -> String;
+    /// The agent has said nothing this long after the job started (seed-later 5.2): recorded,
+    /// never a kill.
+    fn cold_start(&self, _after: Duration) {}
+}
+
+/// The watchdogs' windows: 0 turns the tool-silence and cold-start ones off.
+#[derive(Debug, Clone, Copy)]
+pub struct Windows {
+    pub inactivity: Duration,
+    pub max_duration: Duration,
+    pub tool_silence: Duration,
+    pub cold_start: Duration,
 }
 
 pub struct Watchdog {
@@ -149,8 +199,7 @@ impl Watchdog {
     /// and cancels `job`.
     pub fn start(
         clock: Arc<ActivityClock>,
-        inactivity: Duration,
-        max_duration: Duration,
+        windows: Windows,
         state: Arc<dyn JobState>,
         job: CancellationToken,
         tasks: &JobTasks,
@@ -159,8 +208,7 @@ impl Watchdog {
         let stop = CancellationToken::new();
         let task = tasks.spawn(watch(
             clock,
-            inactivity,
-            max_duration,
+            windows,
             state,
             job,
             reason.clone(),
@@ -205,28 +253,46 @@ impl Killer {
 
 async fn watch(
     clock: Arc<ActivityClock>,
-    inactivity: Duration,
-    max_duration: Duration,
+    windows: Windows,
     state: Arc<dyn JobState>,
     job: CancellationToken,
     reason: Arc<OnceLock<KillReason>>,
     stop: CancellationToken,
 ) {
-    let cap_at = Instant::now() + max_duration;
+    let Windows {
+        inactivity,
+        max_duration,
+        tool_silence,
+        cold_start,
+    } = windows;
+    let started = Instant::now();
+    let cap_at = started + max_duration;
+    let mut cold_at = (!cold_start.is_zero()).then_some(started + cold_start);
     loop {
         let watching = clock.watching.load(Ordering::Relaxed);
-        let silent_at = clock.last_activity() + inactivity;
-        let deadline = if watching {
-            silent_at.min(cap_at)
-        } else {
-            cap_at
-        };
+        let mut deadline = cap_at;
+        if watching {
+            deadline = deadline.min(clock.last_activity() + inactivity);
+        }
+        let tool_window = !tool_silence.is_zero() && clock.tool_window.load(Ordering::Relaxed);
+        if tool_window {
+            deadline = deadline.min(clock.last_tool() + tool_silence);
+        }
+        if let Some(at) = cold_at {
+            deadline = deadline.min(at);
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = clock.changed.notified() => continue,
             _ = tokio::time::sleep_until(deadline) => {}
         }
         let now = Instant::now();
+        if cold_at.is_some_and(|at| now >= at) {
+            cold_at = None;
+            if !clock.heard.load(Ordering::Relaxed) {
+                state.cold_start(now - started);
+            }
+        }
         let fired = if now >= cap_at {
             Some(KillReason::MaxDuration { cap: max_duration })
         } else if clock.watching.load(Ordering::Relaxed)
@@ -237,6 +303,20 @@ async fn watch(
                 phase: state.phase(),
                 breadcrumb: state.breadcrumb(),
             })
+        } else if tool_window
+            && clock.tool_window.load(Ordering::Relaxed)
+            && now >= clock.last_tool() + tool_silence
+        {
+            if clock.last_activity() > clock.last_tool() {
+                Some(KillReason::ToolSilence {
+                    window: tool_silence,
+                    breadcrumb: state.breadcrumb(),
+                })
+            } else {
+                // Silent since the window was armed: the inactivity window's case. Re-arm.
+                clock.tool_done();
+                None
+            }
         } else {
             // Activity moved the deadline: sleep again.
             None
@@ -251,93 +331,5 @@ async fn watch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Fixed;
-    impl JobState for Fixed {
-        fn phase(&self) -> String {
-            "agent".into()
-        }
-        fn breadcrumb(&self) -> String {
-            "last completed tool bash 3s ago".into()
-        }
-    }
-
-    #[test]
-    fn the_messages_are_the_seed_texts_word_for_word() {
-        let r = KillReason::Inactivity {
-            window: Duration::from_millis(600_000),
-            phase: "agent".into(),
-            breadcrumb: "no tool had completed yet".into(),
-        };
-        assert_eq!(
-            r.message(),
-            "Aborted: no agent activity for 600s (likely hung in agent phase; no tool had completed yet)"
-        );
-        assert_eq!(r.failure_cause(), FailureCause::InactivityTimeout);
-        let r = KillReason::MaxDuration {
-            cap: Duration::from_millis(1_500),
-        };
-        assert_eq!(r.message(), "Aborted: exceeded max duration of 2s");
-        assert_eq!(
-            r.detail(&PhaseTimings::default(), "no tool had completed yet"),
-            "Phase timings: (none). no tool had completed yet."
-        );
-        assert_eq!(r.failure_cause(), FailureCause::MaxDuration);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn silence_of_a_running_agent_fires_inactivity_with_its_phase_and_breadcrumb() {
-        let clock = Arc::new(ActivityClock::default());
-        let job = CancellationToken::new();
-        let w = Watchdog::start(
-            clock.clone(),
-            Duration::from_secs(10),
-            Duration::from_secs(3600),
-            Arc::new(Fixed),
-            job.clone(),
-            &JobTasks::new(),
-        );
-        clock.watch(true);
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        clock.touch();
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        assert!(!job.is_cancelled(), "activity pushed the deadline");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(job.is_cancelled());
-        assert_eq!(
-            w.stop().await.unwrap().message(),
-            "Aborted: no agent activity for 10s (likely hung in agent phase; last completed tool bash 3s ago)"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn silence_outside_the_agent_does_not_count_but_the_cap_does() {
-        let clock = Arc::new(ActivityClock::default());
-        let job = CancellationToken::new();
-        let w = Watchdog::start(
-            clock.clone(),
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-            Arc::new(Fixed),
-            job.clone(),
-            &JobTasks::new(),
-        );
-        // A long git step: no agent running, no activity.
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        assert!(!job.is_cancelled());
-        clock.watch(true);
-        for _ in 0..10 {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            clock.touch();
-        }
-        assert!(job.is_cancelled(), "busy past the cap");
-        assert_eq!(
-            w.stop().await,
-            Some(KillReason::MaxDuration {
-                cap: Duration::from_secs(60)
-            })
-        );
-    }
-}
+#[path = "watchdog_tests.rs"]
+mod tests;

@@ -205,3 +205,44 @@ async fn todo_progress_and_tool_spans_reach_the_progress_queue_while_the_agent_r
     assert_eq!(r["state"], "done", "{r}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chatty_agent_that_never_completes_a_tool_fails_with_no_tool_progress() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    // Streams output for a long while (so the inactivity window never fires) and finishes
+    // no tool call after its first.
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "tool read\ni=0\nwhile [ $i -lt 1200 ]; do echo '{\"type\":\"message_update\"}'; sleep 0.05; i=$((i+1)); done\nfinish 'talked'",
+    );
+    let w = TestWorker::start(&agent, |c| {
+        c.job.inactivity_ms = 1_000;
+        c.job.tool_silence_ms = 2_000;
+    })
+    .await;
+    w.enqueue(&coding_job(
+        "job-chatty",
+        &origin.url(),
+        Some("work/chatty"),
+    ))
+    .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "no-tool-progress", "{r}");
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "Aborted: the agent produced output but completed no tool call for 2s (last completed tool read "
+        ),
+        "{error}"
+    );
+    assert!(r["detail"].as_str().unwrap().starts_with("Phase timings: "));
+    let agent_path = agent.display().to_string();
+    eventually("no agent process left", WAIT, || {
+        processes_with(&agent_path).is_empty()
+    })
+    .await;
+    w.stop().await;
+}

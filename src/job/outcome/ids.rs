@@ -74,6 +74,7 @@ mod tests {
                 progress: None,
                 spans: None,
                 validation_report: None,
+                cold_start: None,
             }),
             Event::Followup(FollowUpBody {
                 job_id: job_id.into(),
