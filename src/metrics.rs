@@ -324,7 +324,11 @@ pub async fn serve(
             let path = head.split_whitespace().nth(1).unwrap_or("/");
             let (status, body, ctype) = match path {
                 "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
-                "/healthz" => ("200 OK", "ok\n".to_owned(), "text/plain"),
+                "/healthz" => (
+                    "200 OK",
+                    crate::job::capabilities::health_json(),
+                    "application/json",
+                ),
                 "/readyz" if metrics.ready.load(Ordering::Relaxed) => (
                     "200 OK",
                     format!("ready (sandbox: {})\n", metrics.sandbox_mechanism()),

@@ -6,6 +6,7 @@
 //! seed does; only the cases of seed section 2.12 refuse a job, plus two of our own, checked
 //! after them: a `jobId` over [`MAX_JOB_ID_BYTES`] and a branch name git would refuse.
 
+pub mod capabilities;
 pub mod outcome;
 pub mod prompts;
 pub mod sanitize;

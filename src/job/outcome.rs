@@ -221,6 +221,9 @@ pub struct ResultBody {
     pub failure_cause: Option<FailureCause>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The worker that produced it: version and capabilities (contract 9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::job::capabilities::WorkerInfo>,
 }
 
 /// Body of a `job.followup` message.

@@ -295,6 +295,7 @@ mod tests {
             error: None,
             failure_cause: None,
             detail: None,
+            worker: None,
         });
         assert!(publish_with_retry(&sink, &event, attempts).await.is_err());
         sink.tries.load(Ordering::SeqCst)

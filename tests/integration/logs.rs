@@ -81,3 +81,49 @@ async fn a_checkpoint_push_warning_carries_the_jobs_id_and_attempt() {
     assert_eq!(finished["state"], "failed");
     assert!(!log.contains("\"span\":"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_says_its_version_and_capabilities_on_healthz_and_in_every_result() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\nfinish 'done'",
+    );
+    let broker = TestBroker::new(|_| {}).await;
+    let work = tempfile::tempdir().unwrap();
+    let config = test_config(&broker, &agent, work.path());
+    let mut worker = WorkerProcess::spawn(&config, scratch.path(), "w1");
+    worker.wait_ready(WAIT).await;
+    let (status, body) = worker.get("/healthz").await.expect("/healthz answers");
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+    let capabilities = health["capabilities"].as_array().unwrap();
+    for honoured in ["validationChecks", "dependencyInstall", "job.cancel"] {
+        assert!(capabilities.iter().any(|c| c == honoured), "{health}");
+    }
+    assert!(
+        !capabilities.iter().any(|c| c == "mcpServers"),
+        "only what it honours"
+    );
+    executor_harness::broker::enqueue_job(
+        &broker.conn,
+        &broker.topo.jobs_queue,
+        coding_job("job-versioned", &origin.url(), Some("work/versioned"))
+            .to_string()
+            .as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let result = next_json(&broker.conn, &broker.topo.results_queue, WAIT)
+        .await
+        .expect("a result");
+    assert_eq!(result["state"], "done", "{result}");
+    assert_eq!(result["worker"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(result["worker"]["capabilities"], health["capabilities"]);
+    worker.stop(WAIT).await;
+}

@@ -98,6 +98,7 @@ mod tests {
                 error: None,
                 failure_cause: None,
                 detail: None,
+                worker: None,
             }),
         ]
     }

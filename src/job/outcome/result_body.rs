@@ -3,6 +3,7 @@
 //! success that `run`, `demo` and `enqueue --wait` exit by.
 
 use super::{AgentResult, FailureCause, JobState, PhaseTimings, ResultBody};
+use crate::job::capabilities::WorkerInfo;
 use crate::redact::Redactor;
 
 impl ResultBody {
@@ -27,6 +28,7 @@ impl ResultBody {
             result: Some(result),
             error: None,
             detail: None,
+            worker: Some(WorkerInfo::current()),
         }
     }
 
@@ -53,6 +55,7 @@ impl ResultBody {
             error: Some(error),
             failure_cause: Some(cause),
             detail,
+            worker: Some(WorkerInfo::current()),
         }
     }
 
