@@ -146,6 +146,16 @@ pub enum AgentError {
         stats: RunStats,
         usage: Option<Usage>,
     },
+    /// Pi exited 0 but no terminal record was read and a record was dropped for its size:
+    /// the run's outcome is unknown (seed-later 6.3).
+    #[error(
+        "pi exited 0 but its terminal record was dropped for exceeding the JSONL line cap ({oversized} oversized record(s)), so the run's outcome is unknown{}",
+        stderr_tail.as_deref().map(|t| format!(". {t}")).unwrap_or_default()
+    )]
+    TerminalRecordDropped {
+        oversized: u64,
+        stderr_tail: Option<String>,
+    },
     /// The program could not be started (not found, not executable).
     #[error("could not start {command} ({program}): {source}")]
     Spawn {
@@ -225,6 +235,7 @@ impl AgentError {
         use crate::job::outcome::FailureCause;
         match self {
             AgentError::LlmUpstream { .. } => FailureCause::LlmUpstream,
+            AgentError::TerminalRecordDropped { .. } => FailureCause::NoUsableOutput,
             AgentError::Cancelled
             | AgentError::Stopped { .. }
             | AgentError::Exited { .. }

@@ -292,3 +292,33 @@ async fn completion_refs_older_than_the_max_age_are_pruned_when_the_worker_next_
     );
     w.stop().await;
 }
+
+#[test]
+fn an_agent_that_floods_its_output_leaves_the_workers_memory_bounded_and_the_run_right() {
+    let origin = BareRepo::new();
+    let scratch = tempfile::tempdir().unwrap();
+    // 500 MB of lines, one 100 MB line, 1 MB of binary junk without a newline, then a normal
+    // end: only tails and the line in progress (up to the line cap) are ever held.
+    let agent = write_agent(
+        scratch.path(),
+        "agent",
+        "echo x > x.txt\ncommit_all 'Work'\ntool bash\n\
+         head -c 524288000 /dev/zero | tr '\\0' 'x' | fold -w 4096\n\
+         head -c 104857600 /dev/zero | tr '\\0' 'y'; echo\n\
+         head -c 1048576 /dev/urandom; echo\n\
+         finish 'survived the flood'",
+    );
+    let job = coding_job("job-flood", &origin.url(), Some("work/flood"));
+    let (lines, peak_kib) = run_measured(&job, &agent, scratch.path(), &[]);
+    eprintln!("FIGURE output-flood peak_rss_kib={peak_kib} printed_bytes=630194176");
+    let r = result_of(&lines);
+    assert_eq!(r["state"], "done", "{r}");
+    assert_eq!(r["result"]["summary"], "survived the flood");
+    assert_eq!(r["result"]["pushed"], true);
+    // The bound: well under what was printed, and under one line cap per stream on top of
+    // an idle worker's footprint.
+    assert!(
+        peak_kib < 150 * 1024,
+        "peak RSS {peak_kib} KiB for 600 MB of output"
+    );
+}

@@ -198,6 +198,12 @@ fn decide(
                     outcome.usage,
                 ))
             }
+            None if !outcome.saw_terminal && outcome.oversized_lines > 0 => {
+                Err(AgentError::TerminalRecordDropped {
+                    oversized: outcome.oversized_lines,
+                    stderr_tail: stderr_tail(RESULT_STDERR_CHARS),
+                })
+            }
             None => Ok(AgentRun {
                 summary: outcome.summary,
                 stats: outcome.stats,

@@ -403,3 +403,24 @@ async fn a_server_error_that_outlived_the_retries_stays_an_agent_failure() {
         crate::job::outcome::FailureCause::Agent
     );
 }
+
+#[tokio::test]
+async fn a_clean_exit_whose_terminal_record_was_dropped_for_its_size_has_no_usable_output() {
+    // The terminal record is over the line cap: dropped whole, never half-parsed.
+    let fake = FakePi::new(
+        r#"printf '{"type":"agent_start"}\n{"type":"agent_end","pad":"'; head -c 9000000 /dev/zero | tr '\0' x; printf '"}\n'; echo 'done' >&2; exit 0"#,
+    );
+    let err = run(&fake.invocation()).await.0.unwrap_err();
+    assert!(
+        matches!(err, AgentError::TerminalRecordDropped { oversized: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "pi exited 0 but its terminal record was dropped for exceeding the JSONL line cap (1 oversized record(s)), so the run's outcome is unknown. done"
+    );
+    assert_eq!(
+        err.failure_cause(),
+        crate::job::outcome::FailureCause::NoUsableOutput
+    );
+}

@@ -50,6 +50,10 @@ pub struct PiOutcome {
     pub terminal_error: Option<String>,
     /// `{` lines that were not JSON, plus lines too long to buffer.
     pub malformed_lines: u64,
+    /// Lines dropped whole for exceeding the line cap.
+    pub oversized_lines: u64,
+    /// An `agent_end` record was read: the run's outcome is known.
+    pub saw_terminal: bool,
 }
 
 /// The running state of one Pi stream.
@@ -57,6 +61,8 @@ pub struct PiOutcome {
 pub struct PiStream {
     tool_boundary_ms: u64,
     malformed: u64,
+    /// Records dropped whole for exceeding the line cap.
+    oversized: u64,
     last_progress: Option<TodoProgress>,
     /// The latest `agent_end` text, which wins (seed: scan agent_ends from the last).
     agent_end_summary: Option<String>,
@@ -81,6 +87,7 @@ impl PiStream {
             malformed: 0,
             last_progress: None,
             agent_end_summary: None,
+            oversized: 0,
             streamed_text: String::new(),
             saw_agent_end: false,
             agent_end_stats: RunStats::default(),
@@ -114,6 +121,7 @@ impl PiStream {
     /// A line too long to buffer was skipped.
     pub fn on_overlong_line(&mut self) {
         self.malformed += 1;
+        self.oversized += 1;
     }
 
     pub fn on_event(&mut self, event: &Value, now_ms: u64) -> LineEffects {
@@ -261,6 +269,8 @@ impl PiStream {
             diagnostics: self.diagnostics,
             terminal_error: self.terminal_error.clone(),
             malformed_lines: self.malformed,
+            oversized_lines: self.oversized,
+            saw_terminal: self.saw_agent_end,
         }
     }
 }
