@@ -48,6 +48,9 @@ pub struct Invocation {
     /// The job's own directories: the only ones the agent may write (its checkout, HOME and
     /// TMPDIR), besides the shared caches the sandbox allows.
     pub own_dirs: Vec<PathBuf>,
+    /// The job's secret environment (`generatorSecrets`, and `testSecrets` for explore):
+    /// given to the agent and its commands as they are, never logged.
+    pub secret_env: Vec<crate::job::SecretEnv>,
 }
 
 impl Invocation {
@@ -135,6 +138,7 @@ impl Invocation {
             expects_edits: true,
             sandbox: Arc::new(Sandbox::none()),
             own_dirs: Vec::new(),
+            secret_env: Vec::new(),
         }
     }
 }
@@ -201,6 +205,14 @@ where
         }
         env.retain(|(k, _)| k != OsStr::new(key));
         env.push((key.into(), value.into()));
+    }
+    // The job's own secrets, as the job gave them (the parser dropped reserved names).
+    for secret in &inv.secret_env {
+        if dropped(&secret.key) {
+            continue;
+        }
+        env.retain(|(k, _)| k != OsStr::new(&secret.key));
+        env.push((secret.key.clone().into(), secret.value.expose().into()));
     }
     env.extend(pinned.into_iter().map(|(k, v)| (OsString::from(k), v)));
     env

@@ -302,6 +302,9 @@ pub(crate) mod test_support {
             guard_limits: None,
             validation_checks: None,
             dependency_install: None,
+            test_secrets: Vec::new(),
+            generator_secrets: Vec::new(),
+            package_registries: Vec::new(),
         }
     }
 

@@ -136,6 +136,13 @@ impl Config {
         if let Some(v) = get("HARNESS_SANDBOX") {
             self.sandbox.mode = v.trim().to_ascii_lowercase();
         }
+        if let Some(v) = get("NPM_ALLOWED_REGISTRY_HOSTS") {
+            self.job.npm_registry_hosts.extend(
+                v.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty()),
+            );
+        }
         if let Some(v) = get("HARNESS_CLEAN_KEEP") {
             self.git.clean_keep = v
                 .split(',')
@@ -284,6 +291,7 @@ impl Config {
 
     pub fn validation_policy(&self) -> ValidationPolicy {
         ValidationPolicy::with_hosts(&self.job.allowed_hosts, self.amqp.max_message_bytes)
+            .with_npm_hosts(&self.job.npm_registry_hosts)
     }
 }
 

@@ -182,6 +182,9 @@ pub struct JobConfig {
     /// progress message, and a note in a failure's `detail`); 0 turns it off. Env
     /// `JOB_COLD_START_MS`.
     pub cold_start_ms: u64,
+    /// npm registry hosts a job's `packageRegistries` may name besides `registry.npmjs.org`
+    /// and `npm.pkg.github.com`. Env `NPM_ALLOWED_REGISTRY_HOSTS` (comma list) adds to it.
+    pub npm_registry_hosts: Vec<String>,
 }
 
 impl Default for JobConfig {
@@ -198,6 +201,7 @@ impl Default for JobConfig {
             dependency_install_timeout_ms: 1_200_000,
             tool_silence_ms: 1_800_000,
             cold_start_ms: 120_000,
+            npm_registry_hosts: Vec::new(),
         }
     }
 }

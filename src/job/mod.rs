@@ -195,6 +195,23 @@ pub enum InfraSpec {
     Frontend(FrontendInfraSpec),
 }
 
+/// One secret environment variable of the job's (`testSecrets`, `generatorSecrets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretEnv {
+    pub key: String,
+    pub value: Secret,
+}
+
+/// A private npm registry the job's installs may use (`packageRegistries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpmRegistry {
+    /// Lower-cased, one of the allowed npm hosts.
+    pub host: String,
+    /// `@org` scopes resolved through it.
+    pub scopes: Vec<String>,
+    pub token: Secret,
+}
+
 /// One pre-PR check (`validationChecks.checks[]`): a shell command run in the agent's
 /// directory, named by its label in reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +269,12 @@ pub struct AgentJob {
     pub validation_checks: Option<ValidationChecksSpec>,
     /// `dependencyInstall.command`, trimmed: run before the agent, best-effort.
     pub dependency_install: Option<String>,
+    /// Environment of an explore job's agent only.
+    pub test_secrets: Vec<SecretEnv>,
+    /// Environment of every agent, and of the install and the checks.
+    pub generator_secrets: Vec<SecretEnv>,
+    /// Written as the `.npmrc` of the job's HOME.
+    pub package_registries: Vec<NpmRegistry>,
 }
 
 impl AgentJob {
@@ -284,6 +307,15 @@ impl AgentJob {
     /// job carries, by value (a strict improvement on the seed, Q15).
     pub fn redactor(&self) -> Redactor {
         let mut r = Redactor::patterns_only().with_secret(&self.gh_token);
+        let own = self
+            .test_secrets
+            .iter()
+            .chain(&self.generator_secrets)
+            .map(|e| &e.value)
+            .chain(self.package_registries.iter().map(|r| &r.token));
+        for secret in own {
+            r = r.with_secret(secret);
+        }
         match &self.auth {
             HarnessAuth::Pi { session_token, .. } => r = r.with_secret(session_token),
             HarnessAuth::Subscription {

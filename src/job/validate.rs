@@ -12,6 +12,7 @@
 mod branch;
 mod optional;
 mod refusal;
+mod secrets;
 mod supported;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use super::{
 use crate::redact::Secret;
 use refusal::Refusal;
 pub use refusal::{InvalidJob, RefusalKind};
+pub use secrets::render_npmrc;
 pub use supported::{accept_job, EXPLORE_INFRA_UNSUPPORTED, PREVIEW_UNSUPPORTED};
 
 type Object = Map<String, Value>;
@@ -46,6 +48,9 @@ pub struct ValidationPolicy {
     pub allowed_hosts: BTreeSet<String>,
     /// Bodies longer than this are refused before they are parsed.
     pub max_body_bytes: usize,
+    /// Lower-cased npm registry hosts a `packageRegistries` token may be for
+    /// (`registry.npmjs.org` and `npm.pkg.github.com`, plus `job.npm_registry_hosts`).
+    pub npm_hosts: BTreeSet<String>,
 }
 
 impl ValidationPolicy {
@@ -68,7 +73,26 @@ impl ValidationPolicy {
         Self {
             allowed_hosts,
             max_body_bytes,
+            npm_hosts: ["registry.npmjs.org", "npm.pkg.github.com"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
+    }
+
+    /// The same with `extra` npm registry hosts (trimmed, lower-cased, empties ignored).
+    pub fn with_npm_hosts<I, S>(mut self, extra: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for h in extra {
+            let h = h.as_ref().trim().to_ascii_lowercase();
+            if !h.is_empty() {
+                self.npm_hosts.insert(h);
+            }
+        }
+        self
     }
 }
 
@@ -114,6 +138,11 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
     let infra = optional::infra(o.get("infra"));
     let bootstrap = parse_bootstrap(o.get("bootstrap"))?;
     let context_files = optional::context_files(o.get("contextFiles"));
+    // Before the jobId, in the seed's order: a bad entry is reported first.
+    let package_registries =
+        secrets::package_registries(o.get("packageRegistries"), &policy.npm_hosts)?;
+    let test_secrets = secrets::secret_env(o.get("testSecrets"), "testSecrets")?;
+    let generator_secrets = secrets::secret_env(o.get("generatorSecrets"), "generatorSecrets")?;
     let guard_limits = optional::guard_limits(o.get("guardLimits"));
     let validation_checks = optional::validation_checks(o.get("validationChecks"));
     let dependency_install = optional::dependency_install(o.get("dependencyInstall"));
@@ -211,6 +240,9 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         guard_limits,
         validation_checks,
         dependency_install,
+        test_secrets,
+        generator_secrets,
+        package_registries,
     })
 }
 

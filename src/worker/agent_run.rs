@@ -54,6 +54,10 @@ pub async fn run_agent(
     };
     let mut inv = invocation(run, work_dir).await?;
     inv.command = command;
+    // An explore job's test secrets are its agent's alone (not the install's).
+    if job.mode == crate::job::Mode::Explore {
+        inv.secret_env.extend(job.test_secrets.iter().cloned());
+    }
     inv.guard = GuardLimits::merge((&ctx.config.guard).into(), job.guard_limits);
     inv.expects_edits = expects_edits;
     let observer: Arc<dyn AgentObserver> = Arc::new(FlowObserver {
@@ -74,7 +78,15 @@ pub async fn invocation(run: &JobRun<'_>, work_dir: &Path) -> Result<Invocation,
     let (ctx, cfg) = (run.ctx, &run.ctx.config.agent);
     let tmp = run.ws.root().join("tmp");
     let own_dirs = own_dirs(run, &tmp);
-    hand_over(ctx, &own_dirs, &tmp).await?;
+    let npmrc = (!run.job.package_registries.is_empty())
+        .then(|| crate::job::validate::render_npmrc(&run.job.package_registries));
+    hand_over(
+        ctx,
+        &own_dirs,
+        &tmp,
+        npmrc.map(|text| (run.ws.home(), text)),
+    )
+    .await?;
     let mut extra_env: Vec<(String, String)> = cfg
         .env
         .iter()
@@ -93,6 +105,7 @@ pub async fn invocation(run: &JobRun<'_>, work_dir: &Path) -> Result<Invocation,
         expects_edits: true,
         sandbox: ctx.sandbox.clone(),
         own_dirs,
+        secret_env: run.job.generator_secrets.clone(),
     })
 }
 
@@ -107,14 +120,23 @@ fn own_dirs(run: &JobRun<'_>, tmp: &Path) -> Vec<PathBuf> {
     ]
 }
 
-/// Makes the job's TMPDIR and gives the job's directories to the agents' user (when the
-/// worker is root): whatever the worker wrote there since the last agent run included.
-async fn hand_over(ctx: &JobContext, own: &[PathBuf], tmp: &Path) -> Result<(), Stop> {
+/// Makes the job's TMPDIR, writes its `.npmrc` (0600) when it names registries, and gives
+/// the job's directories to the agents' user (when the worker is root): whatever the worker
+/// wrote there since the last agent run included.
+async fn hand_over(
+    ctx: &JobContext,
+    own: &[PathBuf],
+    tmp: &Path,
+    npmrc: Option<(PathBuf, String)>,
+) -> Result<(), Stop> {
     let (sandbox, own, tmp) = (ctx.sandbox.clone(), own.to_vec(), tmp.to_path_buf());
     let mut roots = vec![ctx.config.work_dir()];
     roots.extend(ctx.config.codex_home_root());
     tokio::task::spawn_blocking(move || {
         crate::owned_dir::create_private(&tmp)?;
+        if let Some((home, text)) = npmrc {
+            write_private(&home.join(".npmrc"), &text)?;
+        }
         sandbox.hand_over(&own, &roots)
     })
     .await
@@ -123,6 +145,23 @@ async fn hand_over(ctx: &JobContext, own: &[PathBuf], tmp: &Path) -> Result<(), 
         "cannot hand the job's directories to the agent's user",
     ))?;
     Ok(())
+}
+
+/// Writes `text` to `path` readable by its owner only, replacing (never following) what is
+/// there.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// Counts the tokens an agent run reported into the worker's metrics.

@@ -367,6 +367,13 @@ fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
         } => v.push(t.clone()),
         HarnessAuth::Subscription { .. } => {}
     }
+    v.extend(
+        job.test_secrets
+            .iter()
+            .chain(&job.generator_secrets)
+            .map(|e| e.value.clone()),
+    );
+    v.extend(job.package_registries.iter().map(|r| r.token.clone()));
     v
 }
 

@@ -20,6 +20,9 @@ const SESSION_TOKEN: &str = "sess-SECRET-77aa0c3e";
 /// GitHub-shaped, with characters the `ghp_` pattern stops at: only masking the known value
 /// before the patterns run removes all of it.
 const SPECIAL_GIT_TOKEN: &str = "ghp_Sp3c!al$Tok@en:9x%yZ";
+/// The job's own secrets (seed-later 9): a `generatorSecrets` value and a registry token.
+const GEN_SECRET: &str = "gen-SECRET-value-5d1e";
+const NPM_TOKEN: &str = "npm-SECRET-token-8c2f";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tokens_appear_in_no_config_message_log_argv_or_agent_environment() {
@@ -35,13 +38,16 @@ async fn the_tokens_appear_in_no_config_message_log_argv_or_agent_environment() 
             r#"echo "$0 $*" > {s}/agent-argv.txt
 env > {s}/agent-env.txt
 cp .git/config {s}/git-config.txt
+[ "$API_KEY" = "{GEN_SECRET}" ] && echo env-ok >> {s}/own-secrets.txt
+grep -qx '//registry.npmjs.org/:_authToken={NPM_TOKEN}' "$HOME/.npmrc" && echo npmrc-ok >> {s}/own-secrets.txt
+stat -c %a "$HOME/.npmrc" >> {s}/own-secrets.txt
 TOKEN=$(sed -n 's/.*"apiKey": "\(.*\)".*/\1/p' "$HOME/.pi/agent/models.json")
 test -n "$TOKEN"
-echo "leaking $TOKEN on stderr" >&2
+echo "leaking $TOKEN and $API_KEY on stderr" >&2
 printf '{{"title":"leak %s","detail":"detail %s"}}\n' "$TOKEN" "$TOKEN" >> .cat-follow-ups.jsonl
 echo x > x.txt
 commit_all 'Work'
-finish "summary with $TOKEN""#,
+finish "summary with $TOKEN $API_KEY""#,
             s = s.display()
         ),
     );
@@ -68,6 +74,14 @@ finish "summary with $TOKEN""#,
     job["ghToken"] = json!(GIT_TOKEN);
     job["sessionToken"] = json!(SESSION_TOKEN);
     job["streamFollowUps"] = json!(true);
+    job["generatorSecrets"] = json!([{"key": "API_KEY", "value": GEN_SECRET}]);
+    job["packageRegistries"] = json!([{"ecosystem": "npm", "host": "registry.npmjs.org",
+        "scopes": ["@acme"], "token": NPM_TOKEN}]);
+    // The install sees the job's secret too, and prints it.
+    job["dependencyInstall"] = json!({"command": format!(
+        "echo \"install sees $API_KEY\"; [ \"$API_KEY\" = {GEN_SECRET} ] && echo install-ok >> {}/own-secrets.txt",
+        s.display()
+    )});
     let topo = broker.topo.clone();
     // The worker declares the topology; enqueue once all of it exists.
     let mut declared = false;
@@ -106,7 +120,12 @@ finish "summary with $TOKEN""#,
     // The token really was used, and only through the credential callback.
     assert!(server.accepted_attempts() > 0);
     // The leak attempts were redacted, not dropped.
-    assert_eq!(result["result"]["summary"], "summary with ***");
+    assert_eq!(result["result"]["summary"], "summary with *** ***");
+    // The job's own secrets reached the install, the agent's environment and its `.npmrc`.
+    assert_eq!(
+        std::fs::read_to_string(s.join("own-secrets.txt")).unwrap(),
+        "install-ok\nenv-ok\nnpmrc-ok\n600\n"
+    );
 
     let mut published = vec![result.clone()];
     published.extend(drain_json(&broker.conn, &topo.followups_queue).await);
@@ -136,6 +155,12 @@ finish "summary with $TOKEN""#,
     for (place, text) in &places {
         for token in [GIT_TOKEN, SESSION_TOKEN] {
             assert!(!text.contains(token), "{token} found in the {place}");
+        }
+        // The job's own secrets are meant for the agent's environment, and nowhere else.
+        for secret in [GEN_SECRET, NPM_TOKEN] {
+            if *place != "agent environment" || secret == NPM_TOKEN {
+                assert!(!text.contains(secret), "{secret} found in the {place}");
+            }
         }
     }
     // Nothing of the job is left on disk either.

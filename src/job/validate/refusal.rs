@@ -77,6 +77,9 @@ pub(super) enum Refusal {
     JobIdTooLong,
     #[error("Invalid job: '{0}' must be a valid git branch name")]
     BranchName(&'static str),
+    /// A rule of an entry of a list field (secrets, registries): the text after `Invalid job: `.
+    #[error("Invalid job: {0}")]
+    Field(String),
 }
 
 impl Refusal {
@@ -94,7 +97,8 @@ impl Refusal {
             | Refusal::Scheme(_)
             | Refusal::Host { .. }
             | Refusal::JobIdTooLong
-            | Refusal::BranchName(_) => RefusalKind::Contract,
+            | Refusal::BranchName(_)
+            | Refusal::Field(_) => RefusalKind::Contract,
         }
     }
 }

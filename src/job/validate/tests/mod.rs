@@ -11,6 +11,7 @@ mod gates;
 mod generated;
 mod hostile;
 mod hostile_names;
+mod secret_fields;
 mod seed;
 
 use serde_json::{json, Value};
