@@ -229,6 +229,19 @@ impl AgentError {
         matches!(self, AgentError::Cancelled)
     }
 
+    /// What the failed run had spent before it failed, when its stream said.
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            AgentError::RunFailed { usage, .. } | AgentError::LlmUpstream { usage, .. } => *usage,
+            AgentError::Cancelled
+            | AgentError::Stopped { .. }
+            | AgentError::Exited { .. }
+            | AgentError::TerminalRecordDropped { .. }
+            | AgentError::Spawn { .. }
+            | AgentError::Io { .. } => None,
+        }
+    }
+
     /// The contract's cause for this failure (a cancellation is never published: whoever
     /// cancelled reports its own).
     pub fn failure_cause(&self) -> crate::job::outcome::FailureCause {

@@ -68,6 +68,10 @@ pub async fn run_agent(
     clock.tool_window(true);
     let ran = agent::run_agent(job, &inv, observer, run.cancel.clone()).await;
     clock.tool_window(false);
+    if let Err(e) = &ran {
+        // A failed run spent tokens too: counted as a successful one's are.
+        count_tokens(ctx, e.usage());
+    }
     Ok(ran?)
 }
 
@@ -166,7 +170,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 
 /// Counts the tokens an agent run reported into the worker's metrics.
 pub fn count_usage(ctx: &JobContext, agent: &AgentRun) {
-    if let Some(u) = agent.usage {
+    count_tokens(ctx, agent.usage);
+}
+
+fn count_tokens(ctx: &JobContext, usage: Option<crate::job::outcome::Usage>) {
+    if let Some(u) = usage {
         let tokens = &ctx.metrics.agent_tokens;
         tokens.with_label_values(&["input"]).inc_by(u.input_tokens);
         tokens

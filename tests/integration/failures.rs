@@ -116,3 +116,20 @@ async fn an_agent_killed_by_a_signal_says_which_signal() {
     assert_eq!(r["error"], "pi killed by SIGKILL: about to go", "{r}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_a_failed_run_spent_are_counted_too() {
+    let origin = BareRepo::new();
+    let (w, _scratch) = worker_with(
+        r#"printf '{"type":"agent_end","messages":[{"role":"assistant","content":[],"stopReason":"error","errorMessage":"500: upstream broke","usage":{"input":40,"output":7,"cacheRead":0,"cacheWrite":0}}],"stopReason":"error"}\n'"#,
+    )
+    .await;
+    w.enqueue(&coding_job("spent", &origin.url(), Some("work/spent")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "agent", "{r}");
+    let tokens = |kind: &str| w.metrics.agent_tokens.with_label_values(&[kind]).get();
+    assert_eq!((tokens("input"), tokens("output")), (40, 7));
+    w.stop().await;
+}
