@@ -318,6 +318,7 @@ pub(crate) mod test_support {
             test_secrets: Vec::new(),
             generator_secrets: Vec::new(),
             package_registries: Vec::new(),
+            required_capabilities: Vec::new(),
         }
     }
 

@@ -275,6 +275,9 @@ pub struct AgentJob {
     pub generator_secrets: Vec<SecretEnv>,
     /// Written as the `.npmrc` of the job's HOME.
     pub package_registries: Vec<NpmRegistry>,
+    /// Capabilities the job needs from its worker (`requiredCapabilities`); a worker without
+    /// one of them refuses the job instead of running it without.
+    pub required_capabilities: Vec<String>,
 }
 
 impl AgentJob {

@@ -243,6 +243,7 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         test_secrets,
         generator_secrets,
         package_registries,
+        required_capabilities: optional::strings(o.get("requiredCapabilities")),
     })
 }
 

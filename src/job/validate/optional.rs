@@ -195,6 +195,18 @@ pub(super) fn dependency_install(v: Option<&Value>) -> Option<String> {
     (!command.is_empty()).then(|| command.to_owned())
 }
 
+/// The non-empty strings of an array; anything else is no list.
+pub(super) fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| nes(Some(i)))
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn owned_nes(v: Option<&Value>) -> Option<String> {
     nes(v).map(str::to_owned)
 }

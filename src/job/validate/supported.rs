@@ -4,6 +4,7 @@
 //! model's and retry.
 
 use super::{parse_job, InvalidJob, RefusalKind, ValidationPolicy};
+use crate::job::capabilities::{CAPABILITIES, VERSION};
 use crate::job::{AgentJob, Mode};
 
 /// A preview job: the frontend build and serve is not built in this worker.
@@ -21,14 +22,22 @@ pub fn accept_job(body: &[u8], policy: &ValidationPolicy) -> Result<AgentJob, In
         (Mode::Explore, Some(_)) => Some(EXPLORE_INFRA_UNSUPPORTED),
         (Mode::Explore, None) | (Mode::Coding, _) => None,
     };
-    match unsupported {
-        Some(message) => Err(InvalidJob {
-            job_id: Some(job.job_id),
-            message: message.to_owned(),
-            kind: RefusalKind::Unsupported,
-        }),
-        None => Ok(job),
-    }
+    let missing = job
+        .required_capabilities
+        .iter()
+        .find(|c| !CAPABILITIES.contains(&c.as_str()));
+    let message = match (unsupported, missing) {
+        (Some(message), _) => message.to_owned(),
+        (None, Some(capability)) => format!(
+            "Invalid job: capability '{capability}' is not supported by this worker (version {VERSION})"
+        ),
+        (None, None) => return Ok(job),
+    };
+    Err(InvalidJob {
+        job_id: Some(job.job_id),
+        message,
+        kind: RefusalKind::Unsupported,
+    })
 }
 
 #[cfg(test)]
@@ -66,5 +75,27 @@ mod tests {
         // The contract's own refusals come first.
         let bad = accept_job(b"{}", &policy).unwrap_err();
         assert_eq!(bad.kind, RefusalKind::Contract);
+    }
+
+    #[test]
+    fn a_job_needing_a_capability_this_worker_lacks_is_refused_naming_it() {
+        let policy = ValidationPolicy::with_hosts(Vec::<String>::new(), 1 << 20);
+        let needs = |caps: serde_json::Value| {
+            accept_job(
+                &body("coding", json!({ "requiredCapabilities": caps })),
+                &policy,
+            )
+        };
+        assert!(needs(json!(["validationChecks", "job.cancel"])).is_ok());
+        let refused = needs(json!(["validationChecks", "mcpServers"])).unwrap_err();
+        assert_eq!(
+            refused.message,
+            format!("Invalid job: capability 'mcpServers' is not supported by this worker (version {VERSION})")
+        );
+        assert_eq!(refused.kind, RefusalKind::Unsupported);
+        assert!(
+            needs(json!("mcpServers")).is_ok(),
+            "not a list: nothing required"
+        );
     }
 }
