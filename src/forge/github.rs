@@ -5,9 +5,9 @@ use reqwest::header::{HeaderName, ACCEPT, AUTHORIZATION, USER_AGENT};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::json;
 
-use super::description::preserve_managed;
 use super::http::{
-    excerpt, first_listed, refresh, sensitive_value, success_body, url_field, HARNESS_USER_AGENT,
+    adopt_listed, excerpt, sensitive_value, success_body, url_field, ListedFields,
+    HARNESS_USER_AGENT,
 };
 use super::retry::{send_with_retry, RetryPolicy};
 use super::{encode_component, PrError, PrRequest};
@@ -59,23 +59,17 @@ pub(super) async fn open_github(
             ("base", req.base),
             ("state", "open"),
         ]);
-        if let Some(open) = first_listed(lookup).await {
-            if let Some(url) = url_field(&open, "html_url") {
-                match open.get("number").and_then(serde_json::Value::as_u64) {
-                    Some(number) if req.refresh => {
-                        let existing = open.get("body").and_then(serde_json::Value::as_str);
-                        let body = preserve_managed(existing.unwrap_or(""), req.body);
-                        let update = headers(client.patch(format!("{pulls}/{number}")))
-                            .json(&json!({"title": req.title, "body": body}));
-                        refresh(update, redactor).await;
-                    }
-                    None if req.refresh => {
-                        tracing::warn!("pull request refresh skipped: the open one has no number")
-                    }
-                    _ => {}
-                }
-                return Ok(url);
-            }
+        let fields = ListedFields {
+            url: "html_url",
+            number: "number",
+            body: "body",
+        };
+        let update = |number, body| {
+            headers(client.patch(format!("{pulls}/{number}")))
+                .json(&json!({"title": req.title, "body": body}))
+        };
+        if let Some(url) = adopt_listed(lookup, &fields, req, update, redactor).await {
+            return Ok(url);
         }
     }
     Err(PrError::Github {

@@ -7,9 +7,9 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::json;
 use url::Url;
 
-use super::description::preserve_managed;
 use super::http::{
-    excerpt, first_listed, refresh, sensitive_value, success_body, url_field, HARNESS_USER_AGENT,
+    adopt_listed, excerpt, sensitive_value, success_body, url_field, ListedFields,
+    HARNESS_USER_AGENT,
 };
 use super::retry::{send_with_retry, RetryPolicy};
 use super::{encode_component, host_with_port, PrError, PrRequest};
@@ -59,23 +59,17 @@ pub(super) async fn open_gitlab(
             ("target_branch", req.base),
             ("state", "opened"),
         ]);
-        if let Some(open) = first_listed(lookup).await {
-            if let Some(url) = url_field(&open, "web_url") {
-                match open.get("iid").and_then(serde_json::Value::as_u64) {
-                    Some(iid) if req.refresh => {
-                        let existing = open.get("description").and_then(serde_json::Value::as_str);
-                        let body = preserve_managed(existing.unwrap_or(""), req.body);
-                        let update = headers(client.put(format!("{merge_requests}/{iid}")))
-                            .json(&json!({"title": req.title, "description": body}));
-                        refresh(update, redactor).await;
-                    }
-                    None if req.refresh => {
-                        tracing::warn!("merge request refresh skipped: the open one has no iid")
-                    }
-                    _ => {}
-                }
-                return Ok(url);
-            }
+        let fields = ListedFields {
+            url: "web_url",
+            number: "iid",
+            body: "description",
+        };
+        let update = |iid, body| {
+            headers(client.put(format!("{merge_requests}/{iid}")))
+                .json(&json!({"title": req.title, "description": body}))
+        };
+        if let Some(url) = adopt_listed(lookup, &fields, req, update, redactor).await {
+            return Ok(url);
         }
     }
     Err(PrError::Gitlab {

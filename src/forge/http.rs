@@ -7,7 +7,8 @@ use reqwest::header::HeaderValue;
 use reqwest::{redirect, Client, RequestBuilder, Response};
 use serde_json::Value;
 
-use super::PrError;
+use super::description::preserve_managed;
+use super::{PrError, PrRequest};
 use crate::http_retry::error_chain;
 use crate::redact::{head_chars, Redactor};
 
@@ -52,20 +53,52 @@ pub(super) async fn success_body(resp: Response, redactor: &Redactor) -> Result<
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// The lookup after an "already exists" answer: the first listed object. No retry, and any
-/// failure falls through to the caller's error.
-pub(super) async fn first_listed(lookup: RequestBuilder) -> Option<Value> {
+/// Where a provider's listed pull or merge request keeps what adopting it needs.
+pub(super) struct ListedFields {
+    pub url: &'static str,
+    /// GitHub's `number`, GitLab's `iid`.
+    pub number: &'static str,
+    /// GitHub's `body`, GitLab's `description`.
+    pub body: &'static str,
+}
+
+/// After an "already exists" answer: the URL of the first open one `lookup` lists, refreshed
+/// first when `req.refresh` asks (its title and body replaced, the engine's managed region of
+/// the old body kept). `update(number, body)` builds the provider's update request. The lookup
+/// is not retried and any failure of it is `None`: the caller then reports the create's error.
+pub(super) async fn adopt_listed(
+    lookup: RequestBuilder,
+    fields: &ListedFields,
+    req: &PrRequest<'_>,
+    update: impl FnOnce(u64, String) -> RequestBuilder,
+    redactor: &Redactor,
+) -> Option<String> {
     let resp = lookup.send().await.ok()?;
     if !resp.status().is_success() {
         return None;
     }
     let list: Value = resp.json().await.ok()?;
-    list.as_array()?.first().cloned()
+    let open = list.as_array()?.first()?;
+    let url = url_field(open, fields.url)?;
+    if req.refresh {
+        match open.get(fields.number).and_then(Value::as_u64) {
+            Some(number) => {
+                let existing = open.get(fields.body).and_then(Value::as_str).unwrap_or("");
+                let body = preserve_managed(existing, req.body);
+                refresh(update(number, body), redactor).await;
+            }
+            None => tracing::warn!(
+                field = fields.number,
+                "pull request refresh skipped: the open one has no number"
+            ),
+        }
+    }
+    Some(url)
 }
 
 /// Brings an open PR's title and body up to date (no retry); the outcome is logged, never an
 /// error: the PR exists either way.
-pub(super) async fn refresh(update: RequestBuilder, redactor: &Redactor) {
+async fn refresh(update: RequestBuilder, redactor: &Redactor) {
     match update.send().await {
         Ok(resp) if resp.status().is_success() => {
             tracing::info!(status = resp.status().as_u16(), "pull request refreshed");
