@@ -154,13 +154,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 async fn cancel_cmd(job_id: &str, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let config = load_config(config)?;
     telemetry::init(false, "warn", SecretRegistry::default());
-    if broker::control::cancelled_job_id(
-        serde_json::json!({ "jobId": job_id })
-            .to_string()
-            .as_bytes(),
-    )
-    .is_none()
-    {
+    if !broker::control::is_job_id(job_id) {
         anyhow::bail!("a jobId must be 1 to 200 bytes");
     }
     let conn = broker::connect(

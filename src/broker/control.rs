@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 
+use super::follow::private_queue;
 use super::publish::{publish_confirmed_once, CONTENT_TYPE};
-use super::{short_name, BrokerError, PublishError};
+use super::{BrokerError, PublishError};
 
 /// Routing key of a cancel.
 pub const CANCEL_KEY: &str = "job.cancel";
@@ -27,48 +26,7 @@ pub struct ControlListener {
 impl ControlListener {
     /// Declares the private queue, binds it to `job.cancel` and starts consuming it.
     pub async fn open(conn: &Connection, control_exchange: &str) -> Result<Self, BrokerError> {
-        let exchange = short_name("an exchange name", control_exchange)?;
-        let channel_error = |operation| move |source| BrokerError::Channel { operation, source };
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(channel_error("opening the control channel"))?;
-        let declared = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("declaring the control queue"))?;
-        let queue = declared.name().clone();
-        channel
-            .queue_bind(
-                queue.clone(),
-                exchange,
-                CANCEL_KEY.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("binding the control queue"))?;
-        let consumer = channel
-            .basic_consume(
-                queue,
-                "".into(),
-                BasicConsumeOptions {
-                    // A private copy for this worker alone: nothing to redeliver.
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("consuming the control queue"))?;
+        let (_, consumer, channel) = private_queue(conn, control_exchange, CANCEL_KEY).await?;
         Ok(Self { consumer, channel })
     }
 
@@ -99,7 +57,12 @@ impl ControlListener {
 pub fn cancelled_job_id(body: &[u8]) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let id = value.get("jobId")?.as_str()?;
-    (!id.is_empty() && id.len() <= MAX_JOB_ID_BYTES).then(|| id.to_owned())
+    is_job_id(id).then(|| id.to_owned())
+}
+
+/// A `jobId` a cancel can name: 1 to 200 bytes, as the jobs' own.
+pub fn is_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_JOB_ID_BYTES
 }
 
 /// Publishes a cancel of `job_id` with a confirm. [`PublishError::Unroutable`] means no worker

@@ -39,51 +39,11 @@ impl EventFollower {
         events_exchange: &str,
         job_id: &str,
     ) -> Result<Self, BrokerError> {
-        let exchange = short_name("an exchange name", events_exchange)?;
-        let channel_error = |operation| move |source| BrokerError::Channel { operation, source };
-        let channel = conn
-            .create_channel()
-            .await
-            .map_err(channel_error("opening the follow channel"))?;
-        let declared = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("declaring the follow queue"))?;
-        let queue = declared.name().clone();
-        channel
-            .queue_bind(
-                queue.clone(),
-                exchange,
-                ALL_JOB_EVENTS.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("binding the follow queue"))?;
-        let consumer = channel
-            .basic_consume(
-                queue.clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    // A private copy: nothing is lost if it is not acknowledged.
-                    no_ack: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(channel_error("consuming the follow queue"))?;
+        let (queue, consumer, channel) =
+            private_queue(conn, events_exchange, ALL_JOB_EVENTS).await?;
         Ok(Self {
             correlation_id: correlation_id(job_id).into_owned(),
-            queue: queue.to_string(),
+            queue,
             consumer,
             channel,
         })
@@ -130,4 +90,56 @@ impl EventFollower {
     pub fn is_open(&self) -> bool {
         self.channel.status().connected()
     }
+}
+
+/// An exclusive, auto-delete, server-named queue bound to `exchange` with `binding_key`, and
+/// its consumer (no acks: a private copy loses nothing unacknowledged). Returns the queue's
+/// name, the consumer and the channel, whose closing deletes the queue.
+pub(super) async fn private_queue(
+    conn: &Connection,
+    exchange: &str,
+    binding_key: &str,
+) -> Result<(String, Consumer, Channel), BrokerError> {
+    let exchange = short_name("an exchange name", exchange)?;
+    let channel_error = |operation| move |source| BrokerError::Channel { operation, source };
+    let channel = conn
+        .create_channel()
+        .await
+        .map_err(channel_error("opening a private queue's channel"))?;
+    let declared = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(channel_error("declaring a private queue"))?;
+    let queue = declared.name().clone();
+    channel
+        .queue_bind(
+            queue.clone(),
+            exchange,
+            binding_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(channel_error("binding a private queue"))?;
+    let consumer = channel
+        .basic_consume(
+            queue.clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(channel_error("consuming a private queue"))?;
+    Ok((queue.to_string(), consumer, channel))
 }
