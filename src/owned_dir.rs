@@ -91,6 +91,25 @@ fn remove_tree(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Writes a file that is born with `mode`: an existing file (or link) is removed first, so
+/// the mode never depends on what was there, no data is ever written under a wider one, and
+/// the write never follows a link (`create_new` refuses any path that exists).
+pub fn replace_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
+    file.write_all(contents)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -139,7 +139,7 @@ async fn hand_over(
     tokio::task::spawn_blocking(move || {
         crate::owned_dir::create_private(&tmp)?;
         if let Some((home, text)) = npmrc {
-            write_private(&home.join(".npmrc"), &text)?;
+            crate::owned_dir::replace_file(&home.join(".npmrc"), text.as_bytes(), 0o600)?;
         }
         sandbox.hand_over(&own, &roots)
     })
@@ -149,23 +149,6 @@ async fn hand_over(
         "cannot hand the job's directories to the agent's user",
     ))?;
     Ok(())
-}
-
-/// Writes `text` to `path` readable by its owner only, replacing (never following) what is
-/// there.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => std::fs::remove_file(path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }
 
 /// Counts the tokens an agent run reported into the worker's metrics.

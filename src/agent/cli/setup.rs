@@ -3,9 +3,7 @@
 //! the async runtime, the credentials a job carries, private files, and the system prompt with
 //! the context pointer.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,17 +94,9 @@ pub(super) fn subscription_credentials<'a>(
     }
 }
 
-/// Writes a file only its owner can read, whatever mode an older file had.
+/// Writes a file only its owner can read, whatever was at the path before.
 pub(super) fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
+    crate::owned_dir::replace_file(path, contents, 0o600)
 }
 
 pub(super) fn path_string(path: &Path) -> io::Result<String> {

@@ -5,9 +5,9 @@
 //! overwrite each other's prompt or model (seed Q14).
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -90,12 +90,12 @@ pub fn prepare_pi_home_with(
         link_user_entries(user_dir, &agent_dir)?;
     }
     let provider_for_guidance = web_search_provider.or(proxy_web_search(job).map(|_| "searxng"));
-    replace_file(
+    crate::owned_dir::replace_file(
         &agent_dir.join("AGENTS.md"),
         compose_agents_md(job, provider_for_guidance).as_bytes(),
         0o644,
     )?;
-    replace_file(&agent_dir.join("models.json"), &models_json(job)?, 0o600)?;
+    crate::owned_dir::replace_file(&agent_dir.join("models.json"), &models_json(job)?, 0o600)?;
     let web_search_provider = web_search_provider.or(proxy_web_search(job).map(|_| "searxng"));
     if let Some(provider) = web_search_provider {
         let dir = home.join(".config").join("rpiv-web-tools");
@@ -111,7 +111,7 @@ pub fn prepare_pi_home_with(
             config["baseUrls"] = json!({ "searxng": url });
             config["apiKeys"] = json!({ "searxng": token.expose() });
         }
-        replace_file(
+        crate::owned_dir::replace_file(
             &dir.join("config.json"),
             &serde_json::to_vec_pretty(&config)?,
             0o600,
@@ -151,22 +151,6 @@ fn models_json(job: &AgentJob) -> io::Result<Vec<u8>> {
 /// reaches the model proxy byte for byte (proven against the real CLI in `real_pi`).
 pub fn pi_literal(value: &str) -> String {
     value.replace('$', "$$").replace('!', "$!")
-}
-
-/// Writes a file that is born with `mode`: an existing file (or link) is removed first, so
-/// the mode never depends on what was there and no data is ever written under a wider one.
-fn replace_file(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)?;
-    file.write_all(contents)
 }
 
 /// Links the user's installed extensions, settings and the like into the job's agent dir.
