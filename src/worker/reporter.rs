@@ -136,24 +136,9 @@ impl JobReporter {
         self.send_progress(None, Some(spans));
     }
 
-    /// One progress message: the current phase, with a todo snapshot or a span batch.
-    fn send_progress(&self, progress: Option<TodoProgress>, spans: Option<Vec<ToolSpan>>) {
-        self.send(Event::Progress(ProgressBody {
-            job_id: self.job_id.clone(),
-            attempt: self.attempt,
-            seq: self.next_progress_seq(),
-            at: now_ms(),
-            phase: self.phase(),
-            progress,
-            spans,
-            validation_report: None,
-            cold_start: None,
-        }));
-    }
-
-    /// Publishes a finished validation attempt's report, whole (its tails already scrubbed).
-    pub fn validation_report(&self, report: &ValidationReport) {
-        self.send(Event::Progress(ProgressBody {
+    /// The next progress message, numbered, in the current phase, carrying nothing yet.
+    fn progress_body(&self) -> ProgressBody {
+        ProgressBody {
             job_id: self.job_id.clone(),
             attempt: self.attempt,
             seq: self.next_progress_seq(),
@@ -161,8 +146,25 @@ impl JobReporter {
             phase: self.phase(),
             progress: None,
             spans: None,
-            validation_report: Some(report.clone()),
+            validation_report: None,
             cold_start: None,
+        }
+    }
+
+    /// One progress message: the current phase, with a todo snapshot or a span batch.
+    fn send_progress(&self, progress: Option<TodoProgress>, spans: Option<Vec<ToolSpan>>) {
+        self.send(Event::Progress(ProgressBody {
+            progress,
+            spans,
+            ..self.progress_body()
+        }));
+    }
+
+    /// Publishes a finished validation attempt's report, whole (its tails already scrubbed).
+    pub fn validation_report(&self, report: &ValidationReport) {
+        self.send(Event::Progress(ProgressBody {
+            validation_report: Some(report.clone()),
+            ..self.progress_body()
         }));
     }
 
@@ -354,18 +356,11 @@ impl JobState for JobReporter {
         tracing::warn!(after_ms = after.as_millis() as u64, phase = %phase, "cold-start: no agent output");
         // One progress message, so the dispatcher sees the early warning while the job runs.
         self.send(Event::Progress(ProgressBody {
-            job_id: self.job_id.clone(),
-            attempt: self.attempt,
-            seq: self.next_progress_seq(),
-            at: now_ms(),
-            phase,
-            progress: None,
-            spans: None,
-            validation_report: None,
             cold_start: Some(ColdStart {
                 at_ms: now_ms(),
                 message,
             }),
+            ..self.progress_body()
         }));
     }
 }
