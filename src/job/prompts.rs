@@ -11,6 +11,18 @@ pub fn fenced(text: &str) -> String {
     format!("{fence}\n{}\n{fence}", text.trim_end_matches('\n'))
 }
 
+/// `prompt` with the notes that are there appended, each after a blank line.
+pub fn with_notes(prompt: &str, notes: &[Option<&str>]) -> String {
+    let mut out = prompt.to_owned();
+    for note in notes.iter().flatten().filter(|n| !n.is_empty()) {
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        out.push_str(note);
+    }
+    out
+}
+
 /// How a dependency install went, for the note.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallNote<'a> {

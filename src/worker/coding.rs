@@ -14,9 +14,10 @@ use crate::followups::FOLLOW_UPS_FILENAME;
 use crate::forge::PrDescription;
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, ValidationReport};
+use crate::job::prompts::with_notes;
 use crate::worker::agent_run::{count_usage, run_agent, FollowUpStream};
 use crate::worker::context::{FlowEnd, JobRun};
-use crate::worker::dependencies::{self, with_notes};
+use crate::worker::dependencies;
 use crate::worker::error::Stop;
 use crate::worker::pull_request::{self, Opened};
 use crate::worker::validation;
@@ -167,16 +168,10 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
     // Before the agent, and before any checkpoint: nothing of it may reach the branch.
     let install = dependencies::install(run, &start.work_dir, &start.work_dir).await?;
     let plan = pull_request::plan(run).await?;
-    let notes = with_notes(
-        "",
-        &[
-            plan.note.as_deref().unwrap_or(""),
-            install.as_deref().unwrap_or(""),
-        ],
-    );
-    let notes = notes.trim_start();
+    // The template note before the dependency note, as the seed orders them.
+    let notes = with_notes("", &[plan.note.as_deref(), install.as_deref()]);
     let mut job = run.job.clone();
-    job.user_prompt = with_notes(&job.user_prompt, &[notes]);
+    job.user_prompt = with_notes(&job.user_prompt, &[Some(&notes)]);
     let job = &job;
     let stop_checkpoints = CancellationToken::new();
     // Whatever way this function returns, the checkpoint ticks stop with it.
@@ -211,7 +206,7 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
     let worked = match agent {
         Ok(agent) => {
             count_usage(ctx, &agent);
-            after_agent(run, start, agent, notes, plan.title_from_heading).await
+            after_agent(run, start, agent, &notes, plan.title_from_heading).await
         }
         Err(stop) => Err(stop),
     };

@@ -12,9 +12,10 @@ use crate::git::{BaseMerge, ConflictedMerge, GitError, MergeOutcome};
 use crate::job::outcome::{
     unresolved_conflicts_reason, AgentResult, FailureCause, ResultBody, RunStats,
 };
+use crate::job::prompts::with_notes;
 use crate::worker::agent_run::{count_usage, run_agent};
 use crate::worker::context::{FlowEnd, JobRun};
-use crate::worker::dependencies::{self, with_notes};
+use crate::worker::dependencies;
 use crate::worker::error::FlowError;
 use crate::worker::error::Stop;
 use crate::worker::workspace::resolve_service_directory;
@@ -112,7 +113,7 @@ async fn resolve(run: &JobRun<'_>, base: &str, merge: ConflictedMerge) -> Result
     let mut phrased = job.clone();
     phrased.user_prompt = with_notes(
         &conflict_prompt(base, &job.branch, &merge.paths, &diff, &job.user_prompt),
-        &[note.as_deref().unwrap_or("")],
+        &[note.as_deref()],
     );
     phrased.web_search = false;
     phrased.repo.service_directory = None;

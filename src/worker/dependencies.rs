@@ -84,13 +84,3 @@ pub async fn install(
         restored: &restored,
     })))
 }
-
-/// `prompt` with `notes` appended, each after a blank line.
-pub fn with_notes(prompt: &str, notes: &[&str]) -> String {
-    let mut out = prompt.to_owned();
-    for note in notes.iter().filter(|n| !n.is_empty()) {
-        out.push_str("\n\n");
-        out.push_str(note);
-    }
-    out
-}

@@ -13,6 +13,7 @@ use crate::job::outcome::{
     no_report_reason, no_structured_reason, unusable_final_reason, AgentResult, FailureCause,
     UnusableFinal,
 };
+use crate::job::prompts::with_notes;
 use crate::job::{OutputKind, OutputSpec};
 use crate::structured::{
     parse_document, repair_client, resolve_structured_output, Channel, Repair, RepairLimits,
@@ -20,7 +21,7 @@ use crate::structured::{
 };
 use crate::worker::agent_run::{count_usage, run_agent};
 use crate::worker::context::{FlowEnd, JobRun};
-use crate::worker::dependencies::{self, with_notes};
+use crate::worker::dependencies;
 use crate::worker::error::{FlowError, Stop};
 use crate::worker::workspace::resolve_service_directory;
 
@@ -92,11 +93,9 @@ async fn prepare(run: &JobRun<'_>) -> Result<PathBuf, Stop> {
 /// The agent, with the no-edit bound of the guard off: reading is the whole job.
 async fn explore(run: &JobRun<'_>, work_dir: &std::path::Path) -> Result<AgentRun, Stop> {
     let reporter = run.reporter;
-    let note = dependencies::install(run, work_dir, work_dir)
-        .await?
-        .unwrap_or_default();
+    let note = dependencies::install(run, work_dir, work_dir).await?;
     let mut job = run.job.clone();
-    job.user_prompt = with_notes(&job.user_prompt, &[&note]);
+    job.user_prompt = with_notes(&job.user_prompt, &[note.as_deref()]);
     let job = &job;
     reporter.mark_phase("agent");
     tracing::info!(

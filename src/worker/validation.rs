@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::agent::AgentRun;
 use crate::job::outcome::{CheckOutcome, ValidationReport};
-use crate::job::prompts::{repair_prompt, FailedCheck};
+use crate::job::prompts::{repair_prompt, with_notes, FailedCheck};
 use crate::job::ValidationChecksSpec;
 use crate::worker::agent_run::{count_usage, invocation, run_agent};
 use crate::worker::commands::run_command;
@@ -24,7 +24,7 @@ pub struct Validated {
 }
 
 /// Runs the checks in `work_dir`, and repair passes while they fail and attempts are left.
-/// `notes` are the notes every pass's prompt carries (the dependency note). A repair pass
+/// `notes` are the notes every pass's prompt carries (template, dependencies). A repair pass
 /// that fails ends the job as that failure.
 pub async fn validate(
     run: &JobRun<'_>,
@@ -72,11 +72,10 @@ pub async fn validate(
                 output: tail.as_deref().or(o.output_tail.as_deref()),
             })
             .collect();
-        let mut prompt = repair_prompt(&report, &failed, &untracked, &run.job.user_prompt);
-        if !notes.is_empty() {
-            prompt.push_str("\n\n");
-            prompt.push_str(notes);
-        }
+        let prompt = with_notes(
+            &repair_prompt(&report, &failed, &untracked, &run.job.user_prompt),
+            &[Some(notes)],
+        );
         let mut repair_job = run.job.clone();
         repair_job.user_prompt = prompt;
         // Context files were written for the first pass and are still there.
