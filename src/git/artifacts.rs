@@ -10,9 +10,18 @@ use git2::{build::CheckoutBuilder, Status, StatusOptions};
 
 use super::{open, GitError};
 
-/// Untracked entries relative to the root, an untracked directory as one `dir/` entry (like
-/// `git ls-files --others --exclude-standard --directory --no-empty-directory`).
-pub fn untracked_entries(dir: &Path) -> Result<Vec<String>, GitError> {
+/// What the work tree holds beside HEAD's tree, from one status walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeState {
+    /// Untracked entries relative to the root, an untracked directory as one `dir/` entry
+    /// (like `git ls-files --others --exclude-standard --directory --no-empty-directory`).
+    pub untracked: Vec<String>,
+    /// Tracked files whose work-tree copy differs from the index (modified, deleted,
+    /// retyped); not the conflicted ones of a merge in progress.
+    pub changed: Vec<String>,
+}
+
+pub fn tree_state(dir: &Path) -> Result<TreeState, GitError> {
     const OP: &str = "status";
     let repo = open(OP, dir)?;
     let mut options = StatusOptions::new();
@@ -24,41 +33,45 @@ pub fn untracked_entries(dir: &Path) -> Result<Vec<String>, GitError> {
     let statuses = repo
         .statuses(Some(&mut options))
         .map_err(|e| GitError::local(OP, e))?;
-    let mut entries: Vec<String> = statuses
-        .iter()
-        .filter(|e| e.status().contains(Status::WT_NEW))
-        .map(|e| String::from_utf8_lossy(e.path_bytes()).into_owned())
-        .collect();
-    entries.sort();
-    Ok(entries)
+    let changed_flags = Status::WT_MODIFIED | Status::WT_DELETED | Status::WT_TYPECHANGE;
+    let mut state = TreeState::default();
+    for entry in statuses.iter() {
+        let status = entry.status();
+        let path = || String::from_utf8_lossy(entry.path_bytes()).into_owned();
+        if status.contains(Status::WT_NEW) {
+            state.untracked.push(path());
+        } else if status.intersects(changed_flags) && !status.contains(Status::CONFLICTED) {
+            state.changed.push(path());
+        }
+    }
+    state.untracked.sort();
+    state.changed.sort();
+    Ok(state)
 }
 
-/// Tracked files whose work-tree copy differs from the index (modified, deleted, retyped);
-/// not the conflicted ones of a merge in progress.
-pub fn changed_tracked(dir: &Path) -> Result<Vec<String>, GitError> {
-    const OP: &str = "status";
-    let repo = open(OP, dir)?;
-    let mut options = StatusOptions::new();
-    options
-        .include_untracked(false)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(|e| GitError::local(OP, e))?;
-    let changed = Status::WT_MODIFIED | Status::WT_DELETED | Status::WT_TYPECHANGE;
-    let mut paths: Vec<String> = statuses
-        .iter()
-        .filter(|e| e.status().intersects(changed) && !e.status().contains(Status::CONFLICTED))
-        .map(|e| String::from_utf8_lossy(e.path_bytes()).into_owned())
+/// After an install that started from `before`: keeps the entries it created out of git
+/// ([`exclude_entries`]) and puts back the tracked files it changed ([`restore_tracked`]);
+/// returns both lists.
+pub fn set_aside(dir: &Path, before: &TreeState) -> Result<(Vec<String>, Vec<String>), GitError> {
+    let after = tree_state(dir)?;
+    let added: Vec<String> = after
+        .untracked
+        .into_iter()
+        .filter(|e| !before.untracked.contains(e))
         .collect();
-    paths.sort();
-    Ok(paths)
+    let rewritten: Vec<String> = after
+        .changed
+        .into_iter()
+        .filter(|p| !before.changed.contains(p))
+        .collect();
+    exclude_entries(dir, &added)?;
+    restore_tracked(dir, &rewritten)?;
+    Ok((added, rewritten))
 }
 
 /// Puts `paths` (tracked files) back as the index has them: HEAD's version before any work,
 /// the merge's during a merge in progress.
-pub fn restore_tracked(dir: &Path, paths: &[String]) -> Result<(), GitError> {
+fn restore_tracked(dir: &Path, paths: &[String]) -> Result<(), GitError> {
     const OP: &str = "checkout";
     if paths.is_empty() {
         return Ok(());
@@ -76,7 +89,7 @@ pub fn restore_tracked(dir: &Path, paths: &[String]) -> Result<(), GitError> {
 /// Keeps each of `entries` (as [`untracked_entries`] lists them) out of git at its own place
 /// only: anchored to the root, pattern characters escaped, so an install's top-level
 /// `node_modules/` does not also hide a `node_modules` the agent adds deeper down on purpose.
-pub fn exclude_entries(dir: &Path, entries: &[String]) -> Result<(), GitError> {
+fn exclude_entries(dir: &Path, entries: &[String]) -> Result<(), GitError> {
     const OP: &str = "exclude";
     if entries.is_empty() {
         return Ok(());
@@ -147,30 +160,34 @@ mod tests {
         std::fs::create_dir_all(d.join("node_modules/left-pad")).unwrap();
         std::fs::write(d.join("node_modules/left-pad/index.js"), "x").unwrap();
         std::fs::write(d.join("weird[1]*.log"), "x").unwrap();
-        let entries = untracked_entries(d).unwrap();
-        assert_eq!(entries, vec!["node_modules/", "weird[1]*.log"]);
-        exclude_entries(d, &entries).unwrap();
-        assert!(untracked_entries(d).unwrap().is_empty());
+        let (added, _) = set_aside(d, &TreeState::default()).unwrap();
+        assert_eq!(added, vec!["node_modules/", "weird[1]*.log"]);
+        assert!(tree_state(d).unwrap().untracked.is_empty());
         // Deeper down, the same name is the agent's to add.
         std::fs::create_dir_all(d.join("svc/node_modules")).unwrap();
         std::fs::write(d.join("svc/node_modules/keep.js"), "x").unwrap();
-        assert_eq!(untracked_entries(d).unwrap(), vec!["svc/node_modules/"]);
+        assert_eq!(tree_state(d).unwrap().untracked, vec!["svc/node_modules/"]);
     }
 
     #[test]
-    fn tracked_files_an_install_rewrote_are_listed_and_put_back() {
+    fn tracked_files_an_install_rewrote_are_put_back_and_earlier_changes_kept() {
         let tmp = repo_with(&[("package-lock.json", "v1"), ("src/a.js", "a")]);
         let d = tmp.path();
+        // Changed before the install (a merge in progress): kept as it is.
+        std::fs::write(d.join("src/a.js"), "merged").unwrap();
+        let before = tree_state(d).unwrap();
+        assert_eq!(before.changed, vec!["src/a.js"]);
         std::fs::write(d.join("package-lock.json"), "v2").unwrap();
-        std::fs::remove_file(d.join("src/a.js")).unwrap();
-        let changed = changed_tracked(d).unwrap();
-        assert_eq!(changed, vec!["package-lock.json", "src/a.js"]);
-        restore_tracked(d, &changed).unwrap();
+        let (_, restored) = set_aside(d, &before).unwrap();
+        assert_eq!(restored, vec!["package-lock.json"]);
         assert_eq!(
             std::fs::read_to_string(d.join("package-lock.json")).unwrap(),
             "v1"
         );
-        assert!(d.join("src/a.js").exists());
-        assert!(changed_tracked(d).unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_to_string(d.join("src/a.js")).unwrap(),
+            "merged"
+        );
+        assert_eq!(tree_state(d).unwrap().changed, vec!["src/a.js"]);
     }
 }

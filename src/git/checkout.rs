@@ -307,39 +307,23 @@ impl Checkout {
             .await
     }
 
-    /// Untracked entries, an untracked directory as one `dir/`.
-    pub async fn untracked_entries(&self) -> Result<Vec<String>, GitError> {
+    /// The untracked entries and changed tracked files, in one status walk.
+    pub async fn tree_state(&self) -> Result<super::TreeState, GitError> {
         let dir = self.dir.clone();
         self.runner
-            .run("status", move |_| super::untracked_entries(&dir))
+            .run("status", move |_| super::tree_state(&dir))
             .await
     }
 
-    /// Tracked files whose work-tree copy differs from the index.
-    pub async fn changed_tracked(&self) -> Result<Vec<String>, GitError> {
-        let dir = self.dir.clone();
-        self.runner
-            .run("status", move |_| super::changed_tracked(&dir))
-            .await
-    }
-
-    /// Keeps `entries` out of git at their own place, and puts back as the index has them the
-    /// tracked files that differ from it, except those in `keep` (changed before); returns
-    /// the files put back.
+    /// After an install that started from `before`: what it created kept out of git at its
+    /// own place, the tracked files it changed put back; returns both lists.
     pub async fn set_aside(
         &self,
-        entries: Vec<String>,
-        keep: Vec<String>,
-    ) -> Result<Vec<String>, GitError> {
+        before: super::TreeState,
+    ) -> Result<(Vec<String>, Vec<String>), GitError> {
         let dir = self.dir.clone();
         self.runner
-            .run("exclude", move |_| {
-                super::exclude_entries(&dir, &entries)?;
-                let mut changed = super::changed_tracked(&dir)?;
-                changed.retain(|p| !keep.contains(p));
-                super::restore_tracked(&dir, &changed)?;
-                Ok(changed)
-            })
+            .run("exclude", move |_| super::set_aside(&dir, &before))
             .await
     }
 

@@ -56,7 +56,7 @@ use std::path::Path;
 
 use crate::redact::{Redactor, Secret};
 
-pub use artifacts::{changed_tracked, exclude_entries, restore_tracked, untracked_entries};
+pub use artifacts::{set_aside, tree_state, TreeState};
 pub use bootstrap::{changed_since, force_push_branch, fresh_history, holds_any_file};
 pub use checkout::Checkout;
 pub use checkpoint::{checkpoint_loop, Checkpoints};

@@ -23,9 +23,8 @@ pub async fn install(
         return Ok(None);
     };
     run.reporter.mark_phase("dependencies");
-    let before = run.checkout.untracked_entries().await.unwrap_or_default();
     // A merge in progress (conflict resolution) has changed files of its own to keep.
-    let changed_before = run.checkout.changed_tracked().await.unwrap_or_default();
+    let before = run.checkout.tree_state().await.unwrap_or_default();
     let inv = invocation(run, dir).await?;
     tracing::info!(command = %command, "dependencies: installing");
     let ran = run_command(
@@ -44,18 +43,11 @@ pub async fn install(
         duration_ms = c.duration.as_millis() as u64,
         "dependencies: install finished"
     );
-    let added: Vec<String> = match run.checkout.untracked_entries().await {
-        Ok(after) => after.into_iter().filter(|e| !before.contains(e)).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, "dependencies: cannot list what the install created");
-            Vec::new()
-        }
-    };
-    let restored = match run.checkout.set_aside(added.clone(), changed_before).await {
-        Ok(restored) => restored,
+    let (added, restored) = match run.checkout.set_aside(before).await {
+        Ok(set_aside) => set_aside,
         Err(e) => {
             tracing::warn!(error = %e, "dependencies: cannot keep the install's artifacts out of git");
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
     if !added.is_empty() {
