@@ -17,7 +17,7 @@ pub use explore_texts::{
 };
 pub use ids::{correlation_id, EventIds};
 pub use texts::{bootstrap_no_op_reason, unresolved_conflicts_reason, NEVER_ACTED_CAUSE};
-pub use validation::{CheckOutcome, ValidationReport};
+pub use validation::{command_failure, CheckOutcome, ValidationReport};
 
 /// The contract's failure causes (seed 3.6, plus `invalid-job`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

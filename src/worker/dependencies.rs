@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::job::outcome::command_failure;
 use crate::job::prompts::{dependency_note, InstallNote};
 use crate::worker::agent_run::invocation;
 use crate::worker::commands::run_command;
@@ -56,13 +57,8 @@ pub async fn install(
     if !restored.is_empty() {
         tracing::info!(paths = %restored.join(", "), "dependencies: put back tracked files the install rewrote");
     }
-    let failure = (!c.passed()).then(|| {
-        if c.timed_out {
-            format!("timed out after {}s", c.duration.as_millis().div_ceil(1000))
-        } else {
-            format!("exited {}", c.exit_code)
-        }
-    });
+    let failure = (!c.passed())
+        .then(|| command_failure(c.exit_code, c.timed_out, c.duration.as_millis() as u64));
     let elsewhere = dir
         .strip_prefix(agent_dir)
         .ok()

@@ -39,11 +39,20 @@ pub struct ValidationReport {
 impl CheckOutcome {
     /// Why it failed, as the repair prompt and the failure text say it.
     pub fn reason(&self) -> String {
-        if self.timed_out == Some(true) {
-            format!("timed out after {}s", (self.duration_ms + 500) / 1000)
-        } else {
-            format!("exited {}", self.exit_code)
-        }
+        command_failure(
+            self.exit_code,
+            self.timed_out == Some(true),
+            self.duration_ms,
+        )
+    }
+}
+
+/// Why a job's command (a check, the install) failed: `timed out after <N>s` or `exited <code>`.
+pub fn command_failure(exit_code: i32, timed_out: bool, duration_ms: u64) -> String {
+    if timed_out {
+        format!("timed out after {}s", (duration_ms + 500) / 1000)
+    } else {
+        format!("exited {exit_code}")
     }
 }
 
