@@ -565,18 +565,25 @@ async fn a_model_api_that_refuses_the_token_fails_the_job_with_the_upstream_mess
     w.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_api_that_rate_limits_past_pis_retries_is_an_upstream_failure_with_its_fix() {
-    let Some(pi) = pi_bin() else {
-        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
-        return;
-    };
+/// A repository whose project settings shorten pi's retries: a 5xx or 429 is retried 3 times,
+/// 2 s apart and doubling (14 s); with these, about 70 ms.
+fn origin_with_fast_retries() -> BareRepo {
     let origin = BareRepo::new();
     origin.commit_files(
         "main",
         &[(".pi/settings.json", r#"{"retry": {"baseDelayMs": 10}}"#)],
         "Fast retries",
     );
+    origin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_api_that_rate_limits_past_pis_retries_is_an_upstream_failure_with_its_fix() {
+    let Some(pi) = pi_bin() else {
+        eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
+        return;
+    };
+    let origin = origin_with_fast_retries();
     let mock = ModelMock::start(vec![Step::fail(429, "mock: slow down")]).await;
     let w = pi_worker(&pi).await;
     w.enqueue(&mock_job("job-real-429", &origin, &mock, "work/real-429"))
@@ -600,13 +607,7 @@ async fn an_unavailable_model_api_is_retried_by_pi_then_fails_the_job() {
         eprintln!("real_pi: skipped (set PI_BIN to a pi executable, see scripts/install-pi.sh)");
         return;
     };
-    let origin = BareRepo::new();
-    // Pi retries a 5xx 3 times, 2 s apart and doubling (14 s); project settings make it 70 ms.
-    origin.commit_files(
-        "main",
-        &[(".pi/settings.json", r#"{"retry": {"baseDelayMs": 10}}"#)],
-        "Fast retries",
-    );
+    let origin = origin_with_fast_retries();
     let mock = ModelMock::start(vec![Step::fail(503, "mock: upstream overloaded")]).await;
     let w = pi_worker(&pi).await;
 
