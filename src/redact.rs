@@ -162,6 +162,16 @@ impl Redactor {
         BEARER.replace_all(&out, "${1}***").into_owned()
     }
 
+    /// Redacts `input` as [`Redactor::redact`] does, then keeps its first `max_chars`
+    /// characters; also returns how many characters were cut. Redacting before cutting means
+    /// a cut can never leave the head of a secret behind.
+    pub fn redact_head(&self, input: &str, max_chars: usize) -> (String, u64) {
+        let out = self.redact(input);
+        let kept = head_chars(&out, max_chars);
+        let cut = out[kept.len()..].chars().count() as u64;
+        (kept.to_owned(), cut)
+    }
+
     /// Redacts every string of a JSON document, object keys included (a structured result is
     /// the agent's text as much as its summary is).
     pub fn redact_json(&self, value: serde_json::Value) -> serde_json::Value {

@@ -188,3 +188,15 @@ fn tails_and_heads_respect_char_boundaries() {
     assert_eq!(head_chars("héllo", 2), "hé");
     assert_eq!(tail_chars("ab", 5), "ab");
 }
+
+#[test]
+fn a_capped_body_is_redacted_before_it_is_cut_so_no_secret_head_survives() {
+    let r = Redactor::patterns_only().with_secret(&Secret::new("hunter2-SECRET-value"));
+    // The cap falls inside the secret: cutting first would keep its head.
+    let (kept, cut) = r.redact_head("abc hunter2-SECRET-value tail", 10);
+    assert!(!kept.contains("hunter2"), "{kept}");
+    assert_eq!(kept, "abc *** ta");
+    assert_eq!(cut, 2);
+    let (whole, none) = r.redact_head("short", 10);
+    assert_eq!((whole.as_str(), none), ("short", 0));
+}

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod invocation;
 pub mod pi;
 pub mod process;
+pub mod trajectory;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::job::outcome::{RunStats, TodoProgress, ToolSpan, Usage};
+use crate::job::outcome::{CallMetric, RunStats, TodoProgress, ToolSpan, Usage};
 use crate::job::{AgentJob, Harness};
 
 pub use captured::{run_captured, Captured, CapturedCommand};
@@ -75,8 +76,10 @@ pub trait AgentObserver: Send + Sync {
     fn on_activity(&self);
     /// A new todo snapshot (seed 5.1.4).
     fn on_progress(&self, progress: TodoProgress);
-    /// One completed tool call.
+    /// One completed tool call, its bodies as the parser kept them (not yet redacted).
     fn on_span(&self, span: ToolSpan);
+    /// One completed model call, its answer as the parser kept it (not yet redacted).
+    fn on_call(&self, call: CallMetric);
 }
 
 /// Signs that the final answer was cut off or missing (seed 5.1.6), read by the structured
@@ -268,7 +271,7 @@ pub(crate) mod test_support {
     use tokio::sync::mpsc;
 
     use super::AgentObserver;
-    use crate::job::outcome::{TodoProgress, ToolSpan};
+    use crate::job::outcome::{CallMetric, TodoProgress, ToolSpan};
     use crate::job::{parse_job, AgentJob, HarnessAuth, Mode, RepoSpec, ValidationPolicy};
     use crate::redact::Secret;
 
@@ -351,6 +354,7 @@ pub(crate) mod test_support {
     pub struct Recorder {
         pub progress: Mutex<Vec<TodoProgress>>,
         pub spans: Mutex<Vec<ToolSpan>>,
+        pub calls: Mutex<Vec<CallMetric>>,
         activity: mpsc::UnboundedSender<()>,
     }
 
@@ -360,6 +364,7 @@ pub(crate) mod test_support {
             let rec = Self {
                 progress: Mutex::new(Vec::new()),
                 spans: Mutex::new(Vec::new()),
+                calls: Mutex::new(Vec::new()),
                 activity: tx,
             };
             (rec, rx)
@@ -375,6 +380,9 @@ pub(crate) mod test_support {
         }
         fn on_span(&self, span: ToolSpan) {
             self.spans.lock().unwrap().push(span);
+        }
+        fn on_call(&self, call: CallMetric) {
+            self.calls.lock().unwrap().push(call);
         }
     }
 }

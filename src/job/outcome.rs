@@ -5,6 +5,7 @@ mod explore_texts;
 mod ids;
 mod result_body;
 mod texts;
+mod trajectory;
 mod validation;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ pub use explore_texts::{
 };
 pub use ids::{correlation_id, EventIds};
 pub use texts::{bootstrap_no_op_reason, unresolved_conflicts_reason, NEVER_ACTED_CAUSE};
+pub use trajectory::{CallMetric, Spent, ToolSpan, Usage};
 pub use validation::{command_failure, CheckOutcome, ValidationReport};
 
 /// The contract's failure causes (seed 3.6, plus `invalid-job`).
@@ -109,13 +111,6 @@ impl RunStats {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TodoStatus {
@@ -139,16 +134,6 @@ pub struct TodoProgress {
     pub total: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<TodoItem>>,
-}
-
-/// One completed tool call: metadata only, never arguments or results.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolSpan {
-    pub tool: String,
-    pub started_at: u64,
-    pub ended_at: u64,
-    pub ok: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +184,12 @@ pub struct AgentResult {
     /// The last pre-PR validation attempt, when the job carried checks and produced work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_report: Option<ValidationReport>,
+    /// Every model call of the job's agent runs, in order (seed-later 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_metrics: Option<Vec<CallMetric>>,
+    /// Calls left out of `call_metrics` to keep the result within its size bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_metrics_dropped: Option<u64>,
 }
 
 /// Body of a `job.result` message.
@@ -224,6 +215,10 @@ pub struct ResultBody {
     /// The worker that produced it: version and capabilities (contract 9).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<crate::job::capabilities::WorkerInfo>,
+    /// A `failed` run's spending, which has no `result` to go in, at the top level (a `done`
+    /// run carries it in `result`).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub spent: Option<Box<Spent>>,
 }
 
 /// Body of a `job.followup` message.
@@ -251,6 +246,15 @@ pub struct ProgressBody {
     pub progress: Option<TodoProgress>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spans: Option<Vec<ToolSpan>>,
+    /// Model calls completed since the last batch (seed-later 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_metrics: Option<Vec<CallMetric>>,
+    /// Spans and calls that did not fit in this batch's size bound (the result still lists
+    /// the calls).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spans_dropped: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_metrics_dropped: Option<u64>,
     /// The latest validation attempt, whole, each time one finishes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_report: Option<ValidationReport>,
@@ -268,6 +272,9 @@ pub struct ColdStart {
 }
 
 /// Every message a run emits, in the order it emits them.
+// A few hundred bytes per event, each built once and moved to the publisher: boxing the
+// result would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Event {

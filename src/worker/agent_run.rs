@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentObserver, AgentRun, GuardLimits, Invocation};
 use crate::followups;
-use crate::job::outcome::{TodoProgress, ToolSpan};
+use crate::job::outcome::{CallMetric, TodoProgress, ToolSpan};
 use crate::job::{AgentJob, Harness};
 use crate::worker::context::{JobContext, JobRun};
 use crate::worker::error::{FlowError, Stop};
@@ -66,12 +66,15 @@ pub async fn run_agent(
     // Completed tool calls are expected while the agent's stream is open (tool silence).
     let clock = run.reporter.clock();
     clock.tool_window(true);
+    run.reporter.ledger().run_started();
     let ran = agent::run_agent(job, &inv, observer, run.cancel.clone()).await;
     clock.tool_window(false);
-    if let Err(e) = &ran {
-        // A failed run spent tokens too: counted as a successful one's are.
-        count_tokens(ctx, e.usage());
-    }
+    // A failed or killed run spent tokens too: its stream's total, or else its calls' sum.
+    let reported = match &ran {
+        Ok(agent) => agent.usage,
+        Err(e) => e.usage(),
+    };
+    count_tokens(ctx, run.reporter.ledger().run_ended(reported));
     Ok(ran?)
 }
 
@@ -151,19 +154,13 @@ async fn hand_over(
     Ok(())
 }
 
-/// Counts the tokens an agent run reported into the worker's metrics.
-pub fn count_usage(ctx: &JobContext, agent: &AgentRun) {
-    count_tokens(ctx, agent.usage);
-}
-
-fn count_tokens(ctx: &JobContext, usage: Option<crate::job::outcome::Usage>) {
-    if let Some(u) = usage {
-        let tokens = &ctx.metrics.agent_tokens;
-        tokens.with_label_values(&["input"]).inc_by(u.input_tokens);
-        tokens
-            .with_label_values(&["output"])
-            .inc_by(u.output_tokens);
-    }
+/// Counts the tokens an agent run spent into the worker's metrics.
+fn count_tokens(ctx: &JobContext, u: crate::job::outcome::Usage) {
+    let tokens = &ctx.metrics.agent_tokens;
+    tokens.with_label_values(&["input"]).inc_by(u.input_tokens);
+    tokens
+        .with_label_values(&["output"])
+        .inc_by(u.output_tokens);
 }
 
 /// Where the agent finds the job's context files, relative to its working directory.
@@ -228,6 +225,10 @@ impl AgentObserver for FlowObserver {
 
     fn on_span(&self, span: ToolSpan) {
         self.reporter.span(span);
+    }
+
+    fn on_call(&self, call: CallMetric) {
+        self.reporter.call(call);
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::git::{GitAuth, GitRemote};
 use crate::job::outcome::{bootstrap_no_op_reason, AgentResult, FailureCause};
 use crate::job::BootstrapSpec;
-use crate::worker::agent_run::{count_usage, run_agent};
+use crate::worker::agent_run::run_agent;
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::error::{FlowError, Stop};
 
@@ -53,12 +53,10 @@ pub async fn run(run: &JobRun<'_>, spec: &BootstrapSpec) -> Result<FlowEnd, Stop
     let agent = run_agent(run, &phrased, checkout.dir(), true).await;
     reporter.agent_running(false);
     let agent = agent?;
-    count_usage(run.ctx, &agent);
 
     let mut result = AgentResult {
         summary: Some(agent.summary.clone()),
         stats: Some(agent.stats),
-        usage: agent.usage,
         ..AgentResult::default()
     };
     if !checkout.has_new_content(start.as_deref()).await? {

@@ -15,7 +15,7 @@ use crate::forge::PrDescription;
 use crate::git::{checkpoint_loop, Checkpoints, GitError, Refresh};
 use crate::job::outcome::{no_changes_reason, AgentResult, FailureCause, ValidationReport};
 use crate::job::prompts::with_notes;
-use crate::worker::agent_run::{count_usage, run_agent, FollowUpStream};
+use crate::worker::agent_run::{run_agent, FollowUpStream};
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::dependencies;
 use crate::worker::error::Stop;
@@ -204,10 +204,7 @@ async fn work(run: &JobRun<'_>, start: &Start) -> Result<Worked, Stop> {
     let agent = run_agent(run, job, &start.work_dir, true).await;
     reporter.agent_running(false);
     let worked = match agent {
-        Ok(agent) => {
-            count_usage(ctx, &agent);
-            after_agent(run, start, agent, &notes, plan.title_from_heading).await
-        }
+        Ok(agent) => after_agent(run, start, agent, &notes, plan.title_from_heading).await,
         Err(stop) => Err(stop),
     };
     // Whatever the agent did, what it wrote is surfaced before the result.
@@ -306,7 +303,6 @@ async fn deliver(run: &JobRun<'_>, start: &Start, worked: Worked) -> Result<Flow
         branch: Some(job.push_branch().to_owned()),
         summary: Some(agent.summary.clone()),
         stats: Some(stats),
-        usage: agent.usage,
         validation_report: worked.report.clone(),
         ..AgentResult::default()
     };

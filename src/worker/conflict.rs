@@ -13,7 +13,7 @@ use crate::job::outcome::{
     unresolved_conflicts_reason, AgentResult, FailureCause, ResultBody, RunStats,
 };
 use crate::job::prompts::with_notes;
-use crate::worker::agent_run::{count_usage, run_agent};
+use crate::worker::agent_run::run_agent;
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::dependencies;
 use crate::worker::error::FlowError;
@@ -121,7 +121,6 @@ async fn resolve(run: &JobRun<'_>, base: &str, merge: ConflictedMerge) -> Result
     let agent = run_agent(run, &phrased, checkout.dir(), true).await;
     reporter.agent_running(false);
     let agent = agent?;
-    count_usage(run.ctx, &agent);
 
     let mut result = AgentResult {
         pushed: Some(false),
@@ -129,7 +128,6 @@ async fn resolve(run: &JobRun<'_>, base: &str, merge: ConflictedMerge) -> Result
         branch: Some(job.branch.clone()),
         summary: Some(agent.summary.clone()),
         stats: Some(agent.stats),
-        usage: agent.usage,
         ..AgentResult::default()
     };
     let message = format!("Merge {base} into {}", job.branch);

@@ -296,6 +296,7 @@ mod tests {
             failure_cause: None,
             detail: None,
             worker: None,
+            spent: None,
         });
         assert!(publish_with_retry(&sink, &event, attempts).await.is_err());
         sink.tries.load(Ordering::SeqCst)

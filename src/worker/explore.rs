@@ -19,7 +19,7 @@ use crate::structured::{
     parse_document, repair_client, resolve_structured_output, Channel, Repair, RepairLimits,
     DEFAULT_SHAPE_HINT,
 };
-use crate::worker::agent_run::{count_usage, run_agent};
+use crate::worker::agent_run::run_agent;
 use crate::worker::context::{FlowEnd, JobRun};
 use crate::worker::dependencies;
 use crate::worker::error::{FlowError, Stop};
@@ -31,7 +31,6 @@ pub async fn run(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
     let mut result = AgentResult {
         summary: Some(agent.summary.clone()),
         stats: Some(agent.stats),
-        usage: agent.usage,
         ..AgentResult::default()
     };
     if agent.summary.trim().is_empty() {
@@ -106,7 +105,6 @@ async fn explore(run: &JobRun<'_>, work_dir: &std::path::Path) -> Result<AgentRu
     let agent = run_agent(run, job, work_dir, false).await;
     reporter.agent_running(false);
     let agent = agent?;
-    count_usage(run.ctx, &agent);
     Ok(agent)
 }
 

@@ -24,7 +24,8 @@
 //! - `completion`: reading and recording a job's completion ref, one outcome per job when two
 //!   runs race, and pruning old refs.
 //! - `dead_letters`: the result of a job that died at the delivery limit.
-//! - [`reporter`]: the per-job progress and follow-up publisher.
+//! - [`reporter`]: the per-job progress and follow-up publisher; `ledger`: the job's model
+//!   calls, tool spans and token total, scrubbed, bounded and numbered job-wide.
 //! - [`tasks`]: a job's helper tasks, in its span, ended with it.
 //! - [`events`]: where events go (broker, stdout, memory).
 //! - [`watchdog`]: the max-duration cap and the agent-inactivity window.
@@ -45,6 +46,7 @@ mod dependencies;
 pub mod error;
 pub mod events;
 pub mod explore;
+mod ledger;
 mod pull_request;
 pub mod reporter;
 pub mod run;

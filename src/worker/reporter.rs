@@ -9,15 +9,16 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::events::{now_ms, publish_with_retry, EventSink};
 use crate::job::outcome::{
-    ColdStart, Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody, TodoProgress,
-    ToolSpan, ValidationReport,
+    CallMetric, ColdStart, Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody,
+    TodoProgress, ToolSpan, ValidationReport,
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
+use crate::worker::ledger::{Batch, Ledger};
 use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{ActivityClock, JobState};
 
-/// Tool spans go out in batches, at most one a second (contract 3.2).
+/// Tool spans and model calls go out in batches, at most one a second (contract 3.2).
 const SPAN_BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Follow-ups queued and not yet published; past that `followup` waits, so an agent writing
 /// them faster than the broker takes them slows its reader instead of growing the queue.
@@ -52,8 +53,8 @@ pub struct JobReporter {
     cold_start: std::sync::OnceLock<String>,
     /// The last completed tool and when, for the failure breadcrumb.
     last_tool: Mutex<Option<(String, Instant)>>,
-    /// Completed tool calls not yet published; sent in batches, at most one a second.
-    spans: Mutex<Vec<ToolSpan>>,
+    /// Tool spans and model calls: batched for progress, kept for the result.
+    ledger: Ledger,
     seq: Mutex<(u64, u64)>,
     followup_slots: Arc<Semaphore>,
     tx: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
@@ -92,6 +93,7 @@ impl JobReporter {
         let reporter = Arc::new(Self {
             job_id: job_id.to_owned(),
             attempt,
+            ledger: Ledger::new(redactor.clone()),
             redactor,
             phases: Mutex::new(Phases {
                 current: "starting".into(),
@@ -101,7 +103,6 @@ impl JobReporter {
             todo: Mutex::new(None),
             cold_start: std::sync::OnceLock::new(),
             last_tool: Mutex::new(None),
-            spans: Mutex::new(Vec::new()),
             clock: Arc::new(ActivityClock::default()),
             seq: Mutex::new((0, 0)),
             followup_slots: Arc::new(Semaphore::new(FOLLOWUPS_IN_FLIGHT)),
@@ -127,13 +128,24 @@ impl JobReporter {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    /// Publishes the buffered tool spans as one progress message.
+    /// Publishes the buffered tool spans and model calls as one progress message.
     fn flush_spans(&self) {
-        let spans = std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()));
-        if spans.is_empty() {
+        let Some(batch) = self.ledger.take_batch() else {
             return;
-        }
-        self.send_progress(None, Some(spans));
+        };
+        let Batch {
+            spans,
+            calls,
+            spans_dropped,
+            calls_dropped,
+        } = batch;
+        self.send(Event::Progress(ProgressBody {
+            spans: (!spans.is_empty()).then_some(spans),
+            call_metrics: (!calls.is_empty()).then_some(calls),
+            spans_dropped: (spans_dropped > 0).then_some(spans_dropped),
+            call_metrics_dropped: (calls_dropped > 0).then_some(calls_dropped),
+            ..self.progress_body()
+        }));
     }
 
     /// The next progress message, numbered, in the current phase, carrying nothing yet.
@@ -146,16 +158,18 @@ impl JobReporter {
             phase: self.phase(),
             progress: None,
             spans: None,
+            call_metrics: None,
+            spans_dropped: None,
+            call_metrics_dropped: None,
             validation_report: None,
             cold_start: None,
         }
     }
 
-    /// One progress message: the current phase, with a todo snapshot or a span batch.
-    fn send_progress(&self, progress: Option<TodoProgress>, spans: Option<Vec<ToolSpan>>) {
+    /// One progress message: the current phase, with a todo snapshot or nothing more.
+    fn send_progress(&self, progress: Option<TodoProgress>) {
         self.send(Event::Progress(ProgressBody {
             progress,
-            spans,
             ..self.progress_body()
         }));
     }
@@ -248,7 +262,7 @@ impl JobReporter {
             }
             p
         });
-        self.send_progress(progress, None);
+        self.send_progress(progress);
     }
 
     pub fn clock(&self) -> Arc<ActivityClock> {
@@ -271,16 +285,22 @@ impl JobReporter {
     }
 
     /// Records a completed tool call: the breadcrumb, the tool-silence window, and the next
-    /// span batch.
-    pub fn span(&self, mut span: ToolSpan) {
+    /// batch.
+    pub fn span(&self, span: ToolSpan) {
         self.clock.tool_done();
-        span.tool = self.redactor.redact(&span.tool);
         *self.last_tool.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((span.tool.clone(), Instant::now()));
-        self.spans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(span);
+            Some((self.redactor.redact(&span.tool), Instant::now()));
+        self.ledger.span(span);
+    }
+
+    /// Records a completed model call, in the current phase.
+    pub fn call(&self, call: CallMetric) {
+        self.ledger.call(call, self.phase());
+    }
+
+    /// The job's spending and trajectory.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// `last completed tool <name> <N>s ago`, or `no tool had completed yet` (seed 3.7).

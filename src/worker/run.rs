@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
-use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
+use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody, Spent};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
 use crate::worker::completion::{CompletionRecord, Pruning};
@@ -264,8 +264,11 @@ impl Ending<'_> {
         let cold = self.reporter.cold_start_note().unwrap_or_default();
         match (outcome, killed) {
             (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
-            (Ok(FlowEnd::Ran { result, head }), _) => {
+            (Ok(FlowEnd::Ran { mut result, head }), _) => {
                 let timings = self.reporter.finish_phases("done");
+                let ledger = self.reporter.ledger();
+                result.usage = ledger.usage();
+                (result.call_metrics, result.call_metrics_dropped) = ledger.calls();
                 let result = redact_result(result, self.redactor);
                 tracing::info!(
                     duration_ms = self.took_ms(),
@@ -322,7 +325,7 @@ impl Ending<'_> {
             error = %error,
             "job failed"
         );
-        let body = ResultBody::failed(
+        let mut body = ResultBody::failed(
             &self.job.job_id,
             self.attempt,
             self.started_at,
@@ -332,6 +335,13 @@ impl Ending<'_> {
             error,
             Some(detail),
         );
+        let ledger = self.reporter.ledger();
+        let (call_metrics, call_metrics_dropped) = ledger.calls();
+        body.spent = Some(Box::new(Spent {
+            usage: ledger.usage(),
+            call_metrics,
+            call_metrics_dropped,
+        }));
         Concluded::End(JobEnd::Finished(Box::new(body)))
     }
 

@@ -10,7 +10,7 @@ use crate::agent::AgentRun;
 use crate::job::outcome::{CheckOutcome, ValidationReport};
 use crate::job::prompts::{repair_prompt, with_notes, FailedCheck};
 use crate::job::ValidationChecksSpec;
-use crate::worker::agent_run::{count_usage, invocation, run_agent};
+use crate::worker::agent_run::{invocation, run_agent};
 use crate::worker::commands::run_command;
 use crate::worker::context::JobRun;
 use crate::worker::error::Stop;
@@ -84,7 +84,6 @@ pub async fn validate(
         let pass = run_agent(run, &repair_job, work_dir, true).await;
         run.reporter.agent_running(false);
         let pass = pass?;
-        count_usage(run.ctx, &pass);
         fold(&mut agent, pass);
         // What the repair left uncommitted in tracked files goes on the branch now, so a
         // checkpoint carries it.
@@ -151,18 +150,11 @@ async fn run_checks(
 }
 
 /// Folds a repair pass into the run: counts summed, the latest stderr and diagnostics; the
-/// summary stays the answer to the task (the seed took the repair's, "fixed the lint").
+/// summary stays the answer to the task (the seed took the repair's, "fixed the lint"). Its
+/// tokens are the job ledger's to total.
 fn fold(total: &mut AgentRun, pass: AgentRun) {
     total.stats.tool_calls += pass.stats.tool_calls;
     total.stats.assistant_chars += pass.stats.assistant_chars;
-    total.usage = match (total.usage, pass.usage) {
-        (Some(mut a), Some(b)) => {
-            a.input_tokens += b.input_tokens;
-            a.output_tokens += b.output_tokens;
-            Some(a)
-        }
-        (a, b) => a.or(b),
-    };
     total.stderr_tail = pass.stderr_tail.or(total.stderr_tail.take());
     total.diagnostics = pass.diagnostics;
 }

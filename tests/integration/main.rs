@@ -26,6 +26,7 @@ mod real_subscription;
 mod resume;
 mod sandbox;
 mod secrets;
+mod spending;
 mod supervision;
 mod warm;
 mod worker;

@@ -54,7 +54,7 @@ const TOKEN: &str = "sess-mock-token-4f2a9c";
 /// the whole suite.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn pi_bin() -> Option<PathBuf> {
+pub(crate) fn pi_bin() -> Option<PathBuf> {
     let bin = std::env::var_os("PI_BIN").filter(|v| !v.is_empty())?;
     Some(PathBuf::from(bin))
 }
@@ -390,10 +390,10 @@ async fn real_pi_loads_the_todo_extension_linked_from_the_worker_users_agent_dir
 const FINAL_TEXT: &str = "Created hello.txt and committed it.";
 
 /// Enough for pi's start, a few model turns, clone and push.
-const WORKER_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WORKER_WAIT: Duration = Duration::from_secs(120);
 
 /// A worker whose Pi program is the real `pi`, offline, with no user agent dir.
-async fn pi_worker(pi: &Path) -> TestWorker {
+pub(crate) async fn pi_worker(pi: &Path) -> TestWorker {
     pi_worker_with_agent_dir(pi, None).await
 }
 
@@ -414,7 +414,7 @@ async fn pi_worker_with_agent_dir(pi: &Path, agent_dir: Option<&Path>) -> TestWo
 }
 
 /// A coding job for `origin` against the mock, with [`TOKEN`] as its session token.
-fn mock_job(job_id: &str, origin: &BareRepo, mock: &ModelMock, branch: &str) -> Value {
+pub(crate) fn mock_job(job_id: &str, origin: &BareRepo, mock: &ModelMock, branch: &str) -> Value {
     let mut job = coding_job(job_id, &origin.url(), Some(branch));
     job["proxyBaseUrl"] = json!(mock.base_url());
     job["sessionToken"] = json!(TOKEN);

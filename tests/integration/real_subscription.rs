@@ -476,6 +476,14 @@ fn ancestry_command(out: &Path) -> String {
     )
 }
 
+/// Where a tool call of the agent writes what it saw: open to the sandboxed agent's user.
+fn probe_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    dir
+}
+
 /// The ancestry lines `ancestry_command` wrote, failing the test when the token is in any.
 fn agent_argv(ancestry: &Path, marker: &str) -> String {
     let lines = std::fs::read_to_string(ancestry).expect("the agent ran the ancestry command");
@@ -557,7 +565,7 @@ async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
         return;
     };
     let origin = BareRepo::new();
-    let probe = tempfile::tempdir().unwrap();
+    let probe = probe_dir();
     let ancestry = probe.path().join("ancestry");
     let steps = vec![
         Step::tool_call(
@@ -574,6 +582,8 @@ async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
     let mock = ModelMock::start(steps).await;
     let w = TestWorker::start(Path::new("pi-unused"), |c| {
         c.agent.claude_command = vec![claude_bin.display().to_string()];
+        // The probe writes what the sandboxed agent saw.
+        c.sandbox.writable.push(probe.path().display().to_string());
     })
     .await;
 
@@ -605,6 +615,11 @@ async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
     let agent = agent_argv(&ancestry, "--output-format stream-json");
     assert!(agent.contains("--append-system-prompt"), "{agent}");
     assert!(agent.contains("--model mock-model"), "{agent}");
+    // Claude Code's envelopes are one per content block; grouped, they are the model's calls.
+    let served = mock.served(Api::Messages);
+    crate::spending::assert_totals(&result["result"]["usage"], &served);
+    let calls = result["result"]["callMetrics"].as_array().unwrap();
+    crate::spending::assert_calls(calls, &served);
     w.stop().await;
 }
 
@@ -618,7 +633,7 @@ async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
         return;
     };
     let origin = BareRepo::new();
-    let probe = tempfile::tempdir().unwrap();
+    let probe = probe_dir();
     let ancestry = probe.path().join("ancestry");
     let seen = probe.path().join("codex-home");
     let homes = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -639,6 +654,7 @@ async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
     let w = TestWorker::start(Path::new("pi-unused"), |c| {
         c.agent.codex_command = vec![codex_bin.display().to_string()];
         c.agent.codex_home_root = root.display().to_string();
+        c.sandbox.writable.push(probe.path().display().to_string());
     })
     .await;
 
@@ -663,6 +679,16 @@ async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
     assert_eq!(mock.requests().len(), turns, "no other request");
     let agent = agent_argv(&ancestry, "--dangerously-bypass-approvals-and-sandbox");
     assert!(agent.contains("exec --json"), "{agent}");
+    // `exec --json` reports usage per turn: one record for the turn, with every call's tokens.
+    let served = mock.served(Api::Responses);
+    crate::spending::assert_totals(&result["result"]["usage"], &served);
+    let calls = result["result"]["callMetrics"].as_array().unwrap();
+    let sum = crate::support::model_mock::Served::sum(&served);
+    let fresh: u64 = calls
+        .iter()
+        .map(|c| c["inputTokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(fresh, sum.fresh, "{calls:?}");
 
     let seen = std::fs::read_to_string(&seen).unwrap();
     let lines: Vec<&str> = seen.lines().collect();
@@ -671,7 +697,10 @@ async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
     };
     let home = PathBuf::from(home);
     assert_eq!(home.parent(), Some(root.as_path()), "{seen}");
-    assert_eq!((home_mode, auth_mode), ("700", "600"), "{seen}");
+    // Private to the agent's user (the sandbox keeps its setgid bit on the job's directories).
+    let mode = |m: &str| u32::from_str_radix(m, 8).unwrap();
+    assert_eq!(mode(home_mode) & 0o777, 0o700, "{seen}");
+    assert_eq!(mode(auth_mode), 0o600, "{seen}");
     assert!(
         apply_patch.starts_with(home.to_str().unwrap()),
         "Codex made its apply_patch helper: {seen}"

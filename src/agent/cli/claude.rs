@@ -20,6 +20,8 @@ pub fn claude_args(job: &AgentJob, system_prompt: &str) -> Vec<String> {
         "--output-format",
         "stream-json",
         "--verbose",
+        // The API's own message events: each call's final output count is only there.
+        "--include-partial-messages",
         "--permission-mode",
         "bypassPermissions",
         "--model",

@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::claude_calls::ClaudeCalls;
 use super::stream::{
     count, parse_line, progress_of, todo_status, CliStream, LineEffects, StreamOutcome, ToolCall,
 };
-use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
+use crate::agent::trajectory;
+use crate::job::outcome::{CallMetric, RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
 use crate::redact::{head_chars, Redactor};
 
 /// Failure texts quote at most this much of what the CLI said.
@@ -56,6 +58,7 @@ pub struct ClaudeStream {
     /// Claude Code 2.1.16+ tracks todos with `TaskCreate`/`TaskUpdate` instead of `TodoWrite`;
     /// the snapshot is rebuilt from those calls.
     tasks: Vec<Task>,
+    calls: ClaudeCalls,
 }
 
 impl ClaudeStream {
@@ -69,6 +72,7 @@ impl ClaudeStream {
             verdict: None,
             pending: HashMap::new(),
             tasks: Vec::new(),
+            calls: ClaudeCalls::default(),
         }
     }
 
@@ -128,21 +132,22 @@ impl ClaudeStream {
                 .get("tool_use_id")
                 .and_then(Value::as_str)
                 .and_then(|id| self.pending.remove(id));
+            let answer = trajectory::body_of(result, &["content"]);
             let Some(call) = pending else {
                 effects.tools.push(ToolCall {
-                    name: "unknown".into(),
-                    is_error,
-                    duration: None,
+                    result: answer,
+                    ..ToolCall::bare("unknown", is_error, None)
                 });
                 continue;
             };
             if !is_error {
                 tasks_changed |= self.apply_task_tool(&call, result, line_result);
             }
+            let duration = Some(now.saturating_duration_since(call.started));
             effects.tools.push(ToolCall {
-                name: call.name,
-                is_error,
-                duration: Some(now.saturating_duration_since(call.started)),
+                args: Some(trajectory::body(&call.input)),
+                result: answer,
+                ..ToolCall::bare(call.name, is_error, duration)
             });
         }
         if tasks_changed {
@@ -217,16 +222,17 @@ impl ClaudeStream {
             self.summary = text.to_owned();
         }
         if let Some(usage) = event.get("usage") {
-            let input = count(usage, "input_tokens")
-                + count(usage, "cache_read_input_tokens")
-                + count(usage, "cache_creation_input_tokens");
-            let output = count(usage, "output_tokens");
-            if input > 0 || output > 0 {
-                self.usage = Some(Usage {
-                    input_tokens: input,
-                    output_tokens: output,
-                });
+            let (read, write) = (
+                count(usage, "cache_read_input_tokens"),
+                count(usage, "cache_creation_input_tokens"),
+            );
+            self.usage = Usage {
+                input_tokens: count(usage, "input_tokens") + read + write,
+                output_tokens: count(usage, "output_tokens"),
+                cache_read_tokens: read,
+                cache_write_tokens: write,
             }
+            .nonzero();
         }
         let subtype = event.get("subtype").and_then(Value::as_str);
         let is_error = event.get("is_error").and_then(Value::as_bool) == Some(true);
@@ -270,9 +276,16 @@ impl CliStream for ClaudeStream {
             return effects;
         };
         match event.get("type").and_then(Value::as_str) {
-            Some("assistant") => self.on_assistant(&event, now, &mut effects),
+            Some("assistant") => {
+                effects.calls = self.calls.on_assistant(&event);
+                self.on_assistant(&event, now, &mut effects);
+            }
+            Some("stream_event") => effects.calls = self.calls.on_stream_event(&event),
             Some("user") => self.on_user(&event, now, &mut effects),
-            Some("result") => self.on_result(&event),
+            Some("result") => {
+                effects.calls = self.calls.flush();
+                self.on_result(&event);
+            }
             _ => {}
         }
         effects
@@ -291,6 +304,10 @@ impl CliStream for ClaudeStream {
             usage: self.usage,
         };
         (outcome, failure)
+    }
+
+    fn flush_calls(&mut self) -> Vec<CallMetric> {
+        self.calls.flush()
     }
 
     fn guard_name(tool: &str) -> &str {

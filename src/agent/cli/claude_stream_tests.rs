@@ -44,13 +44,14 @@ fn the_real_happy_stream_yields_its_summary_stats_and_usage() {
         outcome.usage,
         Some(Usage {
             input_tokens: 300,
-            output_tokens: 27
+            output_tokens: 27,
+            ..Usage::default()
         })
     );
 }
 
 #[test]
-fn cache_reads_and_writes_count_as_input() {
+fn cache_reads_and_writes_count_as_input_and_are_kept_apart() {
     let mut s = stream();
     s.feed(r#"{"type":"result","subtype":"success","is_error":false,"result":"ok","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":1000,"output_tokens":7}}"#);
     let usage = s.finish().unwrap().usage;
@@ -58,7 +59,9 @@ fn cache_reads_and_writes_count_as_input() {
         usage,
         Some(Usage {
             input_tokens: 1110,
-            output_tokens: 7
+            output_tokens: 7,
+            cache_read_tokens: 100,
+            cache_write_tokens: 1000,
         })
     );
 }
@@ -141,7 +144,7 @@ fn task_create_and_update_results_rebuild_the_snapshot() {
 }
 
 #[test]
-fn a_failing_tool_result_is_reported_with_its_name_and_duration() {
+fn a_failing_tool_result_is_reported_with_its_name_duration_and_bodies() {
     let mut s = stream();
     let t0 = Instant::now();
     s.feed_at(
@@ -158,6 +161,8 @@ fn a_failing_tool_result_is_reported_with_its_name_and_duration() {
             name: "Bash".into(),
             is_error: true,
             duration: Some(Duration::from_millis(250)),
+            args: Some((r#"{"command":"false"}"#.into(), 0)),
+            result: Some(("exit 1".into(), 0)),
         }]
     );
 }
@@ -172,4 +177,33 @@ fn noise_and_malformed_lines_change_nothing() {
     assert_eq!(outcome.summary, "");
     assert!(outcome.stats.never_acted());
     assert_eq!(outcome.usage, None);
+}
+
+#[test]
+fn the_real_stream_gives_one_call_per_message_id_completed_by_the_next_or_the_result() {
+    let mut s = stream();
+    let calls: Vec<_> = feed_all(&mut s, HAPPY)
+        .into_iter()
+        .flat_map(|e| e.calls)
+        .collect();
+    // msg_0, msg_1, msg_2: the last one completed by the result event.
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert!(calls
+        .iter()
+        .all(|c| c.model.as_deref() == Some("claude-sonnet-4-5")));
+    assert_eq!(
+        calls[2].response_text,
+        "Created hello.txt and committed it."
+    );
+    assert_eq!(calls[0].response_text, "", "a tool-only turn has no text");
+    assert!(s.flush_calls().is_empty());
+}
+
+#[test]
+fn a_run_killed_mid_call_still_reports_the_open_call() {
+    let mut s = stream();
+    s.feed(r#"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":4,"cache_read_input_tokens":9,"output_tokens":2}}}"#);
+    let open = s.flush_calls();
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].input_tokens, open[0].cache_read_tokens), (4, 9));
 }

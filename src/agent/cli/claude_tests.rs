@@ -22,6 +22,7 @@ fn args_follow_the_seed_invocation_and_carry_no_token() {
             "--output-format",
             "stream-json",
             "--verbose",
+            "--include-partial-messages",
             "--permission-mode",
             "bypassPermissions",
             "--model",

@@ -2,8 +2,16 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::*;
+use std::time::Instant;
+
+use crate::agent::cli::stream::{CliStream, LineEffects, ToolCall};
 use crate::agent::test_support::subscription_job as job;
+use crate::job::outcome::RunStats;
+use crate::job::outcome::Usage;
+use crate::redact::Redactor;
 use crate::redact::Secret;
 
 const HAPPY: &str = include_str!(concat!(
@@ -49,13 +57,14 @@ fn the_real_happy_stream_yields_its_summary_stats_and_usage() {
         outcome.usage,
         Some(Usage {
             input_tokens: 200,
-            output_tokens: 18
+            output_tokens: 18,
+            ..Usage::default()
         })
     );
 }
 
 #[test]
-fn a_started_and_completed_command_counts_as_one_call() {
+fn a_started_and_completed_command_counts_as_one_call_with_its_bodies() {
     let mut s = stream();
     let t0 = Instant::now();
     let started = s.feed_at(
@@ -64,7 +73,7 @@ fn a_started_and_completed_command_counts_as_one_call() {
     );
     assert!(started.tools.is_empty());
     let done = s.feed_at(
-        r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"false","aggregated_output":"","exit_code":1,"status":"failed"}}"#,
+        r#"{"type":"item.completed","item":{"id":"item_1","type":"command_execution","command":"false","aggregated_output":"boom","exit_code":1,"status":"failed"}}"#,
         t0 + Duration::from_millis(40),
     );
     assert_eq!(
@@ -73,6 +82,8 @@ fn a_started_and_completed_command_counts_as_one_call() {
             name: "shell".into(),
             is_error: true,
             duration: Some(Duration::from_millis(40)),
+            args: Some(("false".into(), 0)),
+            result: Some(("boom".into(), 0)),
         }]
     );
     let patch = s.feed(r#"{"type":"item.completed","item":{"id":"item_2","type":"file_change","changes":[{"path":"a.txt","kind":"add"}],"status":"completed"}}"#);
@@ -82,7 +93,7 @@ fn a_started_and_completed_command_counts_as_one_call() {
 }
 
 #[test]
-fn cached_input_tokens_are_not_counted_twice_and_totals_overwrite() {
+fn cached_input_tokens_are_not_counted_twice_but_kept_apart_and_totals_overwrite() {
     let mut s = stream();
     s.feed(r#"{"type":"turn.completed","usage":{"input_tokens":1200,"cached_input_tokens":1000,"output_tokens":345}}"#);
     s.feed(r#"{"type":"turn.completed","usage":{"input_tokens":0,"cached_input_tokens":0,"output_tokens":0}}"#);
@@ -90,7 +101,9 @@ fn cached_input_tokens_are_not_counted_twice_and_totals_overwrite() {
         s.finish().unwrap().usage,
         Some(Usage {
             input_tokens: 1200,
-            output_tokens: 345
+            output_tokens: 345,
+            cache_read_tokens: 1000,
+            cache_write_tokens: 0,
         })
     );
 }
@@ -294,4 +307,27 @@ fn a_job_without_a_token_is_refused_with_the_seed_text() {
         prepare_codex_home(&pi, dir.path()).unwrap_err().to_string(),
         "codex harness requires a subscription token (or ambientAuth)"
     );
+}
+
+#[test]
+fn a_turn_without_per_call_usage_is_one_call_record_and_token_counts_are_per_call() {
+    let mut s = stream();
+    s.feed(r#"{"type":"item.completed","item":{"id":"m","type":"agent_message","text":"Done."}}"#);
+    let turn = s.feed(r#"{"type":"turn.completed","usage":{"input_tokens":1200,"cached_input_tokens":1000,"output_tokens":45}}"#);
+    let call = &turn.calls[0];
+    assert_eq!(
+        (
+            call.input_tokens,
+            call.cache_read_tokens,
+            call.output_tokens
+        ),
+        (200, 1000, 45)
+    );
+    assert_eq!(call.response_text, "Done.");
+    // A stream that reports each model call is read call by call, and its turn is not a call.
+    let mut s = stream();
+    let first = s.feed(r#"{"type":"token_count","info":{"last_token_usage":{"input_tokens":50,"cached_input_tokens":10,"output_tokens":5}}}"#);
+    assert_eq!(first.calls[0].input_tokens, 40);
+    let turn = s.feed(r#"{"type":"turn.completed","usage":{"input_tokens":50,"cached_input_tokens":10,"output_tokens":5}}"#);
+    assert!(turn.calls.is_empty());
 }

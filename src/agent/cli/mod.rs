@@ -4,14 +4,16 @@
 //! - [`setup`]: what both need to set a run up: the per-run config home, the credentials a job
 //!   carries, private files, the system prompt with the context pointer.
 //! - [`claude`], [`claude_stream`]: Claude Code's argv, config home and environment; the parser
-//!   of its `stream-json` output.
-//! - [`codex`]: Codex's argv, `CODEX_HOME`, stdin prompt and the parser of its `exec --json`
-//!   output.
+//!   of its `stream-json` output; [`claude_calls`] groups its envelopes into model calls.
+//! - [`codex`], [`codex_stream`]: Codex's argv, `CODEX_HOME` and stdin prompt; the parser of
+//!   its `exec --json` output.
 //! - [`stream`]: the stream types and JSON helpers both parsers use.
 
 pub mod claude;
+pub mod claude_calls;
 pub mod claude_stream;
 pub mod codex;
+pub mod codex_stream;
 pub mod runner;
 pub mod setup;
 pub mod stream;

@@ -21,7 +21,7 @@ use super::stream::CliStream;
 use crate::agent::guard::ProgressGuard;
 use crate::agent::invocation::{compose_env, job_secrets, Invocation};
 use crate::agent::process::{self, Ending, Finished, Limits, OutputSink, SuperviseError};
-use crate::agent::{now_ms, AgentError, AgentObserver, AgentRun, RunDiagnostics};
+use crate::agent::{now_ms, trajectory, AgentError, AgentObserver, AgentRun, RunDiagnostics};
 use crate::job::outcome::ToolSpan;
 use crate::job::{AgentJob, HarnessAuth};
 use crate::redact::{tail_chars, Redactor};
@@ -210,6 +210,10 @@ async fn run_cli<S: CliStream>(
                 source,
             },
         })?;
+    // A run killed mid-call still spent its tokens: its open calls are recorded as they are.
+    for call in sink.stream.flush_calls() {
+        observer.on_call(call);
+    }
     let finished = inv.unwrap_finished(finished);
     decide(cli, &job.redactor(), finished, sink.stream)
 }
@@ -277,13 +281,13 @@ impl<S: CliStream> OutputSink for CliSink<'_, S> {
             if !at_close {
                 stop = stop.or(self.guard.observe(S::guard_name(&tool.name), tool.is_error));
             }
-            self.observer.on_span(ToolSpan {
-                tool: tool.name,
-                started_at,
-                ended_at: now,
-                ok: !tool.is_error,
-            });
+            let span = ToolSpan::new(tool.name, started_at, now, !tool.is_error);
+            self.observer
+                .on_span(trajectory::with_bodies(span, tool.args, tool.result));
             self.last_span_end_ms = now;
+        }
+        for call in effects.calls {
+            self.observer.on_call(call);
         }
         match stop {
             Some(reason) => ControlFlow::Break(reason),

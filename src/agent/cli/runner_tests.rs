@@ -136,7 +136,8 @@ async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env(
         run.usage,
         Some(Usage {
             input_tokens: 300,
-            output_tokens: 27
+            output_tokens: 27,
+            ..Usage::default()
         })
     );
     assert_eq!(run.stderr_tail.as_deref(), Some("note: using subscription"));
@@ -213,7 +214,8 @@ async fn a_codex_run_reads_its_prompt_on_stdin_and_its_token_from_its_home_auth_
         run.usage,
         Some(Usage {
             input_tokens: 200,
-            output_tokens: 18
+            output_tokens: 18,
+            ..Usage::default()
         })
     );
     let spans = recorder.spans.lock().unwrap().clone();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
+use crate::job::outcome::{CallMetric, RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
 
 /// What one stdout line changed.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -15,6 +15,8 @@ pub struct LineEffects {
     pub progress: Option<TodoProgress>,
     /// Tool calls this line completed, in stream order.
     pub tools: Vec<ToolCall>,
+    /// Model calls this line completed, in stream order.
+    pub calls: Vec<CallMetric>,
 }
 
 /// A completed tool call: its name as the CLI spells it, and whether it failed.
@@ -25,6 +27,22 @@ pub struct ToolCall {
     /// Time between the line that started the call and the line that completed it; `None` when
     /// the stream never announced the start (the span then starts when it ends).
     pub duration: Option<Duration>,
+    /// What the call was asked and answered, as kept heads with the characters cut.
+    pub args: Option<(String, u64)>,
+    pub result: Option<(String, u64)>,
+}
+
+impl ToolCall {
+    /// A call without bodies.
+    pub fn bare(name: impl Into<String>, is_error: bool, duration: Option<Duration>) -> Self {
+        Self {
+            name: name.into(),
+            is_error,
+            duration,
+            args: None,
+            result: None,
+        }
+    }
 }
 
 /// What a clean stream amounts to.
@@ -45,6 +63,11 @@ pub trait CliStream: Send {
     /// What the stream amounted to, and the failure the CLI reported in it (a failed result
     /// or turn), if any. Stats and usage count even then.
     fn into_outcome(self) -> (StreamOutcome, Option<String>);
+
+    /// Model calls still open when the stream ended (a run that was killed or crashed).
+    fn flush_calls(&mut self) -> Vec<CallMetric> {
+        Vec::new()
+    }
 
     /// The name the progress guard classifies a tool call by (the CLI's own by default).
     fn guard_name(tool: &str) -> &str {

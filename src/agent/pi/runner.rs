@@ -83,6 +83,9 @@ impl OutputSink for PiSink<'_> {
         if let Some(span) = effects.span {
             self.observer.on_span(span);
         }
+        if let Some(call) = effects.call {
+            self.observer.on_call(call);
+        }
         // The guard skips the unterminated last line, so a clean exit is never turned into a
         // guard failure (seed 5.1.2).
         match effects.tool_end {

@@ -7,10 +7,14 @@
 //! stopped with `stopReason: "error"` is a failure even without a top-level `errorMessage` on
 //! `agent_end` (Pi 0.80 never puts one there).
 
-use serde_json::{Map, Value};
+use std::collections::HashMap;
 
-use crate::agent::RunDiagnostics;
-use crate::job::outcome::{RunStats, TodoItem, TodoProgress, TodoStatus, ToolSpan, Usage};
+use serde_json::Value;
+
+use super::calls::{call_id, call_metric, message_usage, tool_result};
+pub use super::todo::parse_todo_progress;
+use crate::agent::{trajectory, RunDiagnostics};
+use crate::job::outcome::{CallMetric, RunStats, TodoProgress, ToolSpan, Usage};
 use crate::redact::tail_chars;
 
 /// Pi's output-token ceiling (`maxTokens` in models.json and the truncation threshold).
@@ -19,6 +23,10 @@ pub const PI_MAX_OUTPUT_TOKENS: u64 = 32_768;
 pub const SUMMARY_RAW_TAIL_CHARS: usize = 2000;
 /// Streamed assistant text kept for the summary fallback.
 const STREAMED_TEXT_CAP_BYTES: usize = 256 * 1024;
+
+/// Tool calls started and not yet ended whose arguments are kept; a stream announcing more
+/// (never ending them) cannot grow the map further.
+const MAX_PENDING_ARGS: usize = 256;
 
 const RETRIES_EXHAUSTED: &str = "the agent failed after exhausting its retries";
 const LAST_CALL_FAILED: &str = "the agent's last model call failed";
@@ -37,6 +45,8 @@ pub struct LineEffects {
     pub progress: Option<TodoProgress>,
     pub span: Option<ToolSpan>,
     pub tool_end: Option<ToolEnd>,
+    /// A model call that completed (an assistant `message_end`).
+    pub call: Option<CallMetric>,
 }
 
 /// Everything the exit decision needs once the stream closed.
@@ -77,6 +87,8 @@ pub struct PiStream {
     saw_assistant_message_end: bool,
     message_end_usage: Usage,
     terminal_error: Option<String>,
+    /// Arguments of started tool calls, by call id, until they end.
+    pending_args: HashMap<String, (String, u64)>,
 }
 
 impl PiStream {
@@ -99,6 +111,7 @@ impl PiStream {
             saw_assistant_message_end: false,
             message_end_usage: Usage::default(),
             terminal_error: None,
+            pending_args: HashMap::new(),
         }
     }
 
@@ -134,17 +147,15 @@ impl PiStream {
             }
         }
         match str_field(event, "type") {
+            Some("tool_execution_start") => self.on_tool_start(event),
             Some("tool_execution_end") => {
                 self.tool_execution_ends += 1;
                 let tool_name = str_field(event, "toolName").unwrap_or_default().to_owned();
                 let is_error = is_true(event, "isError");
+                let args = call_id(event).and_then(|id| self.pending_args.remove(id));
                 if !tool_name.is_empty() {
-                    effects.span = Some(ToolSpan {
-                        tool: tool_name.clone(),
-                        started_at: self.tool_boundary_ms,
-                        ended_at: now_ms,
-                        ok: !is_error,
-                    });
+                    let span = ToolSpan::new(&tool_name, self.tool_boundary_ms, now_ms, !is_error);
+                    effects.span = Some(trajectory::with_bodies(span, args, tool_result(event)));
                     self.tool_boundary_ms = now_ms;
                 }
                 effects.tool_end = Some(ToolEnd {
@@ -154,7 +165,7 @@ impl PiStream {
             }
             Some("message_end") => {
                 if let Some(message) = event.get("message") {
-                    self.on_message_end(message);
+                    effects.call = self.on_message_end(message);
                 }
             }
             Some("agent_end") => self.on_agent_end(event),
@@ -174,20 +185,41 @@ impl PiStream {
         effects
     }
 
-    fn on_message_end(&mut self, message: &Value) {
+    /// Keeps a started call's arguments until it ends (seed-later 8.5).
+    fn on_tool_start(&mut self, event: &Value) {
+        let Some(id) = call_id(event) else {
+            return;
+        };
+        if self.pending_args.len() >= MAX_PENDING_ARGS && !self.pending_args.contains_key(id) {
+            return;
+        }
+        if let Some(args) =
+            trajectory::body_of(event, &["args", "arguments", "input", "parameters"])
+        {
+            self.pending_args.insert(id.to_owned(), args);
+        }
+    }
+
+    /// An assistant `message_end` is one model call: its usage, model and answer.
+    fn on_message_end(&mut self, message: &Value) -> Option<CallMetric> {
         match str_field(message, "role") {
             Some("assistant") => {
                 self.saw_assistant_message_end = true;
                 add_usage(&mut self.message_end_usage, message);
                 let text = message_text(message);
                 self.streamed_chars += text.chars().count() as u64;
+                let call = call_metric(message, &text);
                 if !text.is_empty() {
                     self.push_streamed_text(&text);
                 }
                 self.terminal_error = assistant_error(message);
+                Some(call)
             }
-            Some("toolResult") => self.tool_result_messages += 1,
-            _ => {}
+            Some("toolResult") => {
+                self.tool_result_messages += 1;
+                None
+            }
+            _ => None,
         }
     }
 
@@ -275,15 +307,15 @@ impl PiStream {
     }
 }
 
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(super) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-fn is_true(v: &Value, key: &str) -> bool {
+pub(super) fn is_true(v: &Value, key: &str) -> bool {
     v.get(key).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn count(v: &Value, key: &str) -> u64 {
+pub(super) fn count(v: &Value, key: &str) -> u64 {
     match v.get(key) {
         Some(n) => n
             .as_u64()
@@ -332,11 +364,7 @@ fn add_transcript_stats(stats: &mut RunStats, message: &Value) {
 }
 
 fn add_usage(total: &mut Usage, message: &Value) {
-    if let Some(usage) = message.get("usage") {
-        total.input_tokens +=
-            count(usage, "input") + count(usage, "cacheRead") + count(usage, "cacheWrite");
-        total.output_tokens += count(usage, "output");
-    }
+    total.add(&message_usage(message));
 }
 
 fn output_tokens(message: &Value) -> u64 {
@@ -354,69 +382,6 @@ fn diagnostics(assistants: &[&Value]) -> RunDiagnostics {
         final_truncated: output_tokens(last) >= PI_MAX_OUTPUT_TOKENS,
         final_answer_empty: message_text(last).is_empty(),
     }
-}
-
-/// A todo snapshot from an rpiv-todo (or example-extension) result event (seed 5.1.4).
-pub fn parse_todo_progress(event: &Value) -> Option<TodoProgress> {
-    let (holder, details) = match str_field(event, "type")? {
-        "tool_execution_end" => (event, event.get("result")?.get("details")?),
-        "message_end" => {
-            let message = event.get("message")?;
-            if str_field(message, "role") != Some("toolResult") {
-                return None;
-            }
-            (message, message.get("details")?)
-        }
-        "tool_result" => (event, event.get("details")?),
-        _ => return None,
-    };
-    if str_field(holder, "toolName") != Some("todo") || is_true(holder, "isError") {
-        return None;
-    }
-    progress_from_details(details.as_object()?)
-}
-
-fn progress_from_details(details: &Map<String, Value>) -> Option<TodoProgress> {
-    if let Some(tasks) = details.get("tasks").and_then(Value::as_array) {
-        let items: Vec<TodoItem> = tasks
-            .iter()
-            .filter(|t| str_field(t, "status") != Some("deleted"))
-            .map(|t| TodoItem {
-                label: task_label(t),
-                status: match str_field(t, "status") {
-                    Some("completed") => TodoStatus::Completed,
-                    Some("in_progress") => TodoStatus::InProgress,
-                    _ => TodoStatus::Pending,
-                },
-            })
-            .collect();
-        let of = |s: TodoStatus| items.iter().filter(|i| i.status == s).count() as u64;
-        return Some(TodoProgress {
-            completed: of(TodoStatus::Completed),
-            in_progress: of(TodoStatus::InProgress),
-            total: items.len() as u64,
-            items: Some(items),
-        });
-    }
-    if let Some(todos) = details.get("todos").and_then(Value::as_array) {
-        return Some(TodoProgress {
-            completed: todos.iter().filter(|t| is_true(t, "done")).count() as u64,
-            in_progress: 0,
-            total: todos.len() as u64,
-            items: None,
-        });
-    }
-    None
-}
-
-fn task_label(task: &Value) -> String {
-    ["subject", "title", "content", "text", "name", "task"]
-        .iter()
-        .filter_map(|k| str_field(task, k))
-        .map(str::trim)
-        .find(|s| !s.is_empty())
-        .unwrap_or("Untitled task")
-        .to_owned()
 }
 
 #[cfg(test)]

@@ -175,7 +175,9 @@ fn stats_and_usage_are_summed_over_every_agent_end() {
         out.usage,
         Some(Usage {
             input_tokens: 32,
-            output_tokens: 6
+            output_tokens: 6,
+            cache_read_tokens: 10,
+            cache_write_tokens: 2,
         })
     );
 }
@@ -445,13 +447,15 @@ fn spans_start_at_the_previous_span_end_or_the_run_start() {
                 tool: "read".into(),
                 started_at: 1000,
                 ended_at: 1010,
-                ok: true
+                ok: true,
+                ..ToolSpan::default()
             },
             ToolSpan {
                 tool: "bash".into(),
                 started_at: 1010,
                 ended_at: 1030,
-                ok: false
+                ok: false,
+                ..ToolSpan::default()
             },
         ]
     );
@@ -482,7 +486,8 @@ fn the_happy_streams_of_both_pi_versions_give_summary_stats_usage_and_spans() {
             out.usage,
             Some(Usage {
                 input_tokens: 480,
-                output_tokens: 28
+                output_tokens: 28,
+                ..Usage::default()
             }),
             "{name}"
         );
@@ -513,7 +518,8 @@ fn a_retried_run_that_recovers_sums_both_attempts_and_succeeds() {
         out.usage,
         Some(Usage {
             input_tokens: 360,
-            output_tokens: 21
+            output_tokens: 21,
+            ..Usage::default()
         })
     );
     assert_eq!(spans(&effects).len(), 2);
@@ -554,7 +560,8 @@ fn a_killed_run_leaves_a_truncated_stream_that_still_parses() {
         out.usage,
         Some(Usage {
             input_tokens: 120,
-            output_tokens: 7
+            output_tokens: 7,
+            ..Usage::default()
         }),
         "usage of the messages that finished still counts"
     );

@@ -73,6 +73,9 @@ mod tests {
                 phase: "agent".into(),
                 progress: None,
                 spans: None,
+                call_metrics: None,
+                spans_dropped: None,
+                call_metrics_dropped: None,
                 validation_report: None,
                 cold_start: None,
             }),
@@ -99,6 +102,7 @@ mod tests {
                 failure_cause: None,
                 detail: None,
                 worker: None,
+                spent: None,
             }),
         ]
     }

@@ -29,6 +29,7 @@ impl ResultBody {
             error: None,
             detail: None,
             worker: Some(WorkerInfo::current()),
+            spent: None,
         }
     }
 
@@ -56,6 +57,7 @@ impl ResultBody {
             failure_cause: Some(cause),
             detail,
             worker: Some(WorkerInfo::current()),
+            spent: None,
         }
     }
 

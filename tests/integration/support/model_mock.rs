@@ -127,6 +127,49 @@ pub struct RecordedRequest {
     pub api: Option<Api>,
     /// For model API calls: the index of the step served, `None` past the end of the script.
     pub step: Option<usize>,
+    /// The tokens the response reported, `None` for an error answer or another route.
+    pub usage: Option<Served>,
+}
+
+/// The tokens one response reported, by class: `fresh + cache_read + cache_write` is the
+/// whole prompt. Deterministic, like a real tokenizer's: the prompt is a quarter of the
+/// request's JSON length; every call writes an eighth of it to the cache, and every call after
+/// the first reads half of it from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Served {
+    pub fresh: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+    pub output: u64,
+}
+
+impl Served {
+    /// `writes`: whether the API reports cache writes (the Responses API does not).
+    fn new(prompt: usize, turn: usize, output: usize, writes: bool) -> Self {
+        let cache_read = if turn > 0 { prompt / 2 } else { 0 };
+        let cache_write = if writes { prompt / 8 } else { 0 };
+        Self {
+            fresh: (prompt - cache_read - cache_write) as u64,
+            cache_read: cache_read as u64,
+            cache_write: cache_write as u64,
+            output: output as u64,
+        }
+    }
+
+    /// The whole prompt.
+    pub fn prompt(&self) -> u64 {
+        self.fresh + self.cache_read + self.cache_write
+    }
+
+    /// The sum of several responses.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Served>) -> Served {
+        all.into_iter().fold(Served::default(), |a, b| Served {
+            fresh: a.fresh + b.fresh,
+            cache_read: a.cache_read + b.cache_read,
+            cache_write: a.cache_write + b.cache_write,
+            output: a.output + b.output,
+        })
+    }
 }
 
 /// The model APIs the mock serves.
@@ -255,6 +298,14 @@ impl ModelMock {
     /// Only the chat-completions requests, in arrival order.
     pub fn chat_requests(&self) -> Vec<RecordedRequest> {
         self.api_requests(Api::ChatCompletions)
+    }
+
+    /// The tokens every answered request to `api` reported, in arrival order.
+    pub fn served(&self, api: Api) -> Vec<Served> {
+        self.api_requests(api)
+            .iter()
+            .filter_map(|r| r.usage)
+            .collect()
     }
 
     /// Only the requests to `api`, in arrival order.
@@ -481,6 +532,7 @@ fn respond(request: Request, shared: &Shared) -> Response {
         body,
         api,
         step: None,
+        usage: None,
     };
 
     let Some(api) = api else {
@@ -518,8 +570,17 @@ fn respond(request: Request, shared: &Shared) -> Response {
     let stream = record.is_stream();
     // Input tokens are a deterministic function of the request, like a real tokenizer's.
     let input_tokens = record.body.to_string().len() / 4;
-    let seq = shared.record(record);
     let step = step.unwrap_or_else(|| Step::text(EXHAUSTED_TEXT));
+    let served = Served::new(
+        input_tokens,
+        turn,
+        output_tokens(&step),
+        api != Api::Responses,
+    );
+    if !matches!(step, Step::Fail { .. }) {
+        record.usage = Some(served);
+    }
+    let seq = shared.record(record);
     if let Step::Fail { status, message } = &step {
         let body = match api {
             Api::Messages => anthropic::error_body(*status, message),
@@ -534,7 +595,7 @@ fn respond(request: Request, shared: &Shared) -> Response {
         seq,
         model,
         turn,
-        input_tokens,
+        served,
     };
     match (api, stream) {
         (Api::ChatCompletions, true) => Response::Sse {
@@ -596,7 +657,7 @@ pub(super) struct Turn {
     seq: usize,
     model: String,
     turn: usize,
-    input_tokens: usize,
+    served: Served,
 }
 
 impl Turn {
@@ -609,13 +670,15 @@ impl Turn {
         format!("call_mock_{}_{}", self.turn, index)
     }
 
-    fn usage(&self, step: &Step) -> Value {
-        let completion_tokens = output_tokens(step);
+    /// Chat completions' usage: `prompt_tokens` is the whole prompt, of which
+    /// `cached_tokens` were read and `cache_write_tokens` written (as OpenRouter reports it).
+    fn usage(&self) -> Value {
+        let s = self.served;
         json!({
-            "prompt_tokens": self.input_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": self.input_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens": s.prompt(),
+            "completion_tokens": s.output,
+            "total_tokens": s.prompt() + s.output,
+            "prompt_tokens_details": {"cached_tokens": s.cache_read, "cache_write_tokens": s.cache_write},
             "completion_tokens_details": {"reasoning_tokens": 0}
         })
     }
@@ -668,7 +731,7 @@ impl Turn {
         };
         chunks.push(self.delta(json!({}), Some(finish_reason)));
         let mut usage_chunk = self.chunk(json!([]));
-        usage_chunk["usage"] = self.usage(step);
+        usage_chunk["usage"] = self.usage();
         chunks.push(usage_chunk);
 
         let mut events: Vec<String> = chunks
@@ -708,7 +771,7 @@ impl Turn {
             "created": 0,
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-            "usage": self.usage(step),
+            "usage": self.usage(),
         })
     }
 }

@@ -42,12 +42,14 @@ fn stop_reason(step: &Step) -> &'static str {
     }
 }
 
-fn usage(turn: &Turn, output: usize) -> Value {
+/// Anthropic's usage: `input_tokens` is the fresh input only, beside the two cache classes.
+fn usage(turn: &Turn, output: u64) -> Value {
+    let s = turn.served;
     json!({
-        "input_tokens": turn.input_tokens,
+        "input_tokens": s.fresh,
         "output_tokens": output,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0
+        "cache_creation_input_tokens": s.cache_write,
+        "cache_read_input_tokens": s.cache_read
     })
 }
 
@@ -80,7 +82,7 @@ fn message(turn: &Turn, content: Vec<Value>, stop: Option<&str>, output: usize) 
         "content": content,
         "stop_reason": stop,
         "stop_sequence": null,
-        "usage": usage(turn, output),
+        "usage": usage(turn, output as u64),
     })
 }
 

@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use super::{output_tokens, split_in_two, Step, Turn};
+use super::{split_in_two, Step, Turn};
 
 /// Input items the model produced (a message without `type` is a message).
 fn is_model_output(item: &Value) -> bool {
@@ -73,14 +73,16 @@ fn output_items(turn: &Turn, step: &Step) -> Vec<Value> {
     }
 }
 
-fn usage(turn: &Turn, step: &Step) -> Value {
-    let output = output_tokens(step);
+/// The Responses API's usage: `input_tokens` is the whole prompt, `cached_tokens` of it
+/// were read (this API reports no cache writes: they count as fresh input here).
+fn usage(turn: &Turn) -> Value {
+    let s = turn.served;
     json!({
-        "input_tokens": turn.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": output,
+        "input_tokens": s.prompt(),
+        "input_tokens_details": {"cached_tokens": s.cache_read},
+        "output_tokens": s.output,
         "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": turn.input_tokens + output,
+        "total_tokens": s.prompt() + s.output,
     })
 }
 
@@ -100,12 +102,7 @@ fn response(turn: &Turn, status: &str, output: Vec<Value>, usage: Value) -> Valu
 
 /// The non-streamed form.
 pub(super) fn whole(turn: &Turn, step: &Step) -> Value {
-    response(
-        turn,
-        "completed",
-        output_items(turn, step),
-        usage(turn, step),
-    )
+    response(turn, "completed", output_items(turn, step), usage(turn))
 }
 
 /// Numbers the events as they are added.
@@ -184,7 +181,7 @@ pub(super) fn events(turn: &Turn, step: &Step) -> Vec<String> {
     }
     ev.push(json!({
         "type": "response.completed",
-        "response": response(turn, "completed", items, usage(turn, step)),
+        "response": response(turn, "completed", items, usage(turn)),
     }));
     ev.0
 }
