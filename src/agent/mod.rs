@@ -318,6 +318,8 @@ pub(crate) mod test_support {
             test_secrets: Vec::new(),
             generator_secrets: Vec::new(),
             package_registries: Vec::new(),
+            skills: Vec::new(),
+            mcp_servers: Vec::new(),
             required_capabilities: Vec::new(),
         }
     }
