@@ -25,6 +25,7 @@ pub mod guard;
 pub mod invocation;
 pub mod pi;
 pub mod process;
+pub mod skills;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -33,7 +33,7 @@ use refusal::Refusal;
 pub use refusal::{InvalidJob, RefusalKind};
 pub use secrets::render_npmrc;
 pub use supported::{accept_job, EXPLORE_INFRA_UNSUPPORTED, PREVIEW_UNSUPPORTED};
-pub use tools::{allowed_mcp_url, is_allowed_mcp_url};
+pub use tools::{allowed_mcp_url, is_allowed_mcp_url, is_mcp_server_id};
 
 type Object = Map<String, Value>;
 

@@ -21,6 +21,11 @@ static SERVER_ID: LazyLock<Regex> =
 static TOOL_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$").expect("static regex"));
 
+/// Whether `id` is a usable MCP server id (also what a CLI's report of a server must match).
+pub fn is_mcp_server_id(id: &str) -> bool {
+    SERVER_ID.is_match(id)
+}
+
 /// `skills[]`: entries need non-empty string `instructions`; names are sanitised and the
 /// first of a name wins.
 pub(super) fn skills(v: Option<&Value>) -> Vec<Skill> {
