@@ -1,6 +1,7 @@
-//! The progress guard (seed 5.2): stops an agent that keeps calling tools without getting
-//! anywhere: too many calls and not one file edit, a run of failing calls, or a run of web
-//! searches. Every harness feeds it its completed tool calls, in stream order.
+//! The progress guard (seed 5.2, seed-later 10.3): stops an agent that keeps calling tools
+//! without getting anywhere: too many calls and not one file edit, a run of failing calls, a
+//! run of web searches, a run of MCP tool-server calls, or a long run of calls that are none
+//! of them an action. Every harness feeds it its completed tool calls, in stream order.
 
 use crate::config::GuardConfig;
 use crate::job::GuardLimitsSpec;
@@ -36,6 +37,11 @@ const EXPLORATION_TOOLS: [&str; 15] = [
     "web_fetch",
 ];
 const WEB_TOOLS: [&str; 2] = ["web_search", "web_fetch"];
+/// Subagent dispatch (Claude Code's `Task`, later `Agent`): the subagent's own calls are what
+/// act, so dispatching one is not an action of the parent.
+const SUBAGENT_TOOLS: [&str; 2] = ["task", "agent"];
+/// MCP tool-server calls, as the CLIs name them: `mcp__<server>__<tool>`.
+const MCP_PREFIX: &str = "mcp__";
 
 /// The guard's bounds. Each is at least 1 in practice (the config refuses 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +52,22 @@ pub struct GuardLimits {
     pub max_consecutive_errors: u64,
     /// Web search/fetch calls in a row.
     pub max_consecutive_web_calls: u64,
+    /// MCP tool-server calls in a row.
+    pub max_consecutive_mcp_calls: u64,
+    /// Calls in a row that are none of them an action: planning, read-only (web included),
+    /// subagent dispatch, MCP.
+    pub max_consecutive_non_action_calls: u64,
 }
 
 impl Default for GuardLimits {
-    /// The seed's defaults: 40, 12, 25.
+    /// The seed's defaults: 40, 12, 25, 40, 200.
     fn default() -> Self {
         Self {
             max_tool_calls_without_edit: 40,
             max_consecutive_errors: 12,
             max_consecutive_web_calls: 25,
+            max_consecutive_mcp_calls: 40,
+            max_consecutive_non_action_calls: 200,
         }
     }
 }
@@ -65,6 +78,8 @@ impl From<&GuardConfig> for GuardLimits {
             max_tool_calls_without_edit: c.max_tool_calls_without_edit,
             max_consecutive_errors: c.max_consecutive_errors,
             max_consecutive_web_calls: c.max_consecutive_web_calls,
+            max_consecutive_mcp_calls: c.max_consecutive_mcp_calls,
+            max_consecutive_non_action_calls: c.max_consecutive_non_action_calls,
         }
     }
 }
@@ -87,6 +102,14 @@ impl GuardLimits {
                 base.max_consecutive_web_calls,
                 o.max_consecutive_web_calls,
             ),
+            max_consecutive_mcp_calls: loosen(
+                base.max_consecutive_mcp_calls,
+                o.max_consecutive_mcp_calls,
+            ),
+            max_consecutive_non_action_calls: loosen(
+                base.max_consecutive_non_action_calls,
+                o.max_consecutive_non_action_calls,
+            ),
         }
     }
 }
@@ -101,6 +124,8 @@ pub struct ProgressGuard {
     edits: u64,
     consecutive_errors: u64,
     consecutive_web_calls: u64,
+    consecutive_mcp_calls: u64,
+    consecutive_non_action_calls: u64,
     tripped: bool,
 }
 
@@ -113,6 +138,8 @@ impl ProgressGuard {
             edits: 0,
             consecutive_errors: 0,
             consecutive_web_calls: 0,
+            consecutive_mcp_calls: 0,
+            consecutive_non_action_calls: 0,
             tripped: false,
         }
     }
@@ -154,9 +181,39 @@ impl ProgressGuard {
         } else {
             self.consecutive_web_calls = 0;
         }
-        if PLANNING_TOOLS.contains(&tool) || EXPLORATION_TOOLS.contains(&tool) {
+        let is_mcp = tool.starts_with(MCP_PREFIX);
+        if is_mcp {
+            self.consecutive_mcp_calls += 1;
+            if self.consecutive_mcp_calls >= self.limits.max_consecutive_mcp_calls {
+                return Some(format!(
+                    "no progress: {} consecutive tool-server (MCP) calls without any other \
+                     action. The agent is stuck querying its tools instead of doing the work. \
+                     Aborting.",
+                    self.consecutive_mcp_calls
+                ));
+            }
+        } else {
+            self.consecutive_mcp_calls = 0;
+        }
+        // Exempt from the no-edit bound, but not endless: they share one streak.
+        if is_mcp
+            || PLANNING_TOOLS.contains(&tool)
+            || EXPLORATION_TOOLS.contains(&tool)
+            || SUBAGENT_TOOLS.contains(&tool)
+        {
+            self.consecutive_non_action_calls += 1;
+            if self.consecutive_non_action_calls >= self.limits.max_consecutive_non_action_calls {
+                return Some(format!(
+                    "no progress: {} consecutive read-only calls (searching, reading, \
+                     tool-server lookups, subagent dispatches) with no action call between \
+                     them. The agent is cycling through research instead of doing the work. \
+                     Aborting.",
+                    self.consecutive_non_action_calls
+                ));
+            }
             return None;
         }
+        self.consecutive_non_action_calls = 0;
         self.tool_calls += 1;
         if EDIT_TOOLS.contains(&tool) {
             self.edits += 1;

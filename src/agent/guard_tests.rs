@@ -192,6 +192,7 @@ fn spec(no_edit: Option<u64>, errors: Option<u64>, web: Option<u64>) -> GuardLim
         max_tool_calls_without_edit: no_edit,
         max_consecutive_errors: errors,
         max_consecutive_web_calls: web,
+        ..Default::default()
     }
 }
 
@@ -221,4 +222,111 @@ fn merge_clamps_an_override_tighter_than_the_base_up_to_the_base() {
 fn merge_loosens_only_the_knobs_above_the_base_in_a_mixed_override() {
     let merged = GuardLimits::merge(GuardLimits::default(), Some(spec(None, Some(999), Some(1))));
     assert_eq!(triple(merged), (40, 999, 25));
+}
+
+fn mcp_limits(mcp: u64, non_action: u64) -> GuardLimits {
+    GuardLimits {
+        max_tool_calls_without_edit: 3,
+        max_consecutive_mcp_calls: mcp,
+        max_consecutive_non_action_calls: non_action,
+        ..GuardLimits::default()
+    }
+}
+
+#[test]
+fn mcp_calls_do_not_count_toward_the_no_edit_bound() {
+    let mut g = ProgressGuard::new(mcp_limits(99, 999), true);
+    assert_eq!(run(&mut g, &repeat("mcp__docs__search", 20)), None);
+    assert_eq!(run(&mut g, &repeat("MCP__Docs__Fetch", 20)), None);
+    assert!(run(&mut g, &repeat("bash", 3)).is_some());
+}
+
+#[test]
+fn trips_on_an_uninterrupted_run_of_mcp_calls_with_the_spec_text() {
+    let mut g = ProgressGuard::new(mcp_limits(4, 999), true);
+    assert_eq!(run(&mut g, &repeat("mcp__a__x", 3)), None);
+    assert_eq!(
+        g.observe("read", false),
+        None,
+        "another tool resets the streak"
+    );
+    assert_eq!(run(&mut g, &repeat("mcp__b__y", 3)), None);
+    assert_eq!(
+        g.observe("Mcp__B__Y", false).unwrap(),
+        "no progress: 4 consecutive tool-server (MCP) calls without any other action. The \
+         agent is stuck querying its tools instead of doing the work. Aborting."
+    );
+}
+
+#[test]
+fn the_mcp_streak_defaults_to_40_and_the_non_action_streak_to_200() {
+    let mut g = ProgressGuard::new(GuardLimits::default(), true);
+    assert_eq!(run(&mut g, &repeat("mcp__a__x", 39)), None);
+    let reason = g.observe("mcp__a__x", false).unwrap();
+    assert!(
+        reason.starts_with("no progress: 40 consecutive tool-server"),
+        "{reason}"
+    );
+    let mut g = ProgressGuard::new(GuardLimits::default(), true);
+    let mixed: Vec<&str> = ["read", "todo", "web_search", "mcp__a__x", "task"]
+        .into_iter()
+        .cycle()
+        .take(199)
+        .collect();
+    assert_eq!(run(&mut g, &mixed), None);
+    let reason = g.observe("grep", false).unwrap();
+    assert!(
+        reason.starts_with("no progress: 200 consecutive read-only"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn every_exempt_family_shares_the_non_action_streak_until_an_action_resets_it() {
+    let mut g = ProgressGuard::new(mcp_limits(99, 5), false);
+    assert_eq!(run(&mut g, &["read", "todo", "mcp__a__x", "Task"]), None);
+    assert_eq!(
+        g.observe("bash", false),
+        None,
+        "an action call resets the streak"
+    );
+    assert_eq!(
+        run(&mut g, &["web_fetch", "agent", "grep", "mcp__a__x"]),
+        None
+    );
+    assert_eq!(
+        g.observe("view", false).unwrap(),
+        "no progress: 5 consecutive read-only calls (searching, reading, tool-server lookups, \
+         subagent dispatches) with no action call between them. The agent is cycling through \
+         research instead of doing the work. Aborting."
+    );
+}
+
+#[test]
+fn the_mcp_knobs_come_from_the_environment_and_merge_loosen_only() {
+    let l = config_limits(&[
+        ("JOB_MAX_CONSECUTIVE_MCP_CALLS", "7.9"),
+        ("JOB_MAX_CONSECUTIVE_NON_ACTION_CALLS", "300"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (
+            l.max_consecutive_mcp_calls,
+            l.max_consecutive_non_action_calls
+        ),
+        (7, 300)
+    );
+    let over = GuardLimitsSpec {
+        max_consecutive_mcp_calls: Some(1),
+        max_consecutive_non_action_calls: Some(500),
+        ..Default::default()
+    };
+    let merged = GuardLimits::merge(GuardLimits::default(), Some(over));
+    assert_eq!(
+        (
+            merged.max_consecutive_mcp_calls,
+            merged.max_consecutive_non_action_calls
+        ),
+        (40, 500)
+    );
 }

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod invocation;
 pub mod pi;
 pub mod process;
+pub mod skills;
 pub mod trajectory;
 pub mod upstream;
 
@@ -321,6 +322,8 @@ pub(crate) mod test_support {
             test_secrets: Vec::new(),
             generator_secrets: Vec::new(),
             package_registries: Vec::new(),
+            skills: Vec::new(),
+            mcp_servers: Vec::new(),
             required_capabilities: Vec::new(),
         }
     }

@@ -67,7 +67,7 @@ impl Config {
                         message: "too large".into(),
                     })?;
         }
-        let knobs: [(&'static str, &mut u64); 12] = [
+        let knobs: [(&'static str, &mut u64); 14] = [
             (
                 "VALIDATION_COMMAND_TIMEOUT_MS",
                 &mut self.job.validation_command_timeout_ms,
@@ -103,6 +103,14 @@ impl Config {
             (
                 "JOB_MAX_CONSECUTIVE_WEB_CALLS",
                 &mut self.guard.max_consecutive_web_calls,
+            ),
+            (
+                "JOB_MAX_CONSECUTIVE_MCP_CALLS",
+                &mut self.guard.max_consecutive_mcp_calls,
+            ),
+            (
+                "JOB_MAX_CONSECUTIVE_NON_ACTION_CALLS",
+                &mut self.guard.max_consecutive_non_action_calls,
             ),
         ];
         for (var, slot) in knobs {
@@ -206,6 +214,14 @@ impl Config {
             (
                 "guard.max_consecutive_web_calls",
                 self.guard.max_consecutive_web_calls,
+            ),
+            (
+                "guard.max_consecutive_mcp_calls",
+                self.guard.max_consecutive_mcp_calls,
+            ),
+            (
+                "guard.max_consecutive_non_action_calls",
+                self.guard.max_consecutive_non_action_calls,
             ),
         ] {
             if v == 0 {

@@ -215,6 +215,10 @@ pub struct GuardConfig {
     pub max_consecutive_errors: u64,
     /// Env `JOB_MAX_CONSECUTIVE_WEB_CALLS`.
     pub max_consecutive_web_calls: u64,
+    /// Env `JOB_MAX_CONSECUTIVE_MCP_CALLS`.
+    pub max_consecutive_mcp_calls: u64,
+    /// Env `JOB_MAX_CONSECUTIVE_NON_ACTION_CALLS`.
+    pub max_consecutive_non_action_calls: u64,
 }
 
 impl Default for GuardConfig {
@@ -223,6 +227,8 @@ impl Default for GuardConfig {
             max_tool_calls_without_edit: 40,
             max_consecutive_errors: 12,
             max_consecutive_web_calls: 25,
+            max_consecutive_mcp_calls: 40,
+            max_consecutive_non_action_calls: 200,
         }
     }
 }

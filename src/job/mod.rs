@@ -10,6 +10,7 @@ pub mod capabilities;
 pub mod outcome;
 pub mod prompts;
 pub mod sanitize;
+pub mod tools;
 pub mod validate;
 
 use serde::Serialize;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use crate::redact::{Redactor, Secret};
 
 pub use sanitize::{sanitize_context_file_name, sanitize_service_directory, PathOutsideRepo};
+pub use tools::{McpServer, McpTransport, Skill, SkillResource};
 pub use validate::{
     accept_job, parse_job, InvalidJob, RefusalKind, ValidationPolicy, EXPLORE_INFRA_UNSUPPORTED,
     MAX_JOB_ID_BYTES, PREVIEW_UNSUPPORTED,
@@ -157,6 +159,8 @@ pub struct GuardLimitsSpec {
     pub max_tool_calls_without_edit: Option<u64>,
     pub max_consecutive_errors: Option<u64>,
     pub max_consecutive_web_calls: Option<u64>,
+    pub max_consecutive_mcp_calls: Option<u64>,
+    pub max_consecutive_non_action_calls: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +279,10 @@ pub struct AgentJob {
     pub generator_secrets: Vec<SecretEnv>,
     /// Written as the `.npmrc` of the job's HOME.
     pub package_registries: Vec<NpmRegistry>,
+    /// Skills for the agent: Claude Code's config home, or resource files in the checkout.
+    pub skills: Vec<Skill>,
+    /// MCP tool servers for Claude Code and Codex (Pi has no MCP client).
+    pub mcp_servers: Vec<McpServer>,
     /// Capabilities the job needs from its worker (`requiredCapabilities`); a worker without
     /// one of them refuses the job instead of running it without.
     pub required_capabilities: Vec<String>,
@@ -315,7 +323,8 @@ impl AgentJob {
             .iter()
             .chain(&self.generator_secrets)
             .map(|e| &e.value)
-            .chain(self.package_registries.iter().map(|r| &r.token));
+            .chain(self.package_registries.iter().map(|r| &r.token))
+            .chain(self.mcp_servers.iter().flat_map(McpServer::secret_values));
         for secret in own {
             r = r.with_secret(secret);
         }

@@ -440,3 +440,25 @@ mod tests {
         );
     }
 }
+
+/// One MCP server the agent's CLI reported at start (seed-later 10.4, `toolServers[]` on
+/// `job.progress`): observational only, nothing branches on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolServer {
+    pub id: String,
+    pub status: ToolServerStatus,
+    /// Tools the CLI listed for it; absent when unknown (no tool list, or ambiguous names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_count: Option<u64>,
+}
+
+/// A tool server's connection state, normalised from the CLI's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolServerStatus {
+    Ready,
+    Failed,
+    NeedsAuth,
+    Unknown,
+}

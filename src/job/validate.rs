@@ -16,6 +16,7 @@ mod secrets;
 mod supported;
 #[cfg(test)]
 mod tests;
+mod tools;
 
 use std::collections::BTreeSet;
 
@@ -32,6 +33,7 @@ use refusal::Refusal;
 pub use refusal::{InvalidJob, RefusalKind};
 pub use secrets::render_npmrc;
 pub use supported::{accept_job, EXPLORE_INFRA_UNSUPPORTED, PREVIEW_UNSUPPORTED};
+pub use tools::{allowed_mcp_url, is_allowed_mcp_url, is_mcp_server_id};
 
 type Object = Map<String, Value>;
 
@@ -141,6 +143,8 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
     // Before the jobId, in the seed's order: a bad entry is reported first.
     let package_registries =
         secrets::package_registries(o.get("packageRegistries"), &policy.npm_hosts)?;
+    let skills = tools::skills(o.get("skills"));
+    let mcp_servers = tools::mcp_servers(o.get("mcpServers"));
     let test_secrets = secrets::secret_env(o.get("testSecrets"), "testSecrets")?;
     let generator_secrets = secrets::secret_env(o.get("generatorSecrets"), "generatorSecrets")?;
     let guard_limits = optional::guard_limits(o.get("guardLimits"));
@@ -243,6 +247,8 @@ fn parse_object(o: &Object, policy: &ValidationPolicy) -> Result<AgentJob, Refus
         test_secrets,
         generator_secrets,
         package_registries,
+        skills,
+        mcp_servers,
         required_capabilities: optional::strings(o.get("requiredCapabilities")),
     })
 }

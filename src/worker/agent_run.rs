@@ -33,6 +33,20 @@ pub async fn run_agent(
         write_context_files(job, work_dir).await?;
         run.checkout.exclude(CONTEXT_DIR_PATTERN).await?;
     }
+    if agent::skills::resources_in_checkout(job)
+        && job.skills.iter().any(|s| !s.resources.is_empty())
+    {
+        // Best-effort, as in the seed: a resource that cannot be written safely is skipped.
+        let (skills, dir) = (job.skills.clone(), work_dir.to_path_buf());
+        let written = tokio::task::spawn_blocking(move || {
+            agent::skills::write_checkout_skill_resources(&dir, &skills)
+        })
+        .await
+        .map_err(|e| FlowError::Task(e.to_string()))?;
+        if written > 0 {
+            run.checkout.exclude(CONTEXT_DIR_PATTERN).await?;
+        }
+    }
     let home = run.ws.home();
     let cfg = &ctx.config.agent;
     // The subscription runners make their own config home, inside `home` or (Codex) under

@@ -384,6 +384,12 @@ fn job_secrets(job: &AgentJob) -> Vec<crate::redact::Secret> {
             .map(|e| e.value.clone()),
     );
     v.extend(job.package_registries.iter().map(|r| r.token.clone()));
+    v.extend(
+        job.mcp_servers
+            .iter()
+            .flat_map(|s| s.secret_values())
+            .cloned(),
+    );
     v
 }
 

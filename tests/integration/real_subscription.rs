@@ -316,7 +316,7 @@ async fn real_claude_code_writes_and_commits_through_the_mock_messages_api() {
     // bypassPermissions is refused to root unless the CLI is told it is sandboxed (the
     // production image runs as an unprivileged user, CI as root).
     env.extend(claude::claude_run_env(running_as_root()));
-    let args = claude::claude_args(&job, &claude::claude_system_prompt(&job));
+    let args = claude::claude_args(&job, &claude::claude_system_prompt(&job), None);
 
     let mut stream = ClaudeStream::new(Redactor::patterns_only());
     let run = run_cli(&claude_bin, tmp, &args, &env, &job.user_prompt, |line| {

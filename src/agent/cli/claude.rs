@@ -6,15 +6,19 @@
 use std::io;
 use std::path::Path;
 
+use super::mcp::{claude_allowed_tools, claude_mcp_config, claude_mcp_config_path};
 use super::setup::{
     path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
+use crate::agent::skills::write_claude_skills;
 use crate::job::AgentJob;
 use crate::owned_dir::create_private;
 
 /// The argv after the program name (seed 5.3). The user prompt goes in on stdin; the system
-/// prompt is an argv value, as the CLI offers no other way to append one.
-pub fn claude_args(job: &AgentJob, system_prompt: &str) -> Vec<String> {
+/// prompt is an argv value, as the CLI offers no other way to append one. `mcp_config` is the
+/// file [`prepare_claude_home`] wrote the job's MCP servers to
+/// ([`super::mcp::claude_mcp_config_path`]); the servers' env and headers stay in that file.
+pub fn claude_args(job: &AgentJob, system_prompt: &str, mcp_config: Option<&Path>) -> Vec<String> {
     let mut args: Vec<String> = [
         "-p",
         "--output-format",
@@ -34,6 +38,16 @@ pub fn claude_args(job: &AgentJob, system_prompt: &str) -> Vec<String> {
         args.push("--append-system-prompt".into());
         args.push(system_prompt.to_owned());
     }
+    if let Some(path) = mcp_config {
+        args.push("--mcp-config".into());
+        args.push(path.to_string_lossy().into_owned());
+        // Only the job's servers, never ones from the project's or the user's settings.
+        args.push("--strict-mcp-config".into());
+        if let Some(tools) = claude_allowed_tools(&job.mcp_servers) {
+            args.push("--allowedTools".into());
+            args.push(tools);
+        }
+    }
     args
 }
 
@@ -50,11 +64,24 @@ pub fn claude_system_prompt(job: &AgentJob) -> String {
 /// returned env: `ANTHROPIC_AUTH_TOKEN` beside `ANTHROPIC_BASE_URL` for an Anthropic-compatible
 /// vendor, `CLAUDE_CODE_OAUTH_TOKEN` otherwise. `subscriptionBaseUrl` is the API's origin
 /// without `/v1` (the CLI calls `<base>/v1/messages`).
+///
+/// The job's MCP servers go to `home/mcp-servers.json` (0600) in both cases: with ambient auth
+/// `home` is then only a private per-run directory, not the CLI's config home. Skills go to
+/// `home/skills/` only with the job's credentials (the ambient CLI reads the operator's own
+/// config home; its skill resources go into the checkout instead, written by the worker).
 pub fn prepare_claude_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(String, String)>> {
-    let Some((token, base_url)) = subscription_credentials(job, "claude-code")? else {
+    let credentials = subscription_credentials(job, "claude-code")?;
+    if let Some(path) = claude_mcp_config_path(job, home) {
+        // Checked here so the argv names exactly this file (it is passed as a string).
+        path_string(&path)?;
+        create_private(home)?;
+        write_private(&path, claude_mcp_config(&job.mcp_servers).as_bytes())?;
+    }
+    let Some((token, base_url)) = credentials else {
         return Ok(Vec::new());
     };
     create_private(home)?;
+    write_claude_skills(home, &job.skills);
     let onboarding = serde_json::json!({
         "hasCompletedOnboarding": true,
         "bypassPermissionsModeAccepted": true,

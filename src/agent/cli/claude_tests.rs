@@ -14,7 +14,7 @@ fn args_follow_the_seed_invocation_and_carry_no_token() {
         "claude-code",
         serde_json::json!({ "subscriptionToken": TOKEN }),
     );
-    let args = claude_args(&job, "be brief");
+    let args = claude_args(&job, "be brief", None);
     assert_eq!(
         args,
         [
@@ -154,4 +154,133 @@ fn every_run_turns_off_nonessential_traffic_and_root_is_told_it_is_sandboxed() {
         pairs(true),
         ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "IS_SANDBOX=1"]
     );
+}
+
+const ENV_SECRET: &str = "env-secret-value-0001";
+
+fn with_servers(auth: Value, servers: Value) -> AgentJob {
+    let mut fields = auth;
+    fields["mcpServers"] = servers;
+    job("claude-code", fields)
+}
+
+fn two_servers() -> Value {
+    serde_json::json!([
+        {"id": "docs", "transport": "http", "url": "https://mcp.example.com/mcp",
+         "headers": {"Authorization": "Bearer hdr-secret-0002"}, "secretKeys": ["Authorization"]},
+        {"id": "fs", "command": "mcp-fs", "args": ["--root", "."],
+         "env": {"FS_TOKEN": ENV_SECRET}, "secretKeys": ["FS_TOKEN"]}
+    ])
+}
+
+#[test]
+fn servers_add_the_config_file_and_strict_mode_to_argv_but_never_their_secrets() {
+    let job = with_servers(
+        serde_json::json!({ "subscriptionToken": TOKEN }),
+        two_servers(),
+    );
+    let path = Path::new("/run/home/.claude/mcp-servers.json");
+    let args = claude_args(&job, "", Some(path));
+    let model = args.iter().position(|a| a == "example-model").unwrap();
+    assert_eq!(
+        args[model..],
+        [
+            "example-model",
+            "--mcp-config",
+            "/run/home/.claude/mcp-servers.json",
+            "--strict-mcp-config"
+        ],
+        "no --allowedTools when no server restricts its tools"
+    );
+    let joined = args.join(" ");
+    assert!(!joined.contains(ENV_SECRET) && !joined.contains("hdr-secret"));
+}
+
+#[test]
+fn allowed_tools_list_each_server_then_the_built_in_tools() {
+    let servers = serde_json::json!([
+        {"id": "docs", "command": "d", "allowedTools": ["search", "fetch"]},
+        {"id": "fs", "command": "f"}
+    ]);
+    let job = with_servers(serde_json::json!({ "subscriptionToken": TOKEN }), servers);
+    let args = claude_args(&job, "", Some(Path::new("/h/mcp-servers.json")));
+    let at = args.iter().position(|a| a == "--allowedTools").unwrap();
+    let list: Vec<&str> = args[at + 1].split(',').collect();
+    assert_eq!(
+        list[..3],
+        ["mcp__docs__search", "mcp__docs__fetch", "mcp__fs"]
+    );
+    assert_eq!(list[3..], super::super::mcp::CLAUDE_BUILTIN_TOOLS);
+}
+
+#[test]
+fn the_home_holds_the_servers_in_a_private_json_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("claude-home");
+    let job = with_servers(
+        serde_json::json!({ "subscriptionToken": TOKEN }),
+        two_servers(),
+    );
+    prepare_claude_home(&job, &home).unwrap();
+    let file = home.join("mcp-servers.json");
+    assert_eq!(mode(&file), 0o600);
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\n  "), "pretty-printed: {text}");
+    let written: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!({"mcpServers": {
+            "docs": {"type": "http", "url": "https://mcp.example.com/mcp",
+                     "headers": {"Authorization": "Bearer hdr-secret-0002"}},
+            "fs": {"type": "stdio", "command": "mcp-fs", "args": ["--root", "."],
+                   "env": {"FS_TOKEN": ENV_SECRET}}
+        }})
+    );
+}
+
+#[test]
+fn ambient_auth_writes_only_the_server_file_in_a_private_dir_and_no_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("run-dir");
+    let mut fields = serde_json::json!({ "ambientAuth": true,
+        "skills": [{"name": "s", "instructions": "i"}] });
+    fields["mcpServers"] = two_servers();
+    let job = job("claude-code", fields);
+    assert_eq!(prepare_claude_home(&job, &home).unwrap(), []);
+    assert_eq!(mode(&home), 0o700);
+    assert_eq!(mode(&home.join("mcp-servers.json")), 0o600);
+    assert!(
+        !home.join("skills").exists(),
+        "ambient skills go to the checkout"
+    );
+    assert!(!home.join(".claude.json").exists());
+}
+
+#[test]
+fn skills_go_to_the_config_home_with_their_front_matter_and_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("claude-home");
+    let job = job(
+        "claude-code",
+        serde_json::json!({ "subscriptionToken": TOKEN, "skills": [{
+            "name": "../Release Notes!", "description": "Writes notes.\nTwo lines: \"quoted\"",
+            "instructions": "Read template.md first.",
+            "resources": [{"relPath": "docs/template.md", "content": "# Notes"},
+                          {"relPath": "SKILL.md", "content": "not the instructions"}]
+        }]}),
+    );
+    prepare_claude_home(&job, &home).unwrap();
+    let skill = home.join("skills/ReleaseNotes");
+    assert_eq!(
+        fs::read_to_string(skill.join("SKILL.md")).unwrap(),
+        "---\nname: \"ReleaseNotes\"\ndescription: \"Writes notes. Two lines: \\\"quoted\\\"\"\n\
+         ---\n\nRead template.md first.\n"
+    );
+    assert_eq!(
+        fs::read_to_string(skill.join("docs/template.md")).unwrap(),
+        "# Notes"
+    );
+    assert_eq!(mode(&skill.join("docs/template.md")), 0o600);
+    assert_eq!(mode(&skill.join("docs")), 0o700);
+    assert_eq!(mode(&home.join("skills")), 0o700);
 }

@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::mcp::codex_mcp_servers;
 use super::setup::{
     path_string, subscription_credentials, system_prompt_with_context, write_private,
 };
-use crate::job::AgentJob;
+use crate::job::{AgentJob, McpServer};
 use crate::owned_dir::create_private;
 
 pub use super::codex_stream::CodexStream;
@@ -59,7 +60,8 @@ pub fn prepare_codex_home(job: &AgentJob, home: &Path) -> io::Result<Vec<(String
     };
     create_private(home)?;
     write_private(&home.join("auth.json"), auth_json(token).as_bytes())?;
-    write_private(&home.join("config.toml"), config_toml(base_url)?.as_bytes())?;
+    let config = config_toml(base_url, &job.mcp_servers)?;
+    write_private(&home.join("config.toml"), config.as_bytes())?;
     Ok(vec![("CODEX_HOME".to_owned(), path_string(home)?)])
 }
 
@@ -77,8 +79,9 @@ fn auth_json(token: &str) -> String {
 /// (without them every run contacts chatgpt.com, api.github.com and ab.chatgpt.com). A
 /// `subscriptionBaseUrl` (the Responses API base, with its `/v1`) becomes a custom provider
 /// that takes its credentials from the same `auth.json` (`requires_openai_auth`), so the token
-/// never has to travel in the environment.
-pub fn config_toml(base_url: Option<&str>) -> io::Result<String> {
+/// never has to travel in the environment. The job's stdio MCP servers become `mcp_servers`
+/// ([`codex_mcp_servers`]); their env values are secrets too, so this file is 0600 as well.
+pub fn config_toml(base_url: Option<&str>, servers: &[McpServer]) -> io::Result<String> {
     let mut config = toml::Table::new();
     config.insert("cli_auth_credentials_store".into(), "file".into());
     let mut features = toml::Table::new();
@@ -97,6 +100,9 @@ pub fn config_toml(base_url: Option<&str>) -> io::Result<String> {
         let mut providers = toml::Table::new();
         providers.insert(PROVIDER_ID.into(), provider.into());
         config.insert("model_providers".into(), providers.into());
+    }
+    if let Some(servers) = codex_mcp_servers(servers) {
+        config.insert("mcp_servers".into(), servers.into());
     }
     toml::to_string(&config).map_err(io::Error::other)
 }

@@ -242,7 +242,7 @@ fn the_home_holds_the_token_verbatim_in_a_private_auth_json_and_nowhere_else() {
 #[test]
 fn the_config_turns_off_plugin_sync_and_analytics_which_would_call_home() {
     for base_url in [None, Some("http://127.0.0.1:9/v1")] {
-        let config: toml::Table = toml::from_str(&config_toml(base_url).unwrap()).unwrap();
+        let config: toml::Table = toml::from_str(&config_toml(base_url, &[]).unwrap()).unwrap();
         assert_eq!(config["features"]["plugins"].as_bool(), Some(false));
         assert_eq!(config["analytics"]["enabled"].as_bool(), Some(false));
     }
@@ -330,4 +330,26 @@ fn a_turn_without_per_call_usage_is_one_call_record_and_token_counts_are_per_cal
     assert_eq!(first.calls[0].input_tokens, 40);
     let turn = s.feed(r#"{"type":"turn.completed","usage":{"input_tokens":50,"cached_input_tokens":10,"output_tokens":5}}"#);
     assert!(turn.calls.is_empty());
+}
+
+#[test]
+fn the_jobs_stdio_servers_go_into_the_private_config_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = codex_job(serde_json::json!({"mcpServers": [
+        {"id": "fs", "command": "mcp-fs", "env": {"FS_TOKEN": "fs-secret-000001"}}
+    ]}));
+    prepare_codex_home(&job, dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    let config: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(config["cli_auth_credentials_store"].as_str(), Some("file"));
+    assert_eq!(
+        config["mcp_servers"]["fs"]["env"]["FS_TOKEN"].as_str(),
+        Some("fs-secret-000001")
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("config.toml"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 }

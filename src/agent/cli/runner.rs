@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::claude::{claude_args, claude_run_env, claude_system_prompt, prepare_claude_home};
 use super::claude_stream::ClaudeStream;
 use super::codex::{codex_args, codex_prompt, prepare_codex_home, CodexStream};
+use super::mcp::claude_mcp_config_path;
 use super::setup::{codex_home_for, config_home, prepare_home, CLAUDE_HOME_DIR};
 use super::stream::CliStream;
 use crate::agent::guard::ProgressGuard;
@@ -95,9 +96,10 @@ pub async fn run_claude(
         let mut env =
             prepare_home(job, inv, home.path().to_path_buf(), prepare_claude_home).await?;
         env.extend(claude_run_env(running_as_root(inv)));
+        let mcp_config = claude_mcp_config_path(job, home.path());
         let run = CliRun {
             cli: "claude",
-            args: claude_args(job, &claude_system_prompt(job)),
+            args: claude_args(job, &claude_system_prompt(job), mcp_config.as_deref()),
             prompt: job.user_prompt.clone(),
             env,
             own: Vec::new(),
@@ -351,3 +353,7 @@ fn decide<S: CliStream>(
 #[cfg(test)]
 #[path = "runner_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "runner_mcp_tests.rs"]
+mod mcp_tests;

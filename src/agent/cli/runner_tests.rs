@@ -151,7 +151,7 @@ async fn a_claude_run_reports_the_stream_and_gets_its_token_only_in_its_own_env(
         .lines()
         .map(str::to_owned)
         .collect();
-    assert_eq!(args, claude_args(&job, "You are the implementer."));
+    assert_eq!(args, claude_args(&job, "You are the implementer.", None));
     assert_eq!(read(&fake.path("prompt")), job.user_prompt);
     assert_eq!(
         read(&fake.path("cwd")).trim(),

@@ -105,6 +105,8 @@ pub(super) fn guard_limits(v: Option<&Value>) -> Option<GuardLimitsSpec> {
         max_tool_calls_without_edit: knob("maxToolCallsWithoutEdit"),
         max_consecutive_errors: knob("maxConsecutiveErrors"),
         max_consecutive_web_calls: knob("maxConsecutiveWebCalls"),
+        max_consecutive_mcp_calls: knob("maxConsecutiveMcpCalls"),
+        max_consecutive_non_action_calls: knob("maxConsecutiveNonActionCalls"),
     };
     (spec != GuardLimitsSpec::default()).then_some(spec)
 }

@@ -86,15 +86,15 @@ mod tests {
                 &policy,
             )
         };
-        assert!(needs(json!(["validationChecks", "job.cancel"])).is_ok());
-        let refused = needs(json!(["validationChecks", "mcpServers"])).unwrap_err();
+        assert!(needs(json!(["validationChecks", "job.cancel", "mcpServers"])).is_ok());
+        let refused = needs(json!(["validationChecks", "teleport"])).unwrap_err();
         assert_eq!(
             refused.message,
-            format!("Invalid job: capability 'mcpServers' is not supported by this worker (version {VERSION})")
+            format!("Invalid job: capability 'teleport' is not supported by this worker (version {VERSION})")
         );
         assert_eq!(refused.kind, RefusalKind::Unsupported);
         assert!(
-            needs(json!("mcpServers")).is_ok(),
+            needs(json!("teleport")).is_ok(),
             "not a list: nothing required"
         );
     }

@@ -330,6 +330,7 @@ fn guard_limit_knobs_accept_any_positive_finite_number() {
             max_tool_calls_without_edit: Some(u64::MAX),
             max_consecutive_errors: Some(0),
             max_consecutive_web_calls: None,
+            ..Default::default()
         })
     );
     let job = parse(&with("coding", json!({"guardLimits": [20]}))).unwrap();

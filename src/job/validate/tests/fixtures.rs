@@ -83,6 +83,7 @@ fn the_full_coding_fixture_keeps_every_field() {
             max_tool_calls_without_edit: Some(60),
             max_consecutive_errors: Some(12),
             max_consecutive_web_calls: Some(25),
+            ..Default::default()
         })
     );
     assert_eq!(

@@ -268,6 +268,7 @@ fn row17_guard_limit_knobs_are_floored_and_bad_ones_dropped() {
             max_tool_calls_without_edit: None,
             max_consecutive_errors: Some(20),
             max_consecutive_web_calls: Some(40),
+            ..Default::default()
         })
     );
 }
