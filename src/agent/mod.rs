@@ -81,6 +81,8 @@ pub trait AgentObserver: Send + Sync {
     fn on_span(&self, span: ToolSpan);
     /// One completed model call, its answer as the parser kept it (not yet redacted).
     fn on_call(&self, call: CallMetric);
+    /// The tool (MCP) servers the agent reported connecting (Claude Code's `init` event).
+    fn on_tool_servers(&self, _servers: Vec<crate::job::outcome::ToolServer>) {}
 }
 
 /// Signs that the final answer was cut off or missing (seed 5.1.6), read by the structured

@@ -190,6 +190,9 @@ pub struct AgentResult {
     /// Calls left out of `call_metrics` to keep the result within its size bound.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_metrics_dropped: Option<u64>,
+    /// The tool (MCP) servers the agent's CLI reported, as it last reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_servers: Option<Vec<ToolServer>>,
 }
 
 /// Body of a `job.result` message.
@@ -255,6 +258,9 @@ pub struct ProgressBody {
     pub spans_dropped: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call_metrics_dropped: Option<u64>,
+    /// The tool (MCP) servers the agent's CLI reported connecting, each time it reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_servers: Option<Vec<ToolServer>>,
     /// The latest validation attempt, whole, each time one finishes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_report: Option<ValidationReport>,

@@ -244,6 +244,10 @@ impl AgentObserver for FlowObserver {
     fn on_call(&self, call: CallMetric) {
         self.reporter.call(call);
     }
+
+    fn on_tool_servers(&self, servers: Vec<crate::job::outcome::ToolServer>) {
+        self.reporter.tool_servers(servers);
+    }
 }
 
 /// The follow-up watcher and the forwarder that hands items to the reporter in file order.

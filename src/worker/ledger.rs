@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use crate::job::outcome::{CallMetric, ToolSpan, Usage};
+use crate::job::outcome::{CallMetric, Spent, ToolServer, ToolSpan, Usage};
 use crate::redact::Redactor;
 
 /// Published heads of a span's arguments and result (the seed's caps), and of a call's answer.
@@ -53,6 +53,7 @@ struct Inner {
     /// total (a run killed mid-way).
     run_calls: Usage,
     total: Usage,
+    tool_servers: Option<Vec<ToolServer>>,
 }
 
 pub struct Ledger {
@@ -154,21 +155,22 @@ impl Ledger {
         spent
     }
 
-    /// The job's token total, `None` when it spent nothing.
-    pub fn usage(&self) -> Option<Usage> {
-        self.inner().total.nonzero()
+    /// The tool servers the agent reported; a later report replaces an earlier one.
+    pub fn tool_servers(&self, servers: Vec<ToolServer>) {
+        self.inner().tool_servers = Some(servers);
     }
 
-    /// The calls kept for the result, and how many were left out (`None` when none were made).
-    pub fn calls(&self) -> (Option<Vec<CallMetric>>, Option<u64>) {
+    /// What the job spent and used, for its result: the token total (`None` when it spent
+    /// nothing), the calls kept and how many were left out, the tool servers.
+    pub fn spent(&self) -> Spent {
         let inner = self.inner();
-        if inner.calls.is_empty() && inner.calls_dropped == 0 {
-            return (None, None);
+        let made_calls = !inner.calls.is_empty() || inner.calls_dropped > 0;
+        Spent {
+            usage: inner.total.nonzero(),
+            call_metrics: made_calls.then(|| inner.calls.clone()),
+            call_metrics_dropped: (inner.calls_dropped > 0).then_some(inner.calls_dropped),
+            tool_servers: inner.tool_servers.clone(),
         }
-        (
-            Some(inner.calls.clone()),
-            (inner.calls_dropped > 0).then_some(inner.calls_dropped),
-        )
     }
 }
 

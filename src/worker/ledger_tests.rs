@@ -85,8 +85,11 @@ fn a_flood_fills_one_bounded_batch_and_counts_the_rest_while_totals_stay_exact()
             cache_write_tokens: 4000
         }
     );
-    let (calls, dropped) = l.calls();
-    let (calls, dropped) = (calls.unwrap(), dropped.unwrap());
+    let spent = l.spent();
+    let (calls, dropped) = (
+        spent.call_metrics.unwrap(),
+        spent.call_metrics_dropped.unwrap(),
+    );
     assert_eq!(calls.len() as u64 + dropped, 1000);
     assert!(calls.len() < 1000, "the result's list is bounded too");
 }
@@ -112,7 +115,7 @@ fn a_run_counts_its_reported_total_or_else_the_sum_of_its_calls() {
         }
     );
     assert_eq!(
-        l.usage(),
+        l.spent().usage,
         Some(Usage {
             input_tokens: 106,
             output_tokens: 54,

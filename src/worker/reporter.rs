@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use super::events::{now_ms, publish_with_retry, EventSink};
 use crate::job::outcome::{
     CallMetric, ColdStart, Event, FollowUpBody, FollowUpItem, PhaseTimings, ProgressBody,
-    TodoProgress, ToolSpan, ValidationReport,
+    TodoProgress, ToolServer, ToolSpan, ValidationReport,
 };
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
@@ -161,6 +161,7 @@ impl JobReporter {
             call_metrics: None,
             spans_dropped: None,
             call_metrics_dropped: None,
+            tool_servers: None,
             validation_report: None,
             cold_start: None,
         }
@@ -296,6 +297,15 @@ impl JobReporter {
     /// Records a completed model call, in the current phase.
     pub fn call(&self, call: CallMetric) {
         self.ledger.call(call, self.phase());
+    }
+
+    /// The tool servers the agent reported: kept for the result, published at once.
+    pub fn tool_servers(&self, servers: Vec<ToolServer>) {
+        self.ledger.tool_servers(servers.clone());
+        self.send(Event::Progress(ProgressBody {
+            tool_servers: Some(servers),
+            ..self.progress_body()
+        }));
     }
 
     /// The job's spending and trajectory.

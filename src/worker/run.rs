@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
-use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody, Spent};
+use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
 use crate::worker::completion::{CompletionRecord, Pruning};
@@ -266,9 +266,11 @@ impl Ending<'_> {
             (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
             (Ok(FlowEnd::Ran { mut result, head }), _) => {
                 let timings = self.reporter.finish_phases("done");
-                let ledger = self.reporter.ledger();
-                result.usage = ledger.usage();
-                (result.call_metrics, result.call_metrics_dropped) = ledger.calls();
+                let spent = self.reporter.ledger().spent();
+                result.usage = spent.usage;
+                result.call_metrics = spent.call_metrics;
+                result.call_metrics_dropped = spent.call_metrics_dropped;
+                result.tool_servers = spent.tool_servers;
                 let result = redact_result(result, self.redactor);
                 tracing::info!(
                     duration_ms = self.took_ms(),
@@ -335,13 +337,7 @@ impl Ending<'_> {
             error,
             Some(detail),
         );
-        let ledger = self.reporter.ledger();
-        let (call_metrics, call_metrics_dropped) = ledger.calls();
-        body.spent = Some(Box::new(Spent {
-            usage: ledger.usage(),
-            call_metrics,
-            call_metrics_dropped,
-        }));
+        body.spent = Some(Box::new(self.reporter.ledger().spent()));
         Concluded::End(JobEnd::Finished(Box::new(body)))
     }
 

@@ -28,5 +28,6 @@ mod sandbox;
 mod secrets;
 mod spending;
 mod supervision;
+mod tools;
 mod warm;
 mod worker;

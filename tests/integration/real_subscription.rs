@@ -28,9 +28,9 @@ use crate::support::repo::BareRepo;
 use crate::support::worker::{coding_job, TestWorker};
 
 /// A dummy subscription token: the mock must see it, and it must come from the job.
-const TOKEN: &str = "sub-mock-token-7d31e0";
+pub(crate) const TOKEN: &str = "sub-mock-token-7d31e0";
 
-const FINAL_TEXT: &str = "Created hello.txt and committed it.";
+pub(crate) const FINAL_TEXT: &str = "Created hello.txt and committed it.";
 
 /// A generous bound: a run takes seconds, but a CLI that hangs must fail the test, not the
 /// suite.
@@ -41,7 +41,7 @@ fn running_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn bin(var: &str) -> Option<PathBuf> {
+pub(crate) fn bin(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -468,7 +468,7 @@ const WORKER_WAIT: Duration = Duration::from_secs(120);
 
 /// A shell command that writes the command line of every process from its own shell up to
 /// pid 1, one per line, to `out`: while the job runs, the CLI the worker started is among them.
-fn ancestry_command(out: &Path) -> String {
+pub(crate) fn ancestry_command(out: &Path) -> String {
     format!(
         "p=$$; while [ \"$p\" -gt 1 ]; do tr '\\0' ' ' < /proc/$p/cmdline; echo; \
          p=$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$p/status); done > '{}'",
@@ -477,7 +477,7 @@ fn ancestry_command(out: &Path) -> String {
 }
 
 /// Where a tool call of the agent writes what it saw: open to the sandboxed agent's user.
-fn probe_dir() -> tempfile::TempDir {
+pub(crate) fn probe_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -485,7 +485,7 @@ fn probe_dir() -> tempfile::TempDir {
 }
 
 /// The ancestry lines `ancestry_command` wrote, failing the test when the token is in any.
-fn agent_argv(ancestry: &Path, marker: &str) -> String {
+pub(crate) fn agent_argv(ancestry: &Path, marker: &str) -> String {
     let lines = std::fs::read_to_string(ancestry).expect("the agent ran the ancestry command");
     assert!(!lines.contains(TOKEN), "the token is in an argv: {lines}");
     lines
@@ -497,7 +497,7 @@ fn agent_argv(ancestry: &Path, marker: &str) -> String {
 
 /// A coding job for `origin` on the work branch `branch`, run by `harness` against
 /// `base_url` with [`TOKEN`] as its subscription token.
-fn worker_job(
+pub(crate) fn worker_job(
     job_id: &str,
     origin: &BareRepo,
     harness: &str,
@@ -518,7 +518,7 @@ fn worker_job(
 
 /// What every worker run must show: `done`, pushed, the final text as summary, stats and usage
 /// reported, the scripted commit on the remote branch.
-fn assert_pushed(result: &Value, origin: &BareRepo, branch: &str) {
+pub(crate) fn assert_pushed(result: &Value, origin: &BareRepo, branch: &str) {
     assert_eq!(result["state"], "done", "{result}");
     assert!(result.get("failureCause").is_none(), "{result}");
     let r = &result["result"];
@@ -552,7 +552,7 @@ fn assert_steps_with_token(mock: &ModelMock, api: Api, steps: usize) {
     }
 }
 
-const WRITE_AND_COMMIT: &str =
+pub(crate) const WRITE_AND_COMMIT: &str =
     "printf 'hello from the mock model\\n' > hello.txt && git add -A && git commit -q -m 'Add hello'";
 
 /// The worker as root (CI): the runner's `IS_SANDBOX=1` is what lets bypassPermissions start,

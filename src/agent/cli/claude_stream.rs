@@ -281,6 +281,7 @@ impl CliStream for ClaudeStream {
                 self.on_assistant(&event, now, &mut effects);
             }
             Some("stream_event") => effects.calls = self.calls.on_stream_event(&event),
+            Some("system") => effects.tool_servers = super::tool_servers(&event),
             Some("user") => self.on_user(&event, now, &mut effects),
             Some("result") => {
                 effects.calls = self.calls.flush();

@@ -207,3 +207,19 @@ fn a_run_killed_mid_call_still_reports_the_open_call() {
     assert_eq!(open.len(), 1);
     assert_eq!((open[0].input_tokens, open[0].cache_read_tokens), (4, 9));
 }
+
+#[test]
+fn the_init_event_reports_the_tool_servers_and_nothing_else_does() {
+    let mut s = stream();
+    let init = s.feed(r#"{"type":"system","subtype":"init","mcp_servers":[{"name":"docs","status":"connected"},{"name":"fs","status":"failed"}],"tools":["Bash","mcp__docs__search"]}"#);
+    let servers = init.tool_servers.unwrap();
+    assert_eq!(
+        serde_json::to_value(&servers).unwrap(),
+        serde_json::json!([
+            {"id": "docs", "status": "ready", "toolCount": 1},
+            {"id": "fs", "status": "failed", "toolCount": 0}
+        ])
+    );
+    let other = s.feed(r#"{"type":"system","subtype":"status"}"#);
+    assert_eq!(other.tool_servers, None);
+}

@@ -291,6 +291,9 @@ impl<S: CliStream> OutputSink for CliSink<'_, S> {
         for call in effects.calls {
             self.observer.on_call(call);
         }
+        if let Some(servers) = effects.tool_servers {
+            self.observer.on_tool_servers(servers);
+        }
         match stop {
             Some(reason) => ControlFlow::Break(reason),
             None => ControlFlow::Continue(()),

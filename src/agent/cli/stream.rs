@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::job::outcome::{CallMetric, RunStats, TodoItem, TodoProgress, TodoStatus, Usage};
+use crate::job::outcome::{
+    CallMetric, RunStats, TodoItem, TodoProgress, TodoStatus, ToolServer, Usage,
+};
 
 /// What one stdout line changed.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -17,6 +19,8 @@ pub struct LineEffects {
     pub tools: Vec<ToolCall>,
     /// Model calls this line completed, in stream order.
     pub calls: Vec<CallMetric>,
+    /// The tool (MCP) servers the CLI reported connecting, from its `init` event.
+    pub tool_servers: Option<Vec<ToolServer>>,
 }
 
 /// A completed tool call: its name as the CLI spells it, and whether it failed.

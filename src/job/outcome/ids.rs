@@ -76,6 +76,7 @@ mod tests {
                 call_metrics: None,
                 spans_dropped: None,
                 call_metrics_dropped: None,
+                tool_servers: None,
                 validation_report: None,
                 cold_start: None,
             }),

@@ -119,8 +119,8 @@ impl ToolSpan {
     }
 }
 
-/// What a job spent: its tokens and its model calls, with the calls left out to keep a
-/// message within its bound.
+/// What a job spent and used: its tokens, its model calls (with the calls left out to keep a
+/// message within its bound) and the tool servers its agent reported.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spent {
@@ -130,4 +130,6 @@ pub struct Spent {
     pub call_metrics: Option<Vec<CallMetric>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_metrics_dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_servers: Option<Vec<super::ToolServer>>,
 }
