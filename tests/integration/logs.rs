@@ -102,11 +102,18 @@ async fn the_worker_says_its_version_and_capabilities_on_healthz_and_in_every_re
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     let capabilities = health["capabilities"].as_array().unwrap();
-    for honoured in ["validationChecks", "dependencyInstall", "job.cancel"] {
+    for honoured in [
+        "validationChecks",
+        "dependencyInstall",
+        "job.cancel",
+        "mcpServers",
+        "skills",
+    ] {
         assert!(capabilities.iter().any(|c| c == honoured), "{health}");
     }
+    // Only what it honours: preview jobs and explore's `infra` are refused.
     assert!(
-        !capabilities.iter().any(|c| c == "mcpServers"),
+        !capabilities.iter().any(|c| c == "preview" || c == "infra"),
         "only what it honours"
     );
     executor_harness::broker::enqueue_job(

@@ -162,11 +162,16 @@ fn tool_name(item: &Value) -> Option<String> {
         "command_execution" => "shell",
         "file_change" => "apply_patch",
         "web_search" => "web_search",
-        "mcp_tool_call" | "collab_tool_call" => {
+        // Named as Claude Code names them, so the guard's MCP streak applies to Codex too.
+        "mcp_tool_call" => {
+            let field = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or("unknown");
+            return Some(format!("mcp__{}__{}", field("server"), field("tool")));
+        }
+        "collab_tool_call" => {
             return Some(
                 item.get("tool")
                     .and_then(Value::as_str)
-                    .unwrap_or("mcp_tool")
+                    .unwrap_or("collab_tool")
                     .to_owned(),
             )
         }

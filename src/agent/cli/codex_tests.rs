@@ -353,3 +353,11 @@ fn the_jobs_stdio_servers_go_into_the_private_config_toml() {
     );
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn an_mcp_tool_call_is_named_by_its_server_and_tool_so_the_guard_sees_an_mcp_call() {
+    let mut s = stream();
+    let done = s.feed(r#"{"type":"item.completed","item":{"id":"i","type":"mcp_tool_call","server":"docs","tool":"search","arguments":{"q":"x"},"result":{"content":[]},"status":"completed"}}"#);
+    assert_eq!(done.tools[0].name, "mcp__docs__search");
+    assert_eq!(done.tools[0].args, Some((r#"{"q":"x"}"#.to_owned(), 0)));
+}
