@@ -207,6 +207,7 @@ async fn run_pi_with_home(pi: &Path, steps: Vec<Step>, prepare: impl FnOnce(&Pat
     }
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test]
 async fn real_pi_writes_and_commits_through_the_mock_model_with_the_literal_token() {
     let Some(pi) = pi_bin() else {
@@ -294,6 +295,7 @@ async fn real_pi_writes_and_commits_through_the_mock_model_with_the_literal_toke
     );
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test]
 async fn real_pi_sends_a_token_with_dollar_and_bang_verbatim_once_escaped() {
     let Some(pi) = pi_bin() else {
@@ -332,6 +334,7 @@ fn todo_extension(pi: &Path) -> Option<PathBuf> {
     dir.join("package.json").is_file().then_some(dir)
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test]
 async fn real_pi_loads_the_todo_extension_linked_from_the_worker_users_agent_dir() {
     let Some(pi) = pi_bin() else {
@@ -422,6 +425,7 @@ pub(crate) fn mock_job(job_id: &str, origin: &BareRepo, mock: &ModelMock, branch
     job
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_runs_the_real_pi_and_pushes_its_commit_with_todo_progress() {
     let Some(pi) = pi_bin() else {
@@ -533,6 +537,7 @@ async fn the_worker_runs_the_real_pi_and_pushes_its_commit_with_todo_progress() 
     w.stop().await;
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_api_that_refuses_the_token_fails_the_job_with_the_upstream_message() {
     let Some(pi) = pi_bin() else {
@@ -577,6 +582,7 @@ fn origin_with_fast_retries() -> BareRepo {
     origin
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_api_that_rate_limits_past_pis_retries_is_an_upstream_failure_with_its_fix() {
     let Some(pi) = pi_bin() else {
@@ -601,6 +607,7 @@ async fn a_model_api_that_rate_limits_past_pis_retries_is_an_upstream_failure_wi
     w.stop().await;
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_model_api_is_retried_by_pi_then_fails_the_job() {
     let Some(pi) = pi_bin() else {
@@ -635,6 +642,7 @@ fn web_tools_extension(pi: &Path) -> Option<PathBuf> {
     dir.join("package.json").is_file().then_some(dir)
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_web_search_job_searches_through_the_model_proxy_with_the_session_token() {
     let Some(pi) = pi_bin() else {

@@ -280,6 +280,10 @@ fn progress_counts(run: &CliRun) -> Vec<(u64, u64, u64)> {
 /// - Tools used here: `Write {file_path (absolute), content}`, `Bash {command, description}`,
 ///   `TaskCreate {subject, description}`, `TaskUpdate {taskId: "1", status}`. stdout is
 ///   `system`, then `assistant` / `user` pairs, then `result`.
+#[cfg_attr(
+    not(has_claude),
+    ignore = "needs CLAUDE_BIN: scripts/install-agent-clis.sh"
+)]
 #[tokio::test]
 async fn real_claude_code_writes_and_commits_through_the_mock_messages_api() {
     let Some(claude_bin) = bin("CLAUDE_BIN") else {
@@ -382,6 +386,10 @@ async fn real_claude_code_writes_and_commits_through_the_mock_messages_api() {
 ///   and no `apply_patch` function (a call to an unknown tool only logs "unsupported call").
 ///   stdout is `thread.started`, `turn.started`, `item.*` (`command_execution`, `todo_list`,
 ///   `agent_message`), `turn.completed` with the usage.
+#[cfg_attr(
+    not(has_codex),
+    ignore = "needs CODEX_BIN: scripts/install-agent-clis.sh"
+)]
 #[tokio::test]
 async fn real_codex_writes_and_commits_through_the_mock_responses_api() {
     let Some(codex_bin) = bin("CODEX_BIN") else {
@@ -558,6 +566,10 @@ pub(crate) const WRITE_AND_COMMIT: &str =
 /// The worker as root (CI): the runner's `IS_SANDBOX=1` is what lets bypassPermissions start,
 /// and its `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1` what keeps the run to the scripted
 /// calls.
+#[cfg_attr(
+    not(has_claude),
+    ignore = "needs CLAUDE_BIN: scripts/install-agent-clis.sh"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
     let Some(claude_bin) = bin("CLAUDE_BIN") else {
@@ -626,6 +638,10 @@ async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
 /// Codex's home goes under `agent.codex_home_root` (here under target/, off the temp dir), so
 /// Codex sets up its helper binaries (`apply_patch`, linked in `<home>/tmp/arg0/`); the home is
 /// private while the run lasts and gone after it.
+#[cfg_attr(
+    not(has_codex),
+    ignore = "needs CODEX_BIN: scripts/install-agent-clis.sh"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
     let Some(codex_bin) = bin("CODEX_BIN") else {

@@ -65,6 +65,7 @@ fn assert_published_once(progress: &[Value], job_id: &str, calls: &[Value]) {
     assert_eq!(published, calls, "progress and result disagree");
 }
 
+#[cfg_attr(not(has_pi), ignore = "needs PI_BIN: scripts/install-pi.sh")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_usage_and_calls_match_the_models_own_count_whether_it_succeeds_or_fails() {
     let Some(pi) = pi_bin() else {

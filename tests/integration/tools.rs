@@ -53,6 +53,10 @@ async fn everything_published(w: &TestWorker, result: &Value) -> String {
     format!("{result}\n{}", serde_json::to_string(&progress).unwrap())
 }
 
+#[cfg_attr(
+    not(has_claude),
+    ignore = "needs CLAUDE_BIN: scripts/install-agent-clis.sh"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_code_job_gets_its_mcp_servers_and_skills_and_reports_the_servers_state() {
     let Some(claude_bin) = bin("CLAUDE_BIN") else {

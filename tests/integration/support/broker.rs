@@ -31,9 +31,32 @@ pub fn unique_prefix() -> String {
     format!("t{}_{}_{}", std::process::id(), nanos, n)
 }
 
-/// A connection through the product's `connect`.
+/// A connection through the product's `connect`. Without a broker there is no point in
+/// running the rest: the first test to find none says how to start one and ends the run,
+/// instead of every test panicking with a connection error.
 pub async fn connect(name: &str) -> BrokerConnection {
-    broker::connect(&amqp_url(), name, 10).await.unwrap()
+    match broker::connect(&amqp_url(), name, 10).await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let message = format!(
+                "\nThe integration tests need RabbitMQ at {} and could not connect: {e}.\n\
+                 Run the suite with `scripts/test.sh`, which installs and starts it, or start \
+                 it yourself (`rabbitmq-server -detached`), or set AMQP_URL to another broker.\n",
+                url::Url::parse(&amqp_url()).map_or_else(
+                    |_| "AMQP_URL".to_owned(),
+                    |u| format!(
+                        "{}:{}",
+                        u.host_str().unwrap_or("?"),
+                        u.port().unwrap_or(5672)
+                    )
+                )
+            );
+            // Straight to the process's stderr: the test harness captures `eprintln!`.
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(message.as_bytes());
+            std::process::exit(2);
+        }
+    }
 }
 
 /// Deletes the queues and exchanges it was told about when dropped, passing test or failing
