@@ -8,7 +8,8 @@
 #   3. the worker started in it on the host's network (never a bridge) against the broker on
 #      127.0.0.1:5672 (guest/guest), on queues and exchanges named for this run only, with the
 #      options docs/sandbox.md gives for the sandbox (seccomp profile, unmasked /proc, a
-#      non-root user, no capabilities, no-new-privileges) and HARNESS_SANDBOX=required;
+#      non-root user, no capabilities, no-new-privileges), a read-only root file system with
+#      the state dir on a volume (as the Kubernetes Deployment) and HARNESS_SANDBOX=required;
 #   4. one job enqueued with `executor-harness enqueue --wait` against a bare repository over
 #      file:// mounted into the container, run by the demo's scripted agent;
 #   5. /healthz, /readyz, /metrics, the container's HEALTHCHECK and `pi --version` checked;
@@ -86,7 +87,7 @@ cleanup() {
     if [ "${IMAGE_TEST_KEEP:-}" = 1 ] && [ "${rc}" -ne 0 ]; then
       say "kept container ${container} and ${tmp}"
     else
-      timeout 60 docker rm -f "${container}" >/dev/null 2>&1
+      timeout 60 docker rm -f -v "${container}" >/dev/null 2>&1
     fi
   fi
   if command -v rabbitmqctl >/dev/null 2>&1; then
@@ -147,9 +148,16 @@ bin="${PWD}/target/release/executor-harness"
 step "docker build --target runtime-prebuilt"
 # The daemon's own builder: it needs no buildx plugin, and RUN steps reach the package
 # registries over the host's network. It builds only the stages up to the target.
-DOCKER_BUILDKIT=0 timeout 1800 docker build --network host -q \
+# A TLS-inspecting proxy's CA that this host trusts (Debian's local CA directory) must be
+# trusted by npm in the build too.
+ca_certs=""
+for crt in /usr/local/share/ca-certificates/*.crt; do
+  [ -f "${crt}" ] && ca_certs+="$(cat "${crt}")"$'\n'
+done
+DOCKER_BUILDKIT=0 timeout 1800 docker build --network host \
   -f deploy/Dockerfile --target runtime-prebuilt \
-  --build-arg "BASE=${base_image}" -t "${image}" . >"${tmp}/build.log" 2>&1 || {
+  --build-arg "BASE=${base_image}" --build-arg "BUILD_CA_CERTS=${ca_certs}" \
+  -t "${image}" . >"${tmp}/build.log" 2>&1 || {
   tail -n 30 "${tmp}/build.log" >&2
   fail "docker build"
 }
@@ -183,6 +191,7 @@ timeout 60 docker run -d --name "${container}" \
   --security-opt no-new-privileges \
   --security-opt "seccomp=${PWD}/deploy/kubernetes/seccomp-executor-harness.json" \
   --security-opt systempaths=unconfined \
+  --read-only --tmpfs /tmp:rw,nosuid,nodev,mode=1777 \
   --health-interval 2s --health-start-period 30s \
   -v "${tmp}/config.toml:/etc/executor-harness/test.toml:ro" \
   -v "${tmp}/git:/srv/git" \
