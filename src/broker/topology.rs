@@ -132,7 +132,7 @@ pub async fn declare_topology(conn: &BrokerConnection, topo: &Topology) -> Resul
             server_version = %conn.version_text(),
             "this broker does not take a per-queue consumer timeout (RabbitMQ 3.12+): set \
              consumer_timeout in rabbitmq.conf above the max job duration, or long jobs are \
-             requeued while they run (see deploy/rabbitmq.conf)"
+             requeued while they run (see deploy/rabbitmq/rabbitmq.conf)"
         );
     }
     declare_queue(
