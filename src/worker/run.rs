@@ -14,7 +14,7 @@ use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
 use crate::worker::completion::{CompletionRecord, Pruning};
 use crate::worker::context::{FlowEnd, JobContext, JobRun};
-use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
+use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop, WorkerFault};
 use crate::worker::events::{now_ms, EventSink};
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
@@ -103,7 +103,7 @@ pub async fn run_job(
                 head: Some(head),
             },
             Some(owned),
-        ) => JobEnd::Finished(Box::new(owned.record_completion(ctx, *body, &head).await)),
+        ) => owned.record_completion(ctx, *body, &head).await,
         (Concluded::Ran { body, .. }, _) => JobEnd::Finished(body),
         (Concluded::End(end), _) => end,
     };
@@ -133,8 +133,17 @@ impl JobOwned {
         cancel: &CancellationToken,
     ) -> Result<Self, Stop> {
         let config = &ctx.config;
-        let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
-            .map_err(FlowError::io("cannot create the job workspace"))?;
+        // The worker's disk, not the job, is at fault: another worker (or this one, once an
+        // operator fixed it) can run the job.
+        let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt).map_err(|e| {
+            Stop::WorkerFault(WorkerFault {
+                reason: "workspace",
+                message: format!(
+                    "cannot create the job workspace under {}: {e}",
+                    config.work_dir().display()
+                ),
+            })
+        })?;
         // Every fetch and push goes to the validated clone URL, whatever the checkout's config
         // says by then: the agent can rewrite `origin`. A bootstrap's is its target's.
         let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone()))
@@ -192,21 +201,16 @@ impl JobOwned {
 
     /// Records the finished job on its remote before its result goes out, so a redelivery
     /// after a crash re-publishes this result instead of running the agent again. Returns the
-    /// body to publish: this one, or the one another run of the job recorded first.
-    async fn record_completion(
-        &self,
-        ctx: &JobContext,
-        body: ResultBody,
-        head: &str,
-    ) -> ResultBody {
+    /// end to publish: this body, or the one another run of the job recorded first (a replay).
+    async fn record_completion(&self, ctx: &JobContext, body: ResultBody, head: &str) -> JobEnd {
         let Some(record) = &self.record else {
-            return body;
+            return JobEnd::Finished(Box::new(body));
         };
         let json = match serde_json::to_string(&body) {
             Ok(json) => json,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot encode the result for its completion record");
-                return body;
+                return JobEnd::Finished(Box::new(body));
             }
         };
         let pruning = Pruning::new(&ctx.config.git, ctx.prune_gate.clone());
@@ -216,9 +220,9 @@ impl JobOwned {
                 tracing::warn!(
                     "another run of this job recorded its result first: publishing that one"
                 );
-                *winner
+                JobEnd::Replayed(winner)
             }
-            None => body,
+            None => JobEnd::Finished(Box::new(body)),
         }
     }
 }
@@ -263,7 +267,18 @@ impl Ending<'_> {
         let breadcrumb = self.reporter.breadcrumb();
         let cold = self.reporter.cold_start_note().unwrap_or_default();
         match (outcome, killed) {
-            (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
+            (Ok(FlowEnd::Replayed(body)), _) => {
+                tracing::info!(
+                    state = body.state.as_str(),
+                    failure_cause = body.failure_cause.map_or("none", |c| c.as_str()),
+                    "job already finished: publishing its recorded result again"
+                );
+                Concluded::End(JobEnd::Replayed(body))
+            }
+            (Err(Stop::WorkerFault(fault)), _) => {
+                tracing::error!(reason = fault.reason, error = %fault, "this worker cannot run the job: giving it back to the queue");
+                Concluded::End(JobEnd::WorkerFault(fault))
+            }
             (Ok(FlowEnd::Ran { mut result, head }), _) => {
                 let timings = self.reporter.finish_phases("done");
                 let spent = self.reporter.ledger().spent();
@@ -275,6 +290,7 @@ impl Ending<'_> {
                 tracing::info!(
                     duration_ms = self.took_ms(),
                     state = "done",
+                    failure_cause = result.failure_cause.map_or("none", |c| c.as_str()),
                     job_error = result.error.as_deref().unwrap_or(""),
                     "job finished"
                 );
@@ -325,7 +341,7 @@ impl Ending<'_> {
             reason,
             failure_cause = cause.as_str(),
             error = %error,
-            "job failed"
+            "job finished"
         );
         let mut body = ResultBody::failed(
             &self.job.job_id,
