@@ -50,6 +50,7 @@ pub mod error;
 pub mod events;
 pub mod explore;
 mod ledger;
+mod owned;
 mod pull_request;
 pub mod reporter;
 pub mod run;
