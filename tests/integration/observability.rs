@@ -227,7 +227,10 @@ async fn max_jobs_takes_that_many_finishes_them_and_exits_0_leaving_the_rest_que
         .await
         .expect("one job left in the queue");
     let left: serde_json::Value = serde_json::from_slice(&left.delivery.data).unwrap();
-    assert_eq!(left["jobId"], "job-max-3", "taken in order, the last one untouched");
+    assert_eq!(
+        left["jobId"], "job-max-3",
+        "taken in order, the last one untouched"
+    );
     assert!(
         get_message(&broker.conn, &broker.topo.jobs_queue)
             .await
