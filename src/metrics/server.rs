@@ -61,8 +61,11 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((sock, _)) => sock,
                 // A connection reset before the accept, or out of descriptors for a moment:
-                // the listener itself is fine.
-                Err(e) if transient(&e) => continue,
+                // the listener itself is fine; a pause keeps the loop from spinning.
+                Err(e) if transient(&e) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
                 Err(e) => break Err(e),
             },
         };

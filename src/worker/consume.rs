@@ -229,6 +229,8 @@ async fn consume(
     loop {
         if taking && budget.stopped() {
             taking = false;
+            // Not consuming any more: a probe should not count on this worker.
+            metrics.set_ready(false);
             stop_taking(session, tracker).await;
         }
         let step = tokio::select! {
