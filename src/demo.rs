@@ -65,7 +65,13 @@ pub async fn run_demo(json: bool) -> Result<i32, DemoError> {
         ));
     }
     let secrets = SecretRegistry::default();
-    crate::telemetry::init(false, "warn", secrets.clone());
+    // The live status holds stdout; only warnings, in the style stderr calls for.
+    crate::telemetry::init(
+        "auto",
+        "warn",
+        crate::telemetry::LogTarget::Stderr,
+        secrets.clone(),
+    );
 
     let body = json!({
         "kind": "agent",
@@ -101,7 +107,7 @@ pub async fn run_demo(json: bool) -> Result<i32, DemoError> {
         ctx.sandbox.mechanism().as_str()
     );
     let end = run_job(&ctx, &job, 1, sink.clone(), CancellationToken::new()).await;
-    let JobEnd::Finished(result) = end else {
+    let (JobEnd::Finished(result) | JobEnd::Replayed(result)) = end else {
         return Err(DemoError::Setup("the demo job was interrupted".into()));
     };
     let ok = result.succeeded() && result.result.is_some();

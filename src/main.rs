@@ -1,27 +1,17 @@
-//! The `executor-harness` command line: `worker`, `run`, `demo`, `enqueue` (contract section 1).
+//! The `executor-harness` command line: `worker`, `run`, `demo`, `enqueue`, `cancel` (contract
+//! section 1). The commands themselves are in `cli/`.
 
 #![deny(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use executor_harness::config::Config;
-use executor_harness::job::accept_job;
-use executor_harness::job::outcome::{Event, ResultBody};
-use executor_harness::metrics::Metrics;
-use executor_harness::telemetry::{self, SecretRegistry};
-use executor_harness::worker::context::JobContext;
-use executor_harness::worker::error::JobEnd;
-use executor_harness::worker::events::now_ms;
-use executor_harness::worker::events::{EventSink, StdoutSink};
-use executor_harness::worker::run::run_job;
-use executor_harness::{broker, demo, shutdown, worker};
-use tracing::Instrument;
+use executor_harness::demo;
+use executor_harness::telemetry::error_chain;
+
+mod cli;
 
 #[derive(Parser)]
 #[command(
@@ -42,10 +32,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consume jobs from RabbitMQ until SIGTERM/SIGINT, then drain and exit 0.
+    ///
+    /// Exit code: 0 after a clean drain (or once --max-jobs jobs are done); 1 with one line on
+    /// stderr when it cannot start (a start-up check, the broker, the sandbox).
     Worker {
         /// Configuration file (default: built-in defaults; see config/default.toml).
         #[arg(long, env = "HARNESS_CONFIG")]
         config: Option<PathBuf>,
+        /// Jobs run at once (worker.concurrency; wins over HARNESS_CONCURRENCY).
+        #[arg(short = 'c', long, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: Option<u16>,
+        /// Take at most N jobs, then finish them and exit 0 (worker.max_jobs; wins over
+        /// HARNESS_MAX_JOBS). For run-to-completion pods such as a KEDA ScaledJob.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_jobs: Option<u64>,
     },
     /// Run ONE job from a file with no broker; events are printed to stdout.
     ///
@@ -67,6 +67,9 @@ enum Command {
         json: bool,
     },
     /// Publish a job message to the jobs queue (with publisher confirm): a dispatcher in one line.
+    ///
+    /// Prints the job's id (with --wait, its events). Exit code: 0 confirmed (with --wait: 0
+    /// done, 1 failed, 2 invalid job), 124 no result within --timeout.
     Enqueue {
         /// The job message body (JSON).
         job: PathBuf,
@@ -75,6 +78,10 @@ enum Command {
         /// Follow the job: show its progress, follow-ups and result, and exit with its outcome.
         #[arg(long)]
         wait: bool,
+        /// With --wait: give up after this many seconds (exit code 124); the job stays queued
+        /// or running.
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
         /// Print JSON lines even on a terminal (with --wait).
         #[arg(long)]
         json: bool,
@@ -102,14 +109,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // One table of the variables the config reads, shown after every command's options.
+    let env_help = executor_harness::config::env_help();
+    let mut command = Cli::command().after_help(env_help.clone());
+    for name in ["worker", "run", "enqueue", "cancel"] {
+        command = command.mut_subcommand(name, |c| c.after_help(env_help.clone()));
+    }
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Command::DemoAgent { .. } = cli.command {
         return demo::agent_main();
     }
     // The broker's credentials live in memory from here on: not in the environment block a
     // process of the same user could read, nor in anything the worker starts.
-    let amqp_url = executor_harness::config::take_env("AMQP_URL");
-    TAKEN_AMQP_URL.get_or_init(|| amqp_url);
+    cli::take_amqp_url();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,7 +143,9 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("executor-harness: {e:#}");
+            // One line, each cause once.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("executor-harness: {}", error_chain(e));
             ExitCode::FAILURE
         }
     }
@@ -136,205 +153,34 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Worker { config } => worker_cmd(config.as_deref()).await,
-        Command::Run { job, config, json } => run_cmd(&job, config.as_deref(), json).await,
+        Command::Worker {
+            config,
+            concurrency,
+            max_jobs,
+        } => cli::worker::worker_cmd(config.as_deref(), concurrency, max_jobs).await,
+        Command::Run { job, config, json } => {
+            cli::worker::run_cmd(&job, config.as_deref(), json).await
+        }
         Command::Demo { json } => Ok(ExitCode::from(demo::run_demo(json).await? as u8)),
         Command::Enqueue {
             job,
             config,
             wait,
+            timeout,
             json,
             no_validate,
-        } => enqueue_cmd(&job, config.as_deref(), wait, json, no_validate).await,
-        Command::Cancel { job_id, config } => cancel_cmd(&job_id, config.as_deref()).await,
+        } => {
+            let options = cli::enqueue::Options {
+                wait,
+                timeout: timeout.map(std::time::Duration::from_secs),
+                json,
+                no_validate,
+            };
+            cli::enqueue::enqueue_cmd(&job, config.as_deref(), options).await
+        }
+        Command::Cancel { job_id, config } => {
+            cli::enqueue::cancel_cmd(&job_id, config.as_deref()).await
+        }
         Command::DemoAgent { .. } => Ok(ExitCode::SUCCESS),
     }
-}
-
-async fn cancel_cmd(job_id: &str, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = load_config(config)?;
-    telemetry::init(false, "warn", SecretRegistry::default());
-    if !broker::control::is_job_id(job_id) {
-        anyhow::bail!("a jobId must be 1 to 200 bytes");
-    }
-    let conn = broker::connect(
-        &config.amqp.url,
-        "executor-harness cancel",
-        config.amqp.heartbeat_secs,
-    )
-    .await?;
-    if config.amqp.declare {
-        broker::declare_topology(&conn, &worker::topology(&config)).await?;
-    }
-    let timeout = std::time::Duration::from_millis(config.amqp.confirm_timeout_ms);
-    let exchange = &config.amqp.topology.control_exchange;
-    let published = broker::publish_cancel(&conn, exchange, job_id, timeout).await;
-    let _ = conn.close(200, "cancel sent".into()).await;
-    match published {
-        Ok(()) => {
-            eprintln!("executor-harness: cancel of {job_id} published on {exchange}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(broker::PublishError::Unroutable) => {
-            eprintln!(
-                "executor-harness: no worker is listening on {exchange}: nothing was cancelled"
-            );
-            Ok(ExitCode::from(3))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `AMQP_URL` as the process started with it (see `main`).
-static TAKEN_AMQP_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    let taken = |k: &str| match k {
-        "AMQP_URL" => TAKEN_AMQP_URL.get().cloned().flatten(),
-        _ => None,
-    };
-    Ok(Config::load_with(path, taken)?)
-}
-
-/// The configuration, and logging through a redactor that learns each job's secrets.
-fn start(path: Option<&Path>) -> anyhow::Result<(Arc<Config>, SecretRegistry)> {
-    let config = Arc::new(load_config(path)?);
-    let secrets = SecretRegistry::default();
-    telemetry::init(
-        config.log.format == "json",
-        &config.log.level,
-        secrets.clone(),
-    );
-    Ok((config, secrets))
-}
-
-async fn worker_cmd(config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, secrets) = start(config)?;
-    let metrics = Arc::new(Metrics::new());
-    let shutdown = CancellationToken::new();
-    shutdown::spawn_signal_listener(shutdown.clone()).context("cannot install signal handlers")?;
-    if !config.metrics.listen.trim().is_empty() {
-        let addr = config.metrics.listen.trim();
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        tokio::spawn(executor_harness::metrics::serve(
-            listener,
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-    }
-    worker::run_worker(config, metrics, secrets, shutdown).await?;
-    tracing::info!("worker stopped");
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn run_cmd(path: &Path, config: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
-    let (config, secrets) = start(config)?;
-    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let sink: Arc<dyn EventSink> = Arc::new(StdoutSink::new(json));
-    let job = match accept_job(&body, &config.validation_policy()) {
-        Ok(job) => job,
-        Err(invalid) => {
-            match &invalid.job_id {
-                Some(id) => {
-                    let body = ResultBody::invalid(id, 1, now_ms(), &invalid.message);
-                    let event = Event::Result(body);
-                    sink.publish(&event).await?;
-                }
-                None => eprintln!("executor-harness: {}", invalid.message),
-            }
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let cancel = CancellationToken::new();
-    shutdown::spawn_signal_listener(cancel.clone()).context("cannot install signal handlers")?;
-    let ctx = JobContext::start(config, Arc::new(Metrics::new()), secrets).await?;
-    let run = run_job(&ctx, &job, 1, sink.clone(), cancel).instrument(worker::job_span(&job, 1));
-    match run.await {
-        JobEnd::Finished(body) => {
-            let ok = body.succeeded();
-            sink.publish(&Event::Result(*body)).await?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        JobEnd::Interrupted => {
-            eprintln!("executor-harness: the job was interrupted; committed work was pushed");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-async fn enqueue_cmd(
-    path: &Path,
-    config: Option<&Path>,
-    wait: bool,
-    json: bool,
-    no_validate: bool,
-) -> anyhow::Result<ExitCode> {
-    let config = load_config(config)?;
-    telemetry::init(false, "warn", SecretRegistry::default());
-    let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let job_id = match accept_job(&body, &config.validation_policy()) {
-        Ok(job) => Some(job.job_id),
-        Err(invalid) if no_validate => invalid.job_id,
-        Err(invalid) => {
-            eprintln!(
-                "executor-harness: {} (use --no-validate to publish it anyway)",
-                invalid.message
-            );
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let conn = broker::connect(
-        &config.amqp.url,
-        "executor-harness enqueue",
-        config.amqp.heartbeat_secs,
-    )
-    .await?;
-    if config.amqp.declare {
-        broker::declare_topology(&conn, &worker::topology(&config)).await?;
-    }
-    // Bound before publishing, so not one event of the job can be missed.
-    let mut follower = match (&job_id, wait) {
-        (Some(id), true) => Some(
-            broker::EventFollower::open(&conn, &config.amqp.topology.events_exchange, id).await?,
-        ),
-        (None, true) => anyhow::bail!("--wait needs a readable jobId in the job"),
-        _ => None,
-    };
-    let timeout = std::time::Duration::from_millis(config.amqp.confirm_timeout_ms);
-    broker::enqueue_job(&conn, &config.amqp.topology.jobs_queue, &body, timeout).await?;
-    let Some(follower) = follower.as_mut() else {
-        eprintln!(
-            "executor-harness: enqueued {} on {}",
-            job_id.as_deref().unwrap_or("(no jobId)"),
-            config.amqp.topology.jobs_queue
-        );
-        return Ok(ExitCode::SUCCESS);
-    };
-    let sink = StdoutSink::new(json);
-    while let Some(next) = follower.next().await {
-        let (kind, mut value) = next?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("type".into(), serde_json::Value::String(kind.clone()));
-        }
-        let event: Event = serde_json::from_value(value)?;
-        sink.publish(&event).await?;
-        if let Event::Result(r) = &event {
-            let ok = r.succeeded();
-            let _ = conn.close(200, "done".into()).await;
-            return Ok(match (ok, r.failure_cause) {
-                (true, _) => ExitCode::SUCCESS,
-                (false, Some(executor_harness::job::outcome::FailureCause::InvalidJob)) => {
-                    ExitCode::from(2)
-                }
-                (false, _) => ExitCode::FAILURE,
-            });
-        }
-    }
-    anyhow::bail!("the broker connection ended before the job's result arrived")
 }

@@ -1,9 +1,9 @@
-//! Tracing set-up: JSON lines (or pretty text) on stderr, every line passed through the
-//! redactor with the secrets of the jobs currently running, so no log line can carry a token
-//! even when external text (a git error, agent stderr) is logged.
+//! Tracing set-up: JSON lines (or text for a person at a terminal) on stderr or in a file,
+//! every line passed through the redactor with the secrets of the jobs currently running, so no
+//! log line can carry a token even when external text (a git error, agent stderr) is logged.
 
-use std::io::{self, Write};
-use std::sync::{Arc, RwLock};
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
@@ -85,14 +85,33 @@ impl SecretRegistry {
     }
 }
 
-/// A stderr writer that redacts each formatted line before it is written.
+/// Where log lines go.
+pub enum LogTarget {
+    Stderr,
+    /// A file (the `run` command's, while its live status holds the terminal).
+    File(std::fs::File),
+}
+
+impl LogTarget {
+    fn is_terminal(&self) -> bool {
+        match self {
+            LogTarget::Stderr => io::stderr().is_terminal(),
+            LogTarget::File(_) => false,
+        }
+    }
+}
+
+/// A writer that redacts each formatted line before it is written.
 #[derive(Clone)]
-pub struct RedactingStderr {
+pub struct RedactingWriter {
     secrets: SecretRegistry,
+    /// `None` is stderr.
+    file: Option<Arc<Mutex<std::fs::File>>>,
 }
 
 pub struct LineBuffer {
     secrets: SecretRegistry,
+    file: Option<Arc<Mutex<std::fs::File>>>,
     buf: Vec<u8>,
 }
 
@@ -114,31 +133,57 @@ impl Drop for LineBuffer {
         }
         let text = String::from_utf8_lossy(&self.buf);
         let clean = self.secrets.redact(&text);
-        let _ = io::stderr().lock().write_all(clean.as_bytes());
+        let _ = match &self.file {
+            Some(file) => file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(clean.as_bytes()),
+            None => io::stderr().lock().write_all(clean.as_bytes()),
+        };
     }
 }
 
-impl<'a> MakeWriter<'a> for RedactingStderr {
+impl<'a> MakeWriter<'a> for RedactingWriter {
     type Writer = LineBuffer;
 
     fn make_writer(&'a self) -> Self::Writer {
         LineBuffer {
             secrets: self.secrets.clone(),
+            file: self.file.clone(),
             buf: Vec::with_capacity(256),
         }
     }
 }
 
-/// Installs the global subscriber. `json` selects JSON lines; `level` is the default filter
-/// (`RUST_LOG` wins).
-pub fn init(json: bool, level: &str, secrets: SecretRegistry) {
+/// How lines look: `json` unless `format` asks for text (`pretty`) or leaves it to the target
+/// (`auto`: text only on a terminal); colour only on a terminal, and never with `NO_COLOR`.
+pub fn style(format: &str, terminal: bool, no_color: Option<&str>) -> (bool, bool) {
+    let json = match format {
+        "json" => true,
+        "pretty" => false,
+        _ => !terminal,
+    };
+    let colour = terminal && no_color.is_none_or(str::is_empty);
+    (json, colour)
+}
+
+/// Installs the global subscriber: `format` as [`style`] reads it, `level` the default filter
+/// (`RUST_LOG` wins), lines written to `target`.
+pub fn init(format: &str, level: &str, target: LogTarget, secrets: SecretRegistry) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let writer = RedactingStderr { secrets };
+    let no_color = std::env::var("NO_COLOR").ok();
+    let (json, colour) = style(format, target.is_terminal(), no_color.as_deref());
+    let file = match target {
+        LogTarget::Stderr => None,
+        LogTarget::File(f) => Some(Arc::new(Mutex::new(f))),
+    };
+    let writer = RedactingWriter { secrets, file };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .with_ansi(colour);
     // A second init (tests, `run` inside a process that already logs) is harmless.
     let _ = if json {
         builder
@@ -148,6 +193,22 @@ pub fn init(json: bool, level: &str, secrets: SecretRegistry) {
     } else {
         builder.with_target(false).try_init()
     };
+}
+
+/// An error and its sources on one line, each text once: a source whose text the line already
+/// holds (thiserror's `"...: {source}"`, lapin's `IO error: {0}`) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let text = source.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = source.source();
+    }
+    line
 }
 
 /// One JSON object per line: `timestamp`, `level`, `target`, the fields of every span the
@@ -217,7 +278,7 @@ impl Visit for FieldsToJson<'_> {
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.0
-            .insert(field.name().into(), Value::String(value.to_string()));
+            .insert(field.name().into(), Value::String(error_chain(value)));
     }
 
     // `%value` arrives here wrapped so that `Debug` prints its `Display`.
@@ -228,74 +289,5 @@ impl Visit for FieldsToJson<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Mutex;
-
-    /// Collects what the formatter writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Captured {
-        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(data);
-            Ok(data.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
-
-    #[test]
-    fn a_line_carries_the_job_spans_fields_at_the_top_level_written_with_display() {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(out.clone())
-            .fmt_fields(JsonFields::new())
-            .event_format(FlatJson)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("job", jobId = %"job-7", attempt = 2u32, repo = %"o/r");
-            let _in = span.enter();
-            let version = Some((3, 10, 8));
-            tracing::warn!(
-                reason = %"rejected",
-                failures = 3u64,
-                version = %version.map(|(a, b, c)| format!("{a}.{b}.{c}")).unwrap_or_default(),
-                "coding-agent: checkpoint push failed"
-            );
-        });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let line: Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(line["jobId"], "job-7", "{text}");
-        assert_eq!(line["attempt"], 2);
-        assert_eq!(line["repo"], "o/r");
-        assert_eq!(line["reason"], "rejected");
-        assert_eq!(line["failures"], 3);
-        assert_eq!(line["version"], "3.10.8");
-        assert_eq!(line["message"], "coding-agent: checkpoint push failed");
-        assert_eq!(line["level"], "WARN");
-        assert!(line.get("span").is_none(), "no nested span object: {text}");
-    }
-
-    #[test]
-    fn a_registered_secret_is_redacted_until_its_guard_drops() {
-        let reg = SecretRegistry::default();
-        let guard = reg.register([Secret::new("tok-registered-123")]);
-        assert_eq!(reg.redactor().redact("x tok-registered-123 y"), "x *** y");
-        drop(guard);
-        assert_eq!(
-            reg.redactor().redact("x tok-registered-123 y"),
-            "x tok-registered-123 y"
-        );
-    }
-}
+#[path = "telemetry_tests.rs"]
+mod tests;

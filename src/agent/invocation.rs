@@ -79,32 +79,39 @@ impl Invocation {
     /// The program's path: as given when it names a path, else the first executable of that
     /// name on the agent's `PATH` (its `agent.env` one, else the worker's).
     fn resolve(&self, program: &str) -> Result<String, std::io::Error> {
-        let not_found = || {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{program}: no such program"),
-            )
-        };
-        if program.contains('/') {
-            return match Path::new(program).exists() {
-                true => Ok(program.to_owned()),
-                false => Err(not_found()),
-            };
-        }
         let path = self
             .extra_env
             .iter()
             .rev()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| OsString::from(v))
-            .or_else(|| std::env::var_os("PATH"))
-            .unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| is_executable(candidate))
-            .map(|p| p.to_string_lossy().into_owned())
-            .ok_or_else(not_found)
+            .map(|(_, v)| OsString::from(v));
+        resolve_program(program, path)
     }
+}
+
+/// `program` as given when it names a path (it must exist), else the first executable of that
+/// name on `path` (`None`: the worker's `PATH`).
+pub fn resolve_program(program: &str, path: Option<OsString>) -> Result<String, std::io::Error> {
+    let not_found = || {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{program}: no such program"),
+        )
+    };
+    if program.contains('/') {
+        return match Path::new(program).exists() {
+            true => Ok(program.to_owned()),
+            false => Err(not_found()),
+        };
+    }
+    let path = path
+        .or_else(|| std::env::var_os("PATH"))
+        .unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+        .map(|p| p.to_string_lossy().into_owned())
+        .ok_or_else(not_found)
 }
 
 impl Invocation {

@@ -110,6 +110,14 @@ impl JobConsumer {
             })
     }
 
+    /// A handle that cancels this consumer from another task.
+    pub fn canceller(&self) -> ConsumerCanceller {
+        ConsumerCanceller {
+            channel: self.channel.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
     /// The consumer tag.
     pub fn tag(&self) -> &str {
         self.tag.as_str()
@@ -118,6 +126,26 @@ impl JobConsumer {
     /// Whether the channel is still open.
     pub fn is_open(&self) -> bool {
         self.channel.status().connected()
+    }
+}
+
+/// Cancels one consumer (`basic.cancel`) from wherever it is held.
+#[derive(Clone)]
+pub struct ConsumerCanceller {
+    channel: Channel,
+    tag: ShortString,
+}
+
+impl ConsumerCanceller {
+    /// Returns once the broker confirmed: no delivery is sent to the consumer after that.
+    pub async fn cancel(&self) -> Result<(), BrokerError> {
+        self.channel
+            .basic_cancel(self.tag.clone(), BasicCancelOptions::default())
+            .await
+            .map_err(|source| BrokerError::Channel {
+                operation: "basic.cancel",
+                source,
+            })
     }
 }
 

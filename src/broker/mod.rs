@@ -17,11 +17,13 @@ pub mod publish;
 pub mod topology;
 
 pub use connection::{connect, redact_url, server_version, BrokerConnection};
-pub use consume::{JobConsumer, JobDelivery, Settlement};
+pub use consume::{ConsumerCanceller, JobConsumer, JobDelivery, Settlement};
 pub use control::{publish_cancel, ControlListener, CANCEL_KEY};
 pub use follow::EventFollower;
 pub use publish::{enqueue_job, OutgoingMessage, PublishError, Publisher};
-pub use topology::{declare_topology, Topology, FOLLOWUP_KEY, PROGRESS_KEY, RESULT_KEY};
+pub use topology::{
+    declare_topology, queue_consumers, Topology, FOLLOWUP_KEY, PROGRESS_KEY, RESULT_KEY,
+};
 
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 

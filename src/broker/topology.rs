@@ -246,6 +246,22 @@ async fn bind(
     finish_step(channel, object, bound).await
 }
 
+/// How many consumers `queue` has now (a passive declare: nothing is created or changed).
+pub async fn queue_consumers(conn: &Connection, queue: &str) -> Result<u32, BrokerError> {
+    let object = format!("queue '{queue}'");
+    let (channel, name) = step_channel(conn, &object, queue).await?;
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let declared = channel
+        .queue_declare(name, options, FieldTable::default())
+        .await;
+    let consumers = declared.as_ref().map(|q| q.consumer_count()).ok();
+    finish_step(channel, object, declared.map(|_| ())).await?;
+    Ok(consumers.unwrap_or_default())
+}
+
 /// A fresh channel for one declare step, and the step's name as an AMQP short string.
 async fn step_channel(
     conn: &Connection,

@@ -164,14 +164,27 @@ impl Config {
             ("HARNESS_CODEX_COMMAND", &mut self.agent.codex_command),
         ] {
             if let Some(v) = get(var) {
-                *slot = v.split_whitespace().map(str::to_owned).collect();
+                // Shell rules, so a path with a space can be quoted.
+                *slot = shlex::split(&v).ok_or_else(|| ConfigError::Env {
+                    var,
+                    message: "unbalanced quotes or a trailing backslash".into(),
+                })?;
             }
+        }
+        if let Some(v) = get("HARNESS_REQUIRED_AGENTS") {
+            self.agent.required_commands = comma_list(&v);
+        }
+        if let Some(v) = get("HARNESS_MAX_JOBS") {
+            self.worker.max_jobs = positive("HARNESS_MAX_JOBS", &v)?;
+        }
+        if let Some(v) = get("HARNESS_STARTUP_CHECKS") {
+            self.worker.startup_checks = v.trim().to_ascii_lowercase();
         }
         if let Some(v) = get("HARNESS_METRICS_LISTEN") {
             self.metrics.listen = v;
         }
         if let Some(v) = get("HARNESS_LOG_FORMAT") {
-            self.log.format = v;
+            self.log.format = v.trim().to_ascii_lowercase();
         }
         Ok(())
     }
@@ -184,8 +197,21 @@ impl Config {
         if self.agent.pi_command.is_empty() {
             return bad("agent.pi_command must name a program");
         }
-        if !matches!(self.log.format.as_str(), "json" | "pretty") {
-            return bad("log.format must be 'json' or 'pretty'");
+        if !matches!(self.log.format.as_str(), "auto" | "json" | "pretty") {
+            return bad("log.format must be 'auto', 'json' or 'pretty'");
+        }
+        if !matches!(self.worker.startup_checks.as_str(), "fail" | "not-ready") {
+            return bad("worker.startup_checks must be 'fail' or 'not-ready'");
+        }
+        if let Some(h) = self
+            .agent
+            .required_commands
+            .iter()
+            .find(|h| !matches!(h.as_str(), "pi" | "claude" | "codex"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "agent.required_commands: '{h}' is not a harness (pi, claude, codex)"
+            )));
         }
         if !matches!(self.sandbox.mode.as_str(), "auto" | "required" | "off") {
             return bad("sandbox.mode must be 'auto', 'required' or 'off'");
@@ -309,6 +335,13 @@ impl Config {
         ValidationPolicy::with_hosts(&self.job.allowed_hosts, self.amqp.max_message_bytes)
             .with_npm_hosts(&self.job.npm_registry_hosts)
     }
+}
+
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn non_empty_path(v: Option<OsString>) -> Option<PathBuf> {

@@ -99,6 +99,11 @@ pub struct WorkerConfig {
     /// How long a cancelled `jobId` is remembered, so a delivery arriving after its cancel is
     /// finished without running (contract 9).
     pub cancel_memory_ms: u64,
+    /// Jobs to take before draining and exiting 0; 0 is no limit. Env `HARNESS_MAX_JOBS`.
+    pub max_jobs: u64,
+    /// `fail` (exit with one line) or `not-ready` (stay up, `/readyz` 503 with the reason)
+    /// when a start-up check fails. Env `HARNESS_STARTUP_CHECKS`.
+    pub startup_checks: String,
 }
 
 impl Default for WorkerConfig {
@@ -108,6 +113,8 @@ impl Default for WorkerConfig {
             shutdown_grace_ms: 25_000,
             work_dir: String::new(),
             cancel_memory_ms: 3_600_000,
+            max_jobs: 0,
+            startup_checks: "fail".into(),
         }
     }
 }
@@ -282,12 +289,16 @@ impl Default for GitConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// Program (argv prefix) for the Pi harness. Env `HARNESS_PI_COMMAND` (split on spaces).
+    /// Program (argv prefix) for the Pi harness. Env `HARNESS_PI_COMMAND` (split with shell
+    /// rules).
     pub pi_command: Vec<String>,
     /// Program for the Claude Code harness. Env `HARNESS_CLAUDE_COMMAND`.
     pub claude_command: Vec<String>,
     /// Program for the Codex harness. Env `HARNESS_CODEX_COMMAND`.
     pub codex_command: Vec<String>,
+    /// Harnesses (`pi`, `claude`, `codex`) whose program must resolve at start-up; the others
+    /// only warn. Env `HARNESS_REQUIRED_AGENTS`.
+    pub required_commands: Vec<String>,
     /// SIGTERM to the agent's process group, then SIGKILL after this grace.
     pub kill_grace_ms: u64,
     /// Worker environment variables the agent must not inherit.
@@ -310,6 +321,7 @@ impl Default for AgentConfig {
             pi_command: vec!["pi".into()],
             claude_command: vec!["claude".into()],
             codex_command: vec!["codex".into()],
+            required_commands: vec!["pi".into()],
             kill_grace_ms: 5_000,
             env_remove: ["AMQP_URL", "HARNESS_CONFIG"]
                 .iter()
@@ -340,7 +352,8 @@ impl Default for MetricsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// `json` (one object per line) or `pretty`. Env `HARNESS_LOG_FORMAT`.
+    /// `auto` (JSON lines unless stderr is a terminal), `json` or `pretty`. Env
+    /// `HARNESS_LOG_FORMAT`.
     pub format: String,
     /// A tracing filter such as `info` or `executor_harness=debug`. Env `RUST_LOG` wins.
     pub level: String,
@@ -349,13 +362,15 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            format: "json".into(),
+            format: "auto".into(),
             level: "info".into(),
         }
     }
 }
 
+mod env;
 mod load;
+pub use env::{help_text as env_help, ENV_VARS};
 pub use load::take_env;
 
 #[cfg(test)]

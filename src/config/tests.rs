@@ -163,3 +163,47 @@ fn the_tool_silence_and_cold_start_windows_turn_off_at_zero_and_an_empty_value_i
     assert_eq!(c.job.cold_start_ms, 5000);
     assert!(c.apply_env(env(&[("JOB_TOOL_SILENCE_MS", "-1")])).is_err());
 }
+
+#[test]
+fn an_agent_command_from_the_environment_is_split_with_shell_rules() {
+    let mut c = Config::default();
+    c.apply_env(env(&[
+        (
+            "HARNESS_PI_COMMAND",
+            r#"'/opt/my agents/pi' --mode "json lines" x\ y"#,
+        ),
+        ("HARNESS_CODEX_COMMAND", "codex   exec"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.agent.pi_command,
+        ["/opt/my agents/pi", "--mode", "json lines", "x y"]
+    );
+    assert_eq!(c.agent.codex_command, ["codex", "exec"]);
+    let err = Config::default()
+        .apply_env(env(&[("HARNESS_CLAUDE_COMMAND", "'claude")]))
+        .unwrap_err();
+    assert!(err.to_string().contains("HARNESS_CLAUDE_COMMAND"), "{err}");
+}
+
+#[test]
+fn max_jobs_start_up_checks_and_required_agents_come_from_the_environment_and_are_checked() {
+    let mut c = Config::default();
+    c.apply_env(env(&[
+        ("HARNESS_MAX_JOBS", "3"),
+        ("HARNESS_STARTUP_CHECKS", "Not-Ready"),
+        ("HARNESS_REQUIRED_AGENTS", "pi, Codex"),
+        ("HARNESS_LOG_FORMAT", "JSON"),
+    ]))
+    .unwrap();
+    assert_eq!(c.worker.max_jobs, 3);
+    assert_eq!(c.worker.startup_checks, "not-ready");
+    assert_eq!(c.agent.required_commands, ["pi", "codex"]);
+    assert_eq!(c.log.format, "json");
+    c.check().unwrap();
+    c.worker.startup_checks = "maybe".into();
+    assert!(c.check().is_err());
+    c.worker.startup_checks = "fail".into();
+    c.agent.required_commands = vec!["gemini".into()];
+    assert!(c.check().unwrap_err().to_string().contains("gemini"));
+}

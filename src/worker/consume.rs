@@ -1,5 +1,6 @@
 //! The consume loop: one session per broker connection (connect, declare, publish, consume),
-//! reconnection with backoff when a connection or channel is lost, and the drain on shutdown.
+//! reconnection with backoff when a connection or channel is lost, and the drain on shutdown
+//! or once `worker.max_jobs` deliveries were taken.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,113 +9,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::budget::Budget;
 use super::context::JobContext;
 use super::dead_letters::finish_dead_letter;
-use super::events::{BrokerSink, CurrentSink, EventSink};
+use super::events::{CurrentSink, EventSink};
+use super::session::{open_session, Session};
 use super::settle::{finish_delivery, Finish};
-use super::{hostname, topology, workspace, Held, JobTask, Running, WorkerError};
-use crate::broker::{self, BrokerError, ControlListener, JobConsumer, JobDelivery, Publisher};
+use super::{startup, workspace, Held, JobTask, Running, WorkerError};
+use crate::broker::{BrokerError, JobDelivery};
 use crate::config::Config;
 use crate::job::accept_job;
 use crate::metrics::Metrics;
 use crate::telemetry::SecretRegistry;
 
-/// One connection to the broker with its publisher and consumer.
-struct Session {
-    conn: broker::BrokerConnection,
-    publisher: Publisher,
-    sink: Arc<dyn EventSink>,
-    consumer: JobConsumer,
-    /// The dead-letter watch queue (see `dead_letters`), one message at a time.
-    dead: JobConsumer,
-    /// This worker's own queue of control messages (cancels).
-    control: ControlListener,
-}
-
-impl Session {
-    async fn open(config: &Config) -> Result<Self, BrokerError> {
-        let name = if config.amqp.connection_name.trim().is_empty() {
-            format!(
-                "executor-harness pid={} host={}",
-                std::process::id(),
-                hostname()
-            )
-        } else {
-            config.amqp.connection_name.trim().to_owned()
-        };
-        let conn = broker::connect(&config.amqp.url, &name, config.amqp.heartbeat_secs).await?;
-        let topo = topology(config);
-        if config.amqp.declare {
-            broker::declare_topology(&conn, &topo).await?;
-        }
-        let confirm_timeout = Duration::from_millis(config.amqp.confirm_timeout_ms);
-        let publisher = Publisher::open(&conn, confirm_timeout).await?;
-        let sink: Arc<dyn EventSink> = Arc::new(BrokerSink {
-            publisher: publisher.clone(),
-            exchange: config.amqp.topology.events_exchange.clone(),
-        });
-        let consumer = JobConsumer::open(
-            &conn,
-            &topo.jobs_queue,
-            config.worker.concurrency,
-            &format!("executor-harness-{}", std::process::id()),
-        )
-        .await?;
-        let dead = JobConsumer::open(
-            &conn,
-            &topo.dead_watch_queue,
-            1,
-            &format!("executor-harness-dead-{}", std::process::id()),
-        )
-        .await?;
-        let control = ControlListener::open(&conn, &topo.control_exchange).await?;
-        Ok(Self {
-            conn,
-            publisher,
-            sink,
-            consumer,
-            dead,
-            control,
-        })
-    }
-
-    /// Connection, consumer channel and publisher channel all still open.
-    fn healthy(&self) -> bool {
-        self.conn.status().connected()
-            && self.consumer.is_open()
-            && self.dead.is_open()
-            && self.control.is_open()
-            && self.publisher.is_open()
-    }
-}
-
-/// Opens a session, retrying with backoff while the failure can pass (the broker is down or
-/// restarting). A failure that cannot pass (bad credentials, a conflicting topology) is fatal.
-async fn open_session(
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> Option<Result<Session, BrokerError>> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match Session::open(config).await {
-            Ok(s) => return Some(Ok(s)),
-            Err(e) if !e.can_be_recovered() => return Some(Err(e)),
-            Err(e) => {
-                // Jitter keeps a fleet from reconnecting in lockstep.
-                let wait = delay + delay.mul_f64(fastrand::f64() * 0.25);
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot reach the broker");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            }
-        }
-    }
-}
-
-/// Longest wait between two connection attempts.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(10);
 /// How often the consume loop checks that its connection and channels are still open: a lost
 /// channel is noticed within this, even when no delivery arrives.
 const HEALTH_CHECK: Duration = Duration::from_millis(500);
@@ -122,19 +29,29 @@ const HEALTH_CHECK: Duration = Duration::from_millis(500);
 /// Why a session stopped consuming.
 enum SessionEnd {
     Shutdown,
+    /// The job limit is reached and every job taken has finished.
+    Done,
     Lost(String),
 }
 
 /// Consumes jobs until `shutdown` is cancelled, then drains: in-flight jobs get
 /// `worker.shutdown_grace_ms`, whatever still runs is interrupted and requeued. A lost
 /// connection or channel interrupts the jobs it carried (their deliveries go back to the
-/// queue) and the worker reconnects, re-declares and consumes again.
+/// queue) and the worker reconnects, re-declares and consumes again. With `worker.max_jobs`,
+/// it stops taking jobs at the limit, lets the ones it took finish, and returns.
+///
+/// A failed start-up check (see `startup`) is an error, or with `worker.startup_checks =
+/// "not-ready"` a `/readyz` reason until the checks pass.
 pub async fn run_worker(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     secrets: SecretRegistry,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
+    metrics.slots.set(i64::from(config.worker.concurrency));
+    if !startup::wait_until_able(&config, &metrics, &shutdown).await? {
+        return Ok(());
+    }
     let ctx = JobContext::start(config.clone(), metrics.clone(), secrets).await?;
     sweep_leftovers(&config).await;
     let tracker = TaskTracker::new();
@@ -142,10 +59,17 @@ pub async fn run_worker(
     let running: Running = Arc::default();
     let policy = config.validation_policy();
     let sink = Arc::new(CurrentSink::default());
+    let budget = Arc::new(Budget::new(config.worker.max_jobs));
     let mut sessions = 0u64;
 
     loop {
-        let mut session = match open_session(&config, &shutdown).await {
+        if budget.stopped() {
+            // Reached the limit while disconnected: finish what was taken.
+            finish_taken(&config, &tracker, &interrupt, &shutdown).await;
+            return Ok(());
+        }
+        let prefetch = budget.prefetch(config.worker.concurrency);
+        let mut session = match open_session(&config, prefetch, &shutdown).await {
             None => break,
             Some(Ok(s)) => s,
             Some(Err(e)) => {
@@ -160,10 +84,11 @@ pub async fn run_worker(
             metrics.amqp_reconnects.inc();
             tracing::info!("reconnected to the broker");
         }
+        budget.opened(prefetch, session.consumer.canceller()).await;
         sink.set(Some(session.sink.clone()));
         metrics.amqp_connected.set(1);
         metrics.set_ready(true);
-        tracing::info!(queue = %config.amqp.topology.jobs_queue, concurrency = config.worker.concurrency, "worker consuming");
+        tracing::info!(queue = %config.amqp.topology.jobs_queue, concurrency = config.worker.concurrency, prefetch, max_jobs = config.worker.max_jobs, "worker consuming");
 
         // Cancelled when this session is lost: its jobs' deliveries are gone with it.
         let lost = interrupt.child_token();
@@ -173,10 +98,21 @@ pub async fn run_worker(
             tracker: &tracker,
             running: &running,
             policy: &policy,
+            budget: &budget,
         };
         let end = consume(&mut session, &shared, &lost, &shutdown).await;
         metrics.set_ready(false);
         match end {
+            SessionEnd::Done => {
+                tracing::info!(
+                    max_jobs = config.worker.max_jobs,
+                    "took every job allowed and finished them: stopping"
+                );
+                sink.set(None);
+                metrics.amqp_connected.set(0);
+                let _ = session.conn.close(200, "job limit reached".into()).await;
+                return Ok(());
+            }
             SessionEnd::Shutdown => {
                 for consumer in [&session.consumer, &session.dead] {
                     if let Err(e) = consumer.cancel().await {
@@ -223,6 +159,20 @@ async fn sweep_leftovers(config: &Config) {
     }
 }
 
+/// Waits for the jobs taken to finish on their own; a shutdown meanwhile drains as usual.
+async fn finish_taken(
+    config: &Config,
+    tracker: &TaskTracker,
+    interrupt: &CancellationToken,
+    shutdown: &CancellationToken,
+) {
+    tracker.close();
+    tokio::select! {
+        _ = tracker.wait() => {}
+        _ = shutdown.cancelled() => drain(config, tracker, interrupt).await,
+    }
+}
+
 async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationToken) {
     tracker.close();
     let grace = Duration::from_millis(config.worker.shutdown_grace_ms);
@@ -240,6 +190,7 @@ async fn drain(config: &Config, tracker: &TaskTracker, interrupt: &CancellationT
 
 enum Step {
     Shutdown,
+    Done,
     Check,
     Next(Box<Option<Result<JobDelivery, BrokerError>>>),
     Dead(Box<Option<Result<JobDelivery, BrokerError>>>),
@@ -253,6 +204,7 @@ struct Shared<'a> {
     tracker: &'a TaskTracker,
     running: &'a Running,
     policy: &'a crate::job::ValidationPolicy,
+    budget: &'a Arc<Budget>,
 }
 
 async fn consume(
@@ -267,20 +219,33 @@ async fn consume(
         tracker,
         running,
         policy,
+        budget,
     } = *shared;
     let config = &ctx.config;
     let metrics = &ctx.metrics;
     let mut health = tokio::time::interval(HEALTH_CHECK);
+    // Past the job limit: no delivery is taken, cancels still are, until the jobs finish.
+    let mut taking = true;
     loop {
+        if taking && budget.stopped() {
+            taking = false;
+            // Not consuming any more: a probe should not count on this worker.
+            metrics.set_ready(false);
+            stop_taking(session, tracker).await;
+        }
         let step = tokio::select! {
             _ = shutdown.cancelled() => Step::Shutdown,
+            _ = tracker.wait(), if !taking => Step::Done,
             _ = health.tick() => Step::Check,
-            next = session.consumer.next() => Step::Next(Box::new(next)),
-            dead = session.dead.next() => Step::Dead(Box::new(dead)),
+            next = session.consumer.next(), if taking => Step::Next(Box::new(next)),
+            dead = session.dead.next(), if taking => Step::Dead(Box::new(dead)),
             control = session.control.next() => Step::Control(control),
         };
         let next = match step {
             Step::Shutdown => return SessionEnd::Shutdown,
+            Step::Done => return SessionEnd::Done,
+            // The consumer was cancelled to keep within the job limit.
+            Step::Next(next) if next.is_none() && budget.stopped() => continue,
             Step::Check if session.healthy() => continue,
             Step::Check => return SessionEnd::Lost("a channel or the connection closed".into()),
             Step::Next(next) => *next,
@@ -325,6 +290,13 @@ async fn consume(
             Some(Err(e)) => return SessionEnd::Lost(format!("consumer failed: {e}")),
             None => return SessionEnd::Lost("the broker ended the consumer".into()),
         };
+        let slot = metrics.hold_slot();
+        if budget.took() {
+            tracing::info!(
+                max_jobs = config.worker.max_jobs,
+                "took the last job allowed: finishing the jobs taken, then stopping"
+            );
+        }
         let attempt = delivery.attempt;
         match accept_job(&delivery.body, policy) {
             Err(invalid) => {
@@ -334,7 +306,9 @@ async fn consume(
                     config.amqp.publish_attempts,
                     config.amqp.topology.delivery_limit,
                 );
+                let budget = budget.clone();
                 tracker.spawn(async move {
+                    let _slot = slot;
                     let finish = Finish {
                         metrics: &metrics,
                         sink: sink.as_ref(),
@@ -342,6 +316,7 @@ async fn consume(
                         delivery_limit: limit,
                     };
                     let end = finish.announce_invalid(&invalid, attempt).await;
+                    budget.before_settle().await;
                     finish_delivery(&metrics, end, &delivery, Vec::new(), Some(invalid.kind)).await;
                 });
             }
@@ -355,16 +330,17 @@ async fn consume(
                                 job,
                                 delivery,
                                 cancel: lost.child_token(),
+                                slot,
                             });
                             None
                         }
                         None => {
                             r.insert(job.job_id.clone(), Vec::new());
-                            Some((job, delivery))
+                            Some((job, delivery, slot))
                         }
                     }
                 };
-                let Some((job, delivery)) = delivery else {
+                let Some((job, delivery, slot)) = delivery else {
                     continue;
                 };
                 let task = JobTask {
@@ -373,9 +349,20 @@ async fn consume(
                     running: running.clone(),
                     tracker: tracker.clone(),
                     cancel: lost.child_token(),
+                    budget: budget.clone(),
                 };
-                task.spawn(job, delivery);
+                task.spawn(job, delivery, slot);
             }
         }
     }
+}
+
+/// Stops the jobs and dead-letter consumers; the tracker closes so its wait ends with the jobs.
+async fn stop_taking(session: &Session, tracker: &TaskTracker) {
+    for consumer in [&session.consumer, &session.dead] {
+        if let Err(e) = consumer.cancel().await {
+            tracing::debug!(error = %e, "cannot cancel a consumer at the job limit");
+        }
+    }
+    tracker.close();
 }

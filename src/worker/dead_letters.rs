@@ -94,10 +94,12 @@ async fn owed_result(
             ));
         }
     };
+    let mode = job.mode.as_str();
     if let Some(recorded) = recorded_result(ctx, &job, deliveries, cancel).await {
+        // An earlier run finished it and counted it then.
+        ctx.metrics.jobs_replayed.with_label_values(&[mode]).inc();
         return Some(recorded);
     }
-    let mode = job.mode.as_str();
     ctx.metrics
         .jobs_finished
         .with_label_values(&[mode, "failed", FailureCause::Agent.as_str()])

@@ -2,7 +2,8 @@
 //!
 //! A flow returns `Result<_, Stop>`: [`Stop::Interrupted`] is an outcome (shutdown past the
 //! grace, a lost channel: nothing is published, the delivery goes back), never an error with a
-//! cause; [`Stop::Failed`] carries a [`FlowError`], which maps to exactly one failure cause of
+//! cause; so is [`Stop::WorkerFault`] (this worker cannot host the job: the delivery goes back
+//! for a worker that can); [`Stop::Failed`] carries a [`FlowError`], which maps to exactly one failure cause of
 //! the contract. The boundaries' own errors (git, agent, code host) convert with `?`: their
 //! cancellations become the interruption, everything else a `FlowError`.
 
@@ -75,7 +76,18 @@ impl FlowError {
 pub enum Stop {
     /// Stopped from outside: the job's token was cancelled.
     Interrupted,
+    /// The worker, not the job, is at fault (its work dir cannot hold the job's workspace).
+    WorkerFault(WorkerFault),
     Failed(FlowError),
+}
+
+/// Something wrong with this worker that stops it from running a job; `reason` is the label of
+/// `harness_jobs_requeued_total`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkerFault {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl From<FlowError> for Stop {
@@ -128,6 +140,11 @@ pub enum JobEnd {
     /// Stopped from outside (shutdown, lost channel): committed work was pushed as a checkpoint,
     /// no result is published, the delivery goes back to the queue.
     Interrupted,
+    /// The result an earlier run recorded (the completion ref), to publish again as it is and
+    /// then ack: counted as a replay, not as a job finished here.
+    Replayed(Box<ResultBody>),
+    /// This worker could not host the job: nothing is published, the delivery goes back.
+    WorkerFault(WorkerFault),
 }
 
 /// `Phase timings: clone=3s, agent=41s. Failed in agent phase; <breadcrumb>.` (seed 3.7).
@@ -177,7 +194,7 @@ mod tests {
         };
         match Stop::from(git) {
             Stop::Failed(e) => assert_eq!(e.failure_cause(), FailureCause::Git),
-            Stop::Interrupted => panic!("a git failure is not an interruption"),
+            other => panic!("a git failure is a failure: {other:?}"),
         }
         // Every way an agent run fails is the agent's cause (moved from the agent's tests).
         let exited = AgentError::Exited {
@@ -188,7 +205,7 @@ mod tests {
         };
         match Stop::from(exited) {
             Stop::Failed(e) => assert_eq!(e.failure_cause(), FailureCause::Agent),
-            Stop::Interrupted => panic!("an agent failure is not an interruption"),
+            other => panic!("an agent failure is a failure: {other:?}"),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The worker: the consume loop, the flow of one job, and how its delivery is finished
 //! (contract section 4).
 //!
-//! - `consume`: the consume loop, reconnection and the drain ([`run_worker`]).
+//! - `consume`: the consume loop, reconnection and the drain ([`run_worker`]); `session`: one
+//!   connection's publisher and consumers; `budget`: `worker.max_jobs`.
+//! - [`startup`]: the checks that the worker can work (its work dir, the agents' programs).
 //! - [`context`]: what a flow works with ([`context::JobContext`], [`context::JobRun`]) and
 //!   hands back ([`context::FlowEnd`]).
 //! - [`run`]: the job driver: it owns the job's workspace, checkout, reporter, watchdog and
@@ -34,6 +36,7 @@
 
 mod agent_run;
 pub mod bootstrap;
+mod budget;
 pub mod cancels;
 pub mod coding;
 mod commands;
@@ -47,10 +50,13 @@ pub mod error;
 pub mod events;
 pub mod explore;
 mod ledger;
+mod owned;
 mod pull_request;
 pub mod reporter;
 pub mod run;
+mod session;
 pub mod settle;
+pub mod startup;
 pub mod tasks;
 mod validation;
 pub mod warm;
@@ -70,6 +76,8 @@ use tracing::Instrument;
 use crate::broker::{BrokerError, JobDelivery, Topology};
 use crate::config::Config;
 use crate::job::AgentJob;
+use crate::metrics::SlotGuard;
+use budget::Budget;
 use context::JobContext;
 use error::JobEnd;
 use events::EventSink;
@@ -84,6 +92,8 @@ pub enum WorkerError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Startup(#[from] startup::StartupError),
 }
 
 /// The configured topology, with the consumer timeout the job limits call for: above the max
@@ -111,6 +121,7 @@ struct Held {
     job: AgentJob,
     delivery: JobDelivery,
     cancel: CancellationToken,
+    slot: SlotGuard,
 }
 
 /// The span every line a job causes is logged in: its fields appear on each line (contract 8).
@@ -132,17 +143,19 @@ struct JobTask {
     running: Running,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    budget: Arc<Budget>,
 }
 
 impl JobTask {
-    /// Runs the delivery among the worker's tasks, in the job's span.
-    fn spawn(self, job: AgentJob, delivery: JobDelivery) {
+    /// Runs the delivery among the worker's tasks, in the job's span; `slot` is released
+    /// once it is settled.
+    fn spawn(self, job: AgentJob, delivery: JobDelivery, slot: SlotGuard) {
         let span = job_span(&job, delivery.attempt);
         let tracker = self.tracker.clone();
-        tracker.spawn(self.run(job, delivery).instrument(span));
+        tracker.spawn(self.run(job, delivery, slot).instrument(span));
     }
 
-    async fn run(self, job: AgentJob, delivery: JobDelivery) {
+    async fn run(self, job: AgentJob, delivery: JobDelivery, slot: SlotGuard) {
         let m = self.ctx.metrics.clone();
         let mode = job.mode.as_str();
         m.jobs_received.with_label_values(&[mode]).inc();
@@ -208,17 +221,21 @@ impl JobTask {
                 .map(|i| held.remove(i)),
             _ => None,
         };
-        let duplicates = match &successor {
+        let (duplicates, slots): (Vec<_>, Vec<_>) = match &successor {
             Some(next) => {
                 self.running
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(next.job.job_id.clone(), held);
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
-            None => held.into_iter().map(|h| h.delivery).collect(),
+            None => held.into_iter().map(|h| (h.delivery, h.slot)).unzip(),
         };
+        for _ in 0..=duplicates.len() {
+            self.budget.before_settle().await;
+        }
         finish_delivery(&m, outcome, &delivery, duplicates, None).await;
+        drop((slot, slots));
         if let Some(next) = successor {
             tracing::info!(
                 attempt = next.delivery.attempt,
@@ -228,7 +245,7 @@ impl JobTask {
                 cancel: next.cancel,
                 ..self
             };
-            task.spawn(next.job, next.delivery);
+            task.spawn(next.job, next.delivery, next.slot);
         }
     }
 }

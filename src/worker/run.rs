@@ -1,5 +1,5 @@
-//! The job driver. It owns everything a job has for the whole job: its workspace and checkout,
-//! its reporter, watchdog and helper tasks. It runs the flow the job's mode selects, turns what
+//! The job driver. It owns everything a job has for the whole job: its workspace and checkout
+//! (`owned`), its reporter, watchdog and helper tasks. It runs the flow the job's mode selects, turns what
 //! happened into the terminal result body (seed 4.0.1, 3.6-3.7) or an interruption, records a
 //! finished job's completion ref, and removes the workspace.
 
@@ -8,19 +8,16 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
 use crate::job::outcome::{AgentResult, FailureCause, PhaseTimings, ResultBody};
 use crate::job::{AgentJob, HarnessAuth, Mode};
 use crate::redact::Redactor;
-use crate::worker::completion::{CompletionRecord, Pruning};
 use crate::worker::context::{FlowEnd, JobContext, JobRun};
 use crate::worker::error::{failure_detail, FlowError, JobEnd, Stop};
 use crate::worker::events::{now_ms, EventSink};
+use crate::worker::owned::JobOwned;
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
-use crate::worker::warm::{warm_dir, WarmError, WarmLease};
 use crate::worker::watchdog::{KillReason, Watchdog, Windows};
-use crate::worker::workspace::Workspace;
 use crate::worker::{bootstrap, coding, conflict};
 
 /// Runs one job to its end.
@@ -103,7 +100,7 @@ pub async fn run_job(
                 head: Some(head),
             },
             Some(owned),
-        ) => JobEnd::Finished(Box::new(owned.record_completion(ctx, *body, &head).await)),
+        ) => owned.record_completion(ctx, *body, &head).await,
         (Concluded::Ran { body, .. }, _) => JobEnd::Finished(body),
         (Concluded::End(end), _) => end,
     };
@@ -114,113 +111,6 @@ pub async fn run_job(
     reporter.finish().await;
     tasks.end().await;
     end
-}
-
-/// What the driver owns for a job beside its reporter and tasks.
-struct JobOwned {
-    ws: Workspace,
-    checkout: Checkout,
-    /// The warm checkout the job holds, when it asked for one (`persistentCheckout`).
-    warm: Option<WarmLease>,
-    record: Option<CompletionRecord>,
-}
-
-impl JobOwned {
-    async fn prepare(
-        ctx: &JobContext,
-        job: &AgentJob,
-        attempt: u32,
-        cancel: &CancellationToken,
-    ) -> Result<Self, Stop> {
-        let config = &ctx.config;
-        let ws = Workspace::create(&config.work_dir(), &job.job_id, attempt)
-            .map_err(FlowError::io("cannot create the job workspace"))?;
-        // Every fetch and push goes to the validated clone URL, whatever the checkout's config
-        // says by then: the agent can rewrite `origin`. A bootstrap's is its target's.
-        let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone()))
-            .map_err(FlowError::Git)?;
-        let identity = Identity {
-            name: config.git.author_name.clone(),
-            email: config.git.author_email.clone(),
-        };
-        let runner = Runner::new(ctx.metrics.clone(), config.git_timeout(), cancel.clone());
-        // Explore and plain coding may work in the repository's warm checkout (seed 4.5); the
-        // other flows always start from a fresh one.
-        let warm_capable = matches!(
-            (job.mode, &job.bootstrap, &job.merge_base),
-            (Mode::Explore, _, _) | (Mode::Coding, None, None)
-        );
-        let warm = match job.persistent_checkout && warm_capable {
-            true => {
-                let dir = warm_dir(
-                    &config.work_dir().join("warm"),
-                    &job.repo.owner,
-                    &job.repo.name,
-                );
-                match ctx.warm_locks.acquire(dir, cancel).await {
-                    Ok(lease) => Some(lease),
-                    Err(WarmError::Cancelled) => return Err(Stop::Interrupted),
-                    Err(e) => return Err(Stop::Failed(FlowError::Warm(e))),
-                }
-            }
-            false => None,
-        };
-        let dir = warm
-            .as_ref()
-            .map_or_else(|| ws.checkout(), |w| w.dir().to_path_buf());
-        let checkout = Checkout::new(
-            dir,
-            remote,
-            identity,
-            FileLimit(config.git.max_file_bytes),
-            runner,
-        );
-        // Explore writes nothing to the remote: no record, not even its probe, so a read-only
-        // token suffices.
-        let recorded = config.git.completion_refs && job.mode != Mode::Explore;
-        let record = recorded.then(|| CompletionRecord {
-            ref_name: git::completion_ref(&config.git.completion_ref_prefix, &job.job_id),
-            scratch: ws.root().join("completion"),
-        });
-        Ok(Self {
-            ws,
-            checkout,
-            warm,
-            record,
-        })
-    }
-
-    /// Records the finished job on its remote before its result goes out, so a redelivery
-    /// after a crash re-publishes this result instead of running the agent again. Returns the
-    /// body to publish: this one, or the one another run of the job recorded first.
-    async fn record_completion(
-        &self,
-        ctx: &JobContext,
-        body: ResultBody,
-        head: &str,
-    ) -> ResultBody {
-        let Some(record) = &self.record else {
-            return body;
-        };
-        let json = match serde_json::to_string(&body) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode the result for its completion record");
-                return body;
-            }
-        };
-        let pruning = Pruning::new(&ctx.config.git, ctx.prune_gate.clone());
-        match record.record(&self.checkout, head, json, &pruning).await {
-            Some(winner) => {
-                // One job, one outcome.
-                tracing::warn!(
-                    "another run of this job recorded its result first: publishing that one"
-                );
-                *winner
-            }
-            None => body,
-        }
-    }
 }
 
 async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
@@ -263,7 +153,18 @@ impl Ending<'_> {
         let breadcrumb = self.reporter.breadcrumb();
         let cold = self.reporter.cold_start_note().unwrap_or_default();
         match (outcome, killed) {
-            (Ok(FlowEnd::Replayed(body)), _) => Concluded::End(JobEnd::Finished(body)),
+            (Ok(FlowEnd::Replayed(body)), _) => {
+                tracing::info!(
+                    state = body.state.as_str(),
+                    failure_cause = body.failure_cause.map_or("none", |c| c.as_str()),
+                    "job already finished: publishing its recorded result again"
+                );
+                Concluded::End(JobEnd::Replayed(body))
+            }
+            (Err(Stop::WorkerFault(fault)), _) => {
+                tracing::error!(reason = fault.reason, error = %fault, "this worker cannot run the job: giving it back to the queue");
+                Concluded::End(JobEnd::WorkerFault(fault))
+            }
             (Ok(FlowEnd::Ran { mut result, head }), _) => {
                 let timings = self.reporter.finish_phases("done");
                 let spent = self.reporter.ledger().spent();
@@ -275,6 +176,7 @@ impl Ending<'_> {
                 tracing::info!(
                     duration_ms = self.took_ms(),
                     state = "done",
+                    failure_cause = result.failure_cause.map_or("none", |c| c.as_str()),
                     job_error = result.error.as_deref().unwrap_or(""),
                     "job finished"
                 );
@@ -325,7 +227,7 @@ impl Ending<'_> {
             reason,
             failure_cause = cause.as_str(),
             error = %error,
-            "job failed"
+            "job finished"
         );
         let mut body = ResultBody::failed(
             &self.job.job_id,

@@ -21,6 +21,8 @@ pub enum DeliveryEnd {
     ResultUnpublished,
     /// Interrupted from outside (contract 4.4): committed work pushed, nothing published.
     Interrupted,
+    /// This worker could not host the job (`reason` labels the requeue): nothing published.
+    WorkerFault(&'static str),
     /// Invalid, and its `invalid-job` result was confirmed or it had no readable `jobId`.
     InvalidSettled,
     /// Invalid, and its `invalid-job` result could not be published.
@@ -37,6 +39,7 @@ pub fn settlement(end: DeliveryEnd) -> Settlement {
         // Requeued: the redelivery resumes the branch and publishes the same outcome.
         DeliveryEnd::ResultUnpublished => Settlement::Requeue,
         DeliveryEnd::Interrupted => Settlement::Requeue,
+        DeliveryEnd::WorkerFault(_) => Settlement::Requeue,
         DeliveryEnd::InvalidSettled => Settlement::DeadLetter,
         // Back to the queue so the refusal is announced later; the delivery limit still ends
         // a message that can never be announced in the dead-letter queue.
@@ -77,9 +80,10 @@ pub struct Finish<'a> {
 }
 
 impl Finish<'_> {
-    /// Publishes the end of a job's run and says how its delivery ended. An interruption on the
-    /// last allowed delivery is finished as `failed` instead (4.5): one more requeue would
-    /// dead-letter it unannounced.
+    /// Publishes the end of a job's run and says how its delivery ended. An interruption or a
+    /// worker fault on the last allowed delivery is finished as `failed` instead (4.5): one
+    /// more requeue would dead-letter it unannounced. A replayed result is counted as a replay,
+    /// never as a job finished here (contract 9).
     pub async fn publish_end(
         &self,
         mode: &str,
@@ -89,30 +93,45 @@ impl Finish<'_> {
         took: Duration,
         end: JobEnd,
     ) -> DeliveryEnd {
-        let body = match end {
-            JobEnd::Interrupted if is_last_attempt(attempt, self.delivery_limit) => {
+        let last = is_last_attempt(attempt, self.delivery_limit);
+        let (body, replayed) = match end {
+            JobEnd::WorkerFault(fault) if last => {
+                let error = format!(
+                    "no worker could run the job on its last allowed delivery (attempt {attempt}): {fault}"
+                );
+                (
+                    Box::new(worker_failure(job_id, attempt, started_at, error)),
+                    false,
+                )
+            }
+            JobEnd::WorkerFault(fault) => return DeliveryEnd::WorkerFault(fault.reason),
+            JobEnd::Interrupted if last => {
                 tracing::warn!(
                     attempt,
                     "interrupted on its last allowed delivery: finishing it as failed"
                 );
-                Box::new(worker_failure(
-                    job_id,
-                    attempt,
-                    started_at,
-                    format!(
-                        "the job was interrupted on its last allowed delivery (attempt {attempt}); \
-                         its committed work was pushed to its branch"
-                    ),
-                ))
+                let error = format!(
+                    "the job was interrupted on its last allowed delivery (attempt {attempt}); \
+                     its committed work was pushed to its branch"
+                );
+                (
+                    Box::new(worker_failure(job_id, attempt, started_at, error)),
+                    false,
+                )
             }
             JobEnd::Interrupted => return DeliveryEnd::Interrupted,
-            JobEnd::Finished(body) => body,
+            JobEnd::Finished(body) => (body, false),
+            JobEnd::Replayed(body) => (body, true),
         };
         let event = Event::Result(*body);
         match publish_with_retry(self.sink, &event, self.publish_attempts).await {
             Ok(()) => {
-                if let Event::Result(b) = &event {
-                    record_finished(self.metrics, mode, b, took);
+                match &event {
+                    Event::Result(_) if replayed => {
+                        self.metrics.jobs_replayed.with_label_values(&[mode]).inc()
+                    }
+                    Event::Result(b) => record_finished(self.metrics, mode, b, took),
+                    _ => {}
                 }
                 DeliveryEnd::ResultConfirmed
             }
@@ -169,6 +188,7 @@ pub async fn finish_delivery(
     let how = settlement(end);
     let reason = match (end, refusal) {
         (DeliveryEnd::Interrupted, _) => "interrupted",
+        (DeliveryEnd::WorkerFault(reason), _) => reason,
         (DeliveryEnd::ResultUnpublished, _) => "publish-failed",
         (DeliveryEnd::InvalidUnannounced, _) => "invalid-unannounced",
         (DeliveryEnd::Unpublishable, _) => "unpublishable",

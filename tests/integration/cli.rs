@@ -158,7 +158,7 @@ async fn a_conflicting_topology_stops_the_worker_at_start_up_with_one_line_namin
     .unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let config =
-        crate::support::worker::test_config(&broker, std::path::Path::new("pi"), scratch.path());
+        crate::support::worker::test_config(&broker, std::path::Path::new("sh"), scratch.path());
     let config_path = scratch.path().join("config.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
     let out = tokio::task::spawn_blocking(move || {

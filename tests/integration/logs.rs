@@ -75,10 +75,11 @@ async fn a_checkpoint_push_warning_carries_the_jobs_id_and_attempt() {
     let finished = log
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["message"] == "job failed")
+        .find(|l| l["message"] == "job finished")
         .expect("the job's end is logged");
     assert_eq!(finished["jobId"], "job-logged");
     assert_eq!(finished["state"], "failed");
+    assert_eq!(finished["failure_cause"], "git");
     assert!(!log.contains("\"span\":"), "{log}");
 }
 

@@ -19,6 +19,7 @@ mod hostile_ids;
 mod limits;
 mod logs;
 mod modes;
+mod observability;
 mod pull_requests;
 mod races;
 mod real_pi;

@@ -21,6 +21,10 @@ const OVERRIDES: &[&str] = &[
     "HARNESS_PI_COMMAND",
     "HARNESS_CLAUDE_COMMAND",
     "HARNESS_CODEX_COMMAND",
+    "HARNESS_REQUIRED_AGENTS",
+    "HARNESS_MAX_JOBS",
+    "HARNESS_STARTUP_CHECKS",
+    "HARNESS_LOG_FORMAT",
     "HARNESS_CLEAN_KEEP",
     "JOB_GIT_TIMEOUT_MS",
     "JOB_MAX_DURATION_MS",
@@ -66,6 +70,17 @@ impl WorkerProcess {
 
     /// Like [`WorkerProcess::spawn`], with `env` added to the worker's environment.
     pub fn spawn_with_env(config: &Config, dir: &Path, name: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(config, dir, name, env, &[])
+    }
+
+    /// Like [`WorkerProcess::spawn_with_env`], with `args` after `worker --config <file>`.
+    pub fn spawn_with(
+        config: &Config,
+        dir: &Path,
+        name: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let mut config = config.clone();
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         config.metrics.listen = metrics_addr.to_string();
@@ -86,6 +101,7 @@ impl WorkerProcess {
         command
             .args(["worker", "--config"])
             .arg(&config_path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log);
@@ -191,9 +207,12 @@ impl WorkerProcess {
             let mut sock = tokio::net::TcpStream::connect(self.metrics_addr)
                 .await
                 .ok()?;
-            sock.write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
-                .await
-                .ok()?;
+            sock.write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .ok()?;
             let mut raw = Vec::new();
             sock.read_to_end(&mut raw).await.ok()?;
             let text = String::from_utf8_lossy(&raw).into_owned();

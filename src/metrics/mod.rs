@@ -1,17 +1,16 @@
-//! Prometheus metrics (contract section 8), declared in one place with help text and fixed
-//! labels, in a private registry; and the small HTTP endpoint serving them with the health and
-//! readiness probes.
+//! Prometheus metrics (contract sections 8 and 9), declared in one place with help text and
+//! fixed labels, in a private registry; `server` serves them with the health and readiness
+//! probes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+
+mod server;
+pub use server::{serve, ServeLimits};
 
 use crate::job::outcome::FailureCause;
 use crate::job::RefusalKind;
@@ -29,10 +28,17 @@ pub struct Metrics {
     registry: Registry,
     pub jobs_received: IntCounterVec,
     pub jobs_finished: IntCounterVec,
+    /// Results re-published from a completion ref: not counted as finished, nor timed.
+    pub jobs_replayed: IntCounterVec,
     pub jobs_requeued: IntCounterVec,
     pub jobs_rejected: IntCounterVec,
     pub settle_failures: IntCounterVec,
     pub jobs_in_flight: IntGauge,
+    /// The configured concurrency (prefetch of the jobs consumer).
+    pub slots: IntGauge,
+    /// Deliveries of the jobs queue this worker holds (running, held as duplicates, being
+    /// refused): `slots_busy == slots` means the worker takes nothing more.
+    pub slots_busy: IntGauge,
     pub job_duration: HistogramVec,
     pub phase_duration: HistogramVec,
     pub checkpoint_pushes: IntCounterVec,
@@ -49,6 +55,8 @@ pub struct Metrics {
     pub sandbox_active: IntGaugeVec,
     /// True while connected and consuming (`/readyz`).
     pub ready: AtomicBool,
+    /// Why the worker cannot work (a failed start-up check), for `/readyz`.
+    not_ready: std::sync::RwLock<Option<String>>,
     /// The sandbox mechanism, for `/readyz`.
     sandbox: std::sync::RwLock<&'static str>,
 }
@@ -64,6 +72,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     r.register(Box::new(c.clone()))
         .expect("metric registered once");
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("static metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
 }
 
 fn histogram(
@@ -92,9 +107,7 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new_custom(Some("harness".into()), None).expect("valid prefix");
-        let jobs_in_flight = IntGauge::new("jobs_in_flight", "Jobs running in this worker.")
-            .expect("static metric definition");
-        r.register(Box::new(jobs_in_flight.clone())).expect("once");
+        let jobs_in_flight = gauge(&r, "jobs_in_flight", "Jobs running in this worker.");
         let followups_published = IntCounter::new(
             "followups_published_total",
             "Follow-up items published (confirmed).",
@@ -102,9 +115,7 @@ impl Metrics {
         .expect("static metric definition");
         r.register(Box::new(followups_published.clone()))
             .expect("once");
-        let amqp_connected = IntGauge::new("amqp_connected", "1 while connected to the broker.")
-            .expect("static metric definition");
-        r.register(Box::new(amqp_connected.clone())).expect("once");
+        let amqp_connected = gauge(&r, "amqp_connected", "1 while connected to the broker.");
         let amqp_reconnects =
             IntCounter::new("amqp_reconnects_total", "Reconnections to the broker.")
                 .expect("static metric definition");
@@ -120,8 +131,14 @@ impl Metrics {
             jobs_finished: counter(
                 &r,
                 "jobs_finished_total",
-                "Jobs whose result was published.",
+                "Jobs whose result was published (replays excluded).",
                 &["mode", "state", "failure_cause"],
+            ),
+            jobs_replayed: counter(
+                &r,
+                "jobs_replayed_total",
+                "Results re-published from a completion ref instead of running the job.",
+                &["mode"],
             ),
             jobs_requeued: counter(
                 &r,
@@ -142,6 +159,12 @@ impl Metrics {
                 &["settlement"],
             ),
             jobs_in_flight,
+            slots: gauge(&r, "slots", "Jobs this worker runs at once (its concurrency)."),
+            slots_busy: gauge(
+                &r,
+                "slots_busy",
+                "Deliveries of the jobs queue this worker holds unsettled.",
+            ),
             job_duration: histogram(
                 &r,
                 "job_duration_seconds",
@@ -203,9 +226,21 @@ impl Metrics {
                 g
             },
             ready: AtomicBool::new(false),
+            not_ready: std::sync::RwLock::new(None),
             sandbox: std::sync::RwLock::new("none"),
             registry: r,
         };
+        let build_info = IntGaugeVec::new(
+            Opts::new("build_info", "1, labelled with this worker's version."),
+            &["version"],
+        )
+        .expect("static metric definition");
+        m.registry
+            .register(Box::new(build_info.clone()))
+            .expect("once");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m.zero_initialise();
         m
     }
@@ -218,6 +253,7 @@ impl Metrics {
         }
         for mode in ["coding", "explore", "preview"] {
             self.jobs_received.with_label_values(&[mode]);
+            self.jobs_replayed.with_label_values(&[mode]);
             for state in ["done", "failed"] {
                 self.job_duration.with_label_values(&[mode, state]);
             }
@@ -232,6 +268,7 @@ impl Metrics {
         }
         for reason in [
             "interrupted",
+            "workspace",
             "publish-failed",
             "invalid-unannounced",
             "duplicate-requeued",
@@ -296,107 +333,46 @@ impl Metrics {
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
+
+    /// Records why the worker cannot work (`None` once it can): `/readyz` answers 503 with it.
+    pub fn set_not_ready(&self, reason: Option<String>) {
+        *self.not_ready.write().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
+    /// `/readyz`: whether the worker is ready, and the line saying why or why not.
+    pub fn readiness(&self) -> (bool, String) {
+        let blocked = self
+            .not_ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match blocked {
+            Some(reason) => (false, format!("not ready: {reason}\n")),
+            None if self.ready.load(Ordering::Relaxed) => (
+                true,
+                format!("ready (sandbox: {})\n", self.sandbox_mechanism()),
+            ),
+            None => (false, "not ready\n".to_owned()),
+        }
+    }
+
+    /// Holds one slot until the guard drops (`harness_slots_busy`).
+    pub fn hold_slot(&self) -> SlotGuard {
+        self.slots_busy.inc();
+        SlotGuard(self.slots_busy.clone())
+    }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `stop` is cancelled. A deliberately tiny
-/// HTTP/1.1 responder: one GET per connection, no keep-alive.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    loop {
-        let (mut sock, _) = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted?,
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n =
-                match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf))
-                    .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body, ctype) = match path {
-                "/metrics" => ("200 OK", metrics.render(), "text/plain; version=0.0.4"),
-                "/healthz" => (
-                    "200 OK",
-                    crate::job::capabilities::health_json(),
-                    "application/json",
-                ),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => (
-                    "200 OK",
-                    format!("ready (sandbox: {})\n", metrics.sandbox_mechanism()),
-                    "text/plain",
-                ),
-                "/readyz" => (
-                    "503 Service Unavailable",
-                    "not ready\n".to_owned(),
-                    "text/plain",
-                ),
-                _ => ("404 Not Found", "not found\n".to_owned(), "text/plain"),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
+/// One delivery of the jobs queue held by this worker; released when dropped.
+#[derive(Debug)]
+pub struct SlotGuard(IntGauge);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_contract_metric_exists_from_start_up() {
-        let text = Metrics::new().render();
-        for name in [
-            "harness_jobs_received_total",
-            "harness_jobs_finished_total",
-            "harness_jobs_requeued_total",
-            "harness_jobs_rejected_total",
-            "harness_jobs_in_flight",
-            "harness_job_duration_seconds_bucket",
-            "harness_phase_duration_seconds_bucket",
-            "harness_checkpoint_pushes_total",
-            "harness_followups_published_total",
-            "harness_publish_failures_total",
-            "harness_amqp_connected",
-            "harness_amqp_reconnects_total",
-            "harness_git_operation_duration_seconds_bucket",
-            "harness_agent_tokens_total",
-            "harness_sandbox_active",
-            "harness_cancels_received_total",
-            "process_resident_memory_bytes",
-        ] {
-            assert!(text.contains(name), "missing {name}");
-        }
-        assert!(text.contains("le=\"7200\""));
-    }
-
-    #[test]
-    fn the_active_sandbox_mechanism_is_the_one_set_to_one() {
-        let m = Metrics::new();
-        assert!(m
-            .render()
-            .contains("harness_sandbox_active{mechanism=\"none\"} 1"));
-        m.set_sandbox("bubblewrap");
-        let text = m.render();
-        assert!(
-            text.contains("harness_sandbox_active{mechanism=\"bubblewrap\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("harness_sandbox_active{mechanism=\"none\"} 0"),
-            "{text}"
-        );
-        assert_eq!(m.sandbox_mechanism(), "bubblewrap");
-    }
-}
+#[path = "tests.rs"]
+mod tests;
