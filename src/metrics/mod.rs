@@ -198,7 +198,8 @@ impl Metrics {
                 &r,
                 "cancels_received_total",
                 "job.cancel messages received, by whether the job was running here.",
-                &["job"],
+                // Not `job`: Prometheus gives that label to the scrape target.
+                &["target"],
             ),
             git_operation_duration: histogram(
                 &r,
@@ -248,8 +249,8 @@ impl Metrics {
     /// Every label combination exists from start-up, so dashboards and alerts see zeros.
     fn zero_initialise(&self) {
         self.set_sandbox("none");
-        for job in ["running", "remembered"] {
-            self.cancels_received.with_label_values(&[job]);
+        for target in ["running", "remembered"] {
+            self.cancels_received.with_label_values(&[target]);
         }
         for mode in ["coding", "explore", "preview"] {
             self.jobs_received.with_label_values(&[mode]);

@@ -1,8 +1,8 @@
 //! Start-up checks: a worker that cannot run jobs says so before it takes one. The work dir
 //! must be writable (created when missing); each harness's program must resolve, as the agent
-//! runs would resolve it. Pi (the default harness) and the harnesses named in
-//! `agent.required_commands` are required; another missing program is one warning, and its
-//! jobs fail as `agent` when they come, which a fleet running only Pi never sees.
+//! runs would resolve it. The harnesses named in `agent.required_commands` (by default Pi, the
+//! default harness) are required; another missing program is one warning, and its jobs fail as
+//! `agent` when they come, which a fleet running only Pi never sees.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -52,8 +52,7 @@ pub fn check(config: &Config) -> Result<Vec<String>, StartupError> {
         let Err(e) = check_command(key, command, path.clone()) else {
             continue;
         };
-        let required =
-            harness == "pi" || config.agent.required_commands.iter().any(|h| h == harness);
+        let required = config.agent.required_commands.iter().any(|h| h == harness);
         match required {
             true => return Err(e),
             false => warnings.push(format!(

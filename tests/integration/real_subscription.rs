@@ -594,6 +594,8 @@ async fn the_worker_runs_the_real_claude_code_and_pushes_its_commit() {
     let mock = ModelMock::start(steps).await;
     let w = TestWorker::start(Path::new("pi-unused"), |c| {
         c.agent.claude_command = vec![claude_bin.display().to_string()];
+        // This worker runs Claude Code jobs only: Pi need not be installed.
+        c.agent.required_commands = vec!["claude".into()];
         // The probe writes what the sandboxed agent saw.
         c.sandbox.writable.push(probe.path().display().to_string());
     })
@@ -669,6 +671,7 @@ async fn the_worker_runs_the_real_codex_and_pushes_its_commit() {
     let mock = ModelMock::start(steps).await;
     let w = TestWorker::start(Path::new("pi-unused"), |c| {
         c.agent.codex_command = vec![codex_bin.display().to_string()];
+        c.agent.required_commands = vec!["codex".into()];
         c.agent.codex_home_root = root.display().to_string();
         c.sandbox.writable.push(probe.path().display().to_string());
     })

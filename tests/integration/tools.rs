@@ -85,6 +85,8 @@ async fn a_claude_code_job_gets_its_mcp_servers_and_skills_and_reports_the_serve
     let mock = ModelMock::start(steps).await;
     let w = TestWorker::start(Path::new("pi-unused"), |c| {
         c.agent.claude_command = vec![claude_bin.display().to_string()];
+        // This worker runs Claude Code jobs only: Pi need not be installed.
+        c.agent.required_commands = vec!["claude".into()];
         c.sandbox.writable.push(probe.path().display().to_string());
     })
     .await;
