@@ -184,21 +184,39 @@ fn run_measured(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    // Reaped by wait4 below, which also reports its peak memory.
+    // Reaped by waitpid below. Its peak memory is its own VmHWM, polled while it runs: the
+    // rusage of wait4 is no measure here, because a child spawned with vfork records the
+    // parent's (this test process's) high-water mark as its own when it execs.
     #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    let mut peak_kib = 0i64;
     let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we spawned.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child; the pointers are valid for the call.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    loop {
+        if let Some(hwm) = vm_hwm_kib(pid) {
+            peak_kib = peak_kib.max(hwm);
+        }
+        // SAFETY: polls our own child; the pointer is valid for the call.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if reaped == pid {
+            break;
+        }
+        assert_eq!(reaped, 0, "waitpid failed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let lines = std::fs::read_to_string(&out_path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    (lines, usage.ru_maxrss)
+    (lines, peak_kib)
+}
+
+/// A running process's peak resident memory (`VmHWM`), in KiB; `None` once it has exited.
+fn vm_hwm_kib(pid: i32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn result_of(lines: &[serde_json::Value]) -> &serde_json::Value {
