@@ -35,8 +35,8 @@ pub fn remote_branch_exists(
 
 /// Clones only `branch` into `dir` (which must not exist or be empty) and checks it out.
 ///
-/// With `shallow`, fetches depth 1 where the transport can (not libgit2's local transport,
-/// which then clones in full). `origin` stores the remote's URL: at most the user name
+/// With `shallow`, fetches depth 1. A `file://` remote is cloned with the git CLI
+/// ([`super::local_clone`]); others with libgit2. `origin` stores the remote's URL: at most the user name
 /// `x-access-token`, never the token. Later fetches and pushes do not use `origin`.
 pub fn clone_branch(
     remote: &GitRemote,
@@ -49,6 +49,9 @@ pub fn clone_branch(
     let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     let url = remote.url();
+    if super::local_clone::is_file_url(url) {
+        return super::local_clone::clone_branch(url, branch, dir, shallow, cancel);
+    }
 
     let mut fetch = FetchOptions::new();
     fetch

@@ -43,6 +43,7 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
+mod local_clone;
 mod markers;
 mod merge;
 mod prune;
