@@ -140,6 +140,7 @@ fn main() -> ExitCode {
         std::time::Duration::from_secs(30),
         std::time::Duration::from_secs(120),
     );
+    executor_harness::git::bound_memory();
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {

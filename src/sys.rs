@@ -61,6 +61,18 @@ pub fn set_git_server_timeouts(connect_ms: libc::c_int, read_ms: libc::c_int) {
     }
 }
 
+/// Bounds libgit2's process-wide memory: the size of one pack window it maps, the total it keeps
+/// mapped before unmapping the least recently used, and its object cache.
+pub fn set_git_memory_bounds(window: usize, mapped: usize, cache: isize) {
+    // SAFETY: set once at start-up, before any git operation runs on another thread, as
+    // libgit2 requires for its global options.
+    unsafe {
+        let _ = git2::opts::set_mwindow_size(window);
+        let _ = git2::opts::set_mwindow_mapped_limit(mapped);
+        let _ = git2::opts::set_cache_max_size(cache);
+    }
+}
+
 /// Makes this process not dumpable: processes of the same user can no longer ptrace it or
 /// read its `/proc/<pid>/mem`, `environ` or the like (only root or `CAP_SYS_PTRACE` can), so an
 /// unconfined agent running as the worker's user cannot read the worker's memory or secrets.

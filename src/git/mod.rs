@@ -28,6 +28,8 @@
 //!   `.git/info/exclude`.
 //! - [`warm`]: warm checkouts reused across jobs: swept back to a clone's state (config,
 //!   hooks, untracked files; dependency caches kept), fetched and force-switched to the branch.
+//! - [`restamp`]: the index's stat data brought up to date after a checkout changed hands, so
+//!   the agent's first git command does not re-read the whole work tree.
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
 //!   and on new commits before any push, from metadata only.
 //!
@@ -49,6 +51,7 @@ mod merge;
 mod prune;
 mod push;
 mod remedy;
+mod restamp;
 mod runner;
 mod warm;
 
@@ -74,6 +77,7 @@ pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, M
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
 pub use remedy::describe_git_failure;
+pub use restamp::restamp_index;
 pub use runner::Runner;
 pub use warm::{prepare_warm, WarmTarget};
 
@@ -257,6 +261,15 @@ pub fn set_network_timeouts(connect: std::time::Duration, read: std::time::Durat
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128) as libc::c_int;
     // Called once at start-up, before any git operation runs on another thread.
     crate::sys::set_git_server_timeouts(ms(connect), ms(read));
+}
+
+/// Bounds libgit2's memory (process-wide): its defaults map pack windows of 1 GiB up to 8 GiB
+/// in all and cache 256 MiB of objects, so every large repository a job touched stayed in the
+/// worker's resident memory, once per concurrent job. Reads past the bound unmap the least
+/// recently used window and read again, which costs little on a local disk.
+pub fn bound_memory() {
+    const MIB: usize = 1024 * 1024;
+    crate::sys::set_git_memory_bounds(8 * MIB, 32 * MIB, 16 * MIB as isize);
 }
 
 #[cfg(test)]

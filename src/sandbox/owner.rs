@@ -9,7 +9,7 @@
 //! left alone, so a repository's `link -> /etc` changes nothing outside.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// The worker's umask while agents run as another user: what the worker creates in a job's
@@ -39,16 +39,26 @@ pub(super) fn hand_over(root: &Path, uid: u32, gid: u32) -> io::Result<()> {
             if entry.file_type()?.is_dir() {
                 stack.push(path);
             } else {
-                std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+                lchown_if_needed(&path, uid, gid)?;
             }
         }
     }
     Ok(())
 }
 
+/// A `chown` changes the file's ctime even to the same owner, which makes git re-read the file:
+/// what already belongs to the agents (handed over before an earlier run) is left untouched.
+fn lchown_if_needed(path: &Path, uid: u32, gid: u32) -> io::Result<std::fs::Metadata> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.uid() == uid && meta.gid() == gid {
+        return Ok(meta);
+    }
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    std::fs::symlink_metadata(path)
+}
+
 fn own_dir(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
-    let mode = std::fs::symlink_metadata(dir)?.permissions().mode();
+    let mode = lchown_if_needed(dir, uid, gid)?.permissions().mode();
     // Set-group-ID after the chown, which clears it.
     let wanted = mode | libc::S_ISGID | 0o700;
     if wanted != mode {
@@ -70,8 +80,6 @@ pub(super) fn make_traversable(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
-
     use super::*;
 
     #[test]

@@ -103,6 +103,7 @@ pub async fn invocation(run: &JobRun<'_>, work_dir: &Path) -> Result<Invocation,
         .then(|| crate::job::validate::render_npmrc(&run.job.package_registries));
     hand_over(
         ctx,
+        run.checkout.dir(),
         &own_dirs,
         &tmp,
         npmrc.map(|text| (run.ws.home(), text)),
@@ -146,11 +147,13 @@ fn own_dirs(run: &JobRun<'_>, tmp: &Path) -> Vec<PathBuf> {
 /// wrote there since the last agent run included.
 async fn hand_over(
     ctx: &JobContext,
+    checkout: &Path,
     own: &[PathBuf],
     tmp: &Path,
     npmrc: Option<(PathBuf, String)>,
 ) -> Result<(), Stop> {
     let (sandbox, own, tmp) = (ctx.sandbox.clone(), own.to_vec(), tmp.to_path_buf());
+    let checkout = checkout.to_path_buf();
     let mut roots = vec![ctx.config.work_dir()];
     roots.extend(ctx.config.codex_home_root());
     tokio::task::spawn_blocking(move || {
@@ -158,7 +161,15 @@ async fn hand_over(
         if let Some((home, text)) = npmrc {
             crate::owned_dir::replace_file(&home.join(".npmrc"), text.as_bytes(), 0o600)?;
         }
-        sandbox.hand_over(&own, &roots)
+        sandbox.hand_over(&own, &roots)?;
+        // The chown left every index entry stale; without this the agent's first git command
+        // re-reads the whole work tree. Only a cost if it fails, never a wrong answer.
+        if let Some((uid, gid)) = sandbox.run_as() {
+            if let Err(e) = crate::git::restamp_index(&checkout, uid, gid) {
+                tracing::warn!(error = %e, "cannot refresh the index after the hand-over");
+            }
+        }
+        Ok(())
     })
     .await
     .map_err(|e| FlowError::Task(e.to_string()))?
