@@ -83,3 +83,11 @@ pub mod structured;
 pub(crate) mod sys;
 pub mod telemetry;
 pub mod worker;
+
+/// Process-wide memory bounds; call first in `main`, before any thread exists. glibc gives each
+/// allocating thread an arena of its own (up to eight per core), and the blocking pool's git work
+/// then kept tens of MiB per large job resident; libgit2 maps and caches without a useful bound.
+pub fn bound_process_memory() {
+    sys::limit_malloc_arenas(2);
+    git::bound_memory();
+}

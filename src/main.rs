@@ -109,6 +109,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    executor_harness::bound_process_memory();
     // One table of the variables the config reads, shown after every command's options.
     let env_help = executor_harness::config::env_help();
     let mut command = Cli::command().after_help(env_help.clone());
@@ -140,7 +141,6 @@ fn main() -> ExitCode {
         std::time::Duration::from_secs(30),
         std::time::Duration::from_secs(120),
     );
-    executor_harness::git::bound_memory();
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {

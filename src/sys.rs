@@ -73,6 +73,19 @@ pub fn set_git_memory_bounds(window: usize, mapped: usize, cache: isize) {
     }
 }
 
+/// Caps the allocator's arenas (glibc's default is eight per core, one per allocating thread),
+/// so memory freed by one short-lived blocking task is reused by the next instead of staying
+/// resident in an arena of its own. A no-op on other C libraries.
+pub fn limit_malloc_arenas(arenas: i32) {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt takes plain integers; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+    #[cfg(not(target_env = "gnu"))]
+    let _ = arenas;
+}
+
 /// Makes this process not dumpable: processes of the same user can no longer ptrace it or
 /// read its `/proc/<pid>/mem`, `environ` or the like (only root or `CAP_SYS_PTRACE` can), so an
 /// unconfined agent running as the worker's user cannot read the worker's memory or secrets.

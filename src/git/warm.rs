@@ -212,8 +212,8 @@ fn switch(repo: &Repository, target: &WarmTarget<'_>) -> Result<String, GitError
     repo.set_head_detached(start.id()).map_err(local)?;
     let branch = repo.branch(target.branch, &start, true).map_err(local)?;
     let refname = branch.get().name().map_err(local)?.to_owned();
+    // The branch is at the commit just checked out with force: work tree and index already
+    // match it, and another walk of a large tree would only cost time.
     repo.set_head(&refname).map_err(local)?;
-    repo.checkout_head(Some(CheckoutBuilder::new().force()))
-        .map_err(local)?;
     Ok(start.id().to_string())
 }
