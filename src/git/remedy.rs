@@ -32,6 +32,12 @@ static WRITE_TEXT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
+/// Whether `text` (a git or libgit2 message) says the credential was refused or could not be
+/// given.
+pub(crate) fn says_auth_failed(text: &str) -> bool {
+    AUTH_TEXT.is_match(text)
+}
+
 /// The fix for `text`, the first that applies: rate limit, not found (unless the text is an
 /// authentication failure), authentication, write access.
 pub fn describe_git_failure(text: &str) -> Option<&'static str> {
