@@ -20,7 +20,7 @@ static RATE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 static NOT_FOUND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)repository not found|remote: not found|returned error: 404|status code: 404|could not read from remote repository|could not find repository|failed to resolve path|does not appear to be a git repository")
+    Regex::new(r"(?i)repository not found|repository '[^']*' not found|remote: not found|returned error: 404|status code: 404|could not read from remote repository|could not find repository|failed to resolve path|does not appear to be a git repository")
         .expect("static regex")
 });
 static AUTH_TEXT: LazyLock<Regex> = LazyLock::new(|| {
@@ -82,6 +82,11 @@ mod tests {
         assert_eq!(
             fix("failed to resolve path '/srv/gone.git'"),
             Some(NOT_FOUND)
+        );
+        assert_eq!(
+            fix("fatal: repository 'https://h/o/gone.git/' not found"),
+            Some(NOT_FOUND),
+            "the git CLI's words"
         );
         assert_eq!(
             fix("Repository not found. Authentication failed for 'https://h/r'"),
