@@ -2,10 +2,11 @@
 //!
 //! git runs `$GIT_ASKPASS "<prompt>"` for each credential it needs and reads the answer from the
 //! program's stdout. The program here is a fixed POSIX shell script (it holds no secret) in a
-//! private directory (0700) made for one git process and removed when it ends. The answers
-//! live only in that git process's environment (and so in its askpass child's, which answers
-//! with `printf`, a shell builtin: no argv of any process holds them). Nothing that holds the
-//! token touches a disk, an argv or a config file.
+//! private directory (0700) made for one git process and removed when it ends (a worker killed
+//! meanwhile leaves it behind, holding nothing secret). The answers live only in that git
+//! process's environment (and so in its askpass child's, which answers with `printf`, a shell
+//! builtin: no argv of any process holds them). Nothing that holds the token touches a disk,
+//! an argv or a config file.
 //!
 //! The script answers only the two prompts git asks for the job's own origin
 //! (`Username for 'https://host'`, then `Password for 'https://x-access-token@host'`); any
