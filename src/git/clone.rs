@@ -35,9 +35,10 @@ pub fn remote_branch_exists(
 
 /// Clones only `branch` into `dir` (which must not exist or be empty) and checks it out.
 ///
-/// With `shallow`, fetches depth 1. A `file://` remote is cloned with the git CLI
-/// ([`super::local_clone`]); others with libgit2. `origin` stores the remote's URL: at most the user name
-/// `x-access-token`, never the token. Later fetches and pushes do not use `origin`.
+/// With `shallow`, fetches depth 1. `file://`, `http://` and `https://` remotes are cloned with
+/// the git CLI ([`super::cli_clone`]); others (ssh, plain paths) with libgit2. `origin` stores
+/// the remote's URL: at most the user name `x-access-token`, never the token. Later fetches and
+/// pushes do not use `origin`.
 pub fn clone_branch(
     remote: &GitRemote,
     branch: &str,
@@ -49,8 +50,8 @@ pub fn clone_branch(
     let state = NetState::new(remote, cancel);
     state.check_cancel(OP)?;
     let url = remote.url();
-    if super::local_clone::is_file_url(url) {
-        return super::local_clone::clone_branch(url, branch, dir, shallow, cancel);
+    if super::cli_clone::Transport::of(url).is_some() {
+        return super::cli_clone::clone_branch(remote, branch, dir, shallow, cancel);
     }
 
     let mut fetch = FetchOptions::new();

@@ -9,6 +9,8 @@
 //!   fetch and push goes through, and the mapping of libgit2 failures to [`GitError`].
 //! - [`clone`]: the resume probe, single-branch clones, the work branch, the identity and the
 //!   resume refresh from the base branch.
+//! - [`cli_clone`]: the clones of `file://`, `http://` and `https://` remotes, run with the git
+//!   CLI in a child process; [`askpass`]: how the token reaches that child.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
 //! - [`merge`]: conflict resolution's merge of the base branch into the pull request's branch
 //!   (conflicts left for the agent as `git merge` leaves them) and its completion with two
@@ -33,19 +35,22 @@
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
 //!   and on new commits before any push, from metadata only.
 //!
-//! The token reaches libgit2 only through the credential callback: remote URLs carry at most the
-//! user name `x-access-token`, so neither `.git/config` nor any error text can hold it.
+//! The token reaches libgit2 only through the credential callback, and the git CLI only through
+//! its askpass program and the environment of that one git process: remote URLs carry at most
+//! the user name `x-access-token`, so neither `.git/config`, an argv nor any error text can
+//! hold it.
 
 mod artifacts;
+mod askpass;
 mod bootstrap;
 mod checkout;
 mod checkpoint;
+mod cli_clone;
 mod clone;
 mod commit;
 mod completion;
 mod credentials;
 mod limits;
-mod local_clone;
 mod markers;
 mod merge;
 mod prune;
@@ -257,10 +262,25 @@ pub(crate) fn open(op: &'static str, dir: &Path) -> Result<git2::Repository, Git
 /// Bounds libgit2's own network waits (process-wide), so a peer that stops answering
 /// mid-transfer cannot hold a git step past its timeout: cancellation is only checked in
 /// transfer callbacks, which a silent socket never calls.
+///
+/// The read timeout also bounds the git CLI's clones ([`cli_clone`]: `http.lowSpeedTime`).
 pub fn set_network_timeouts(connect: std::time::Duration, read: std::time::Duration) {
     let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128) as libc::c_int;
     // Called once at start-up, before any git operation runs on another thread.
     crate::sys::set_git_server_timeouts(ms(connect), ms(read));
+    let read_ms = u64::try_from(read.as_millis()).unwrap_or(u64::MAX);
+    NETWORK_READ_TIMEOUT_MS.store(read_ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The read timeout [`set_network_timeouts`] set, in milliseconds; 0 when none was set.
+static NETWORK_READ_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The read timeout [`set_network_timeouts`] set, if any (as with libgit2, none by default).
+pub(crate) fn network_read_timeout() -> Option<std::time::Duration> {
+    match NETWORK_READ_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => None,
+        ms => Some(std::time::Duration::from_millis(ms)),
+    }
 }
 
 /// Bounds libgit2's memory (process-wide): its defaults map pack windows of 1 GiB up to 8 GiB

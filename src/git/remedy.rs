@@ -20,7 +20,7 @@ static RATE: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 static NOT_FOUND_TEXT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)repository not found|remote: not found|returned error: 404|status code: 404|could not read from remote repository|could not find repository|failed to resolve path|does not appear to be a git repository")
+    Regex::new(r"(?i)repository not found|repository '[^']*' not found|remote: not found|returned error: 404|status code: 404|could not read from remote repository|could not find repository|failed to resolve path|does not appear to be a git repository")
         .expect("static regex")
 });
 static AUTH_TEXT: LazyLock<Regex> = LazyLock::new(|| {
@@ -31,6 +31,12 @@ static WRITE_TEXT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)permission to \S+ denied|remote: permission|protected branch|pre-receive hook declined|returned error: 403|status code: 403|http 403")
         .expect("static regex")
 });
+
+/// Whether `text` (a git or libgit2 message) says the credential was refused or could not be
+/// given.
+pub(crate) fn says_auth_failed(text: &str) -> bool {
+    AUTH_TEXT.is_match(text)
+}
 
 /// The fix for `text`, the first that applies: rate limit, not found (unless the text is an
 /// authentication failure), authentication, write access.
@@ -76,6 +82,11 @@ mod tests {
         assert_eq!(
             fix("failed to resolve path '/srv/gone.git'"),
             Some(NOT_FOUND)
+        );
+        assert_eq!(
+            fix("fatal: repository 'https://h/o/gone.git/' not found"),
+            Some(NOT_FOUND),
+            "the git CLI's words"
         );
         assert_eq!(
             fix("Repository not found. Authentication failed for 'https://h/r'"),

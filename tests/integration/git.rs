@@ -379,6 +379,28 @@ fn over_smart_http_a_token_clone_is_shallow_and_push_lands_with_no_token_on_disk
 }
 
 #[test]
+fn a_clone_url_naming_a_user_sends_no_attempt_without_the_token_and_origin_keeps_the_url() {
+    let (_root, _repo, server) = served_repo();
+    // As an https clone URL is stored: with the token's user name, never a password.
+    let url = server
+        .url("r")
+        .replace("http://", "http://x-access-token:leaked@");
+    let remote = at(&url, token(TOKEN));
+    let (_tmp, dir) = workspace();
+    clone_branch(&remote, "main", &dir, false, &live()).unwrap();
+    assert_eq!(server.bad_attempts(), 0, "{:?}", server.attempts());
+    assert!(server.accepted_attempts() >= 1);
+    let config = read(&dir, ".git/config");
+    assert!(config.contains(remote.url()), "{config}");
+    assert!(remote.url().contains("x-access-token@"), "{}", remote.url());
+    assert!(
+        !config.contains("leaked") && !config.contains(TOKEN),
+        "{config}"
+    );
+    assert_eq!(files_containing(&dir, TOKEN), Vec::<PathBuf>::new());
+}
+
+#[test]
 fn a_wrong_token_is_an_auth_error_after_at_most_two_attempts() {
     let (_root, _repo, server) = served_repo();
     let url = server.url("r");
