@@ -81,7 +81,7 @@ use budget::Budget;
 use context::JobContext;
 use error::JobEnd;
 use events::EventSink;
-use run::run_job;
+use run::run_job_keeping_workspace;
 use settle::{finish_delivery, worker_failure, DeliveryEnd, Finish};
 
 pub use consume::run_worker;
@@ -165,7 +165,7 @@ impl JobTask {
         let attempt = delivery.attempt;
         // A bug that panics inside one job must not leave its delivery unsettled until the
         // worker restarts: it becomes a failed result like any other failure.
-        let end = AssertUnwindSafe(run_job(
+        let (end, workspace) = AssertUnwindSafe(run_job_keeping_workspace(
             &self.ctx,
             &job,
             attempt,
@@ -181,12 +181,13 @@ impl JobTask {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(panic = %what, "the job's task panicked");
-            JobEnd::Finished(Box::new(worker_failure(
+            let end = JobEnd::Finished(Box::new(worker_failure(
                 &job.job_id,
                 attempt,
                 started_at,
                 "the worker failed internally while running this job".into(),
-            )))
+            )));
+            (end, None)
         });
         let finish = Finish {
             metrics: &m,
@@ -204,6 +205,10 @@ impl JobTask {
                 end,
             )
             .await;
+        // After the result: the job's scratch checkout is nobody's business any more.
+        if let Some(ws) = workspace {
+            ws.remove().await;
+        }
         m.jobs_in_flight.dec();
         let mut held = self
             .running

@@ -18,9 +18,10 @@ use crate::worker::owned::JobOwned;
 use crate::worker::reporter::JobReporter;
 use crate::worker::tasks::JobTasks;
 use crate::worker::watchdog::{KillReason, Watchdog, Windows};
+use crate::worker::workspace::Workspace;
 use crate::worker::{bootstrap, coding, conflict};
 
-/// Runs one job to its end.
+/// Runs one job to its end, its workspace removed.
 pub async fn run_job(
     ctx: &JobContext,
     job: &AgentJob,
@@ -28,6 +29,23 @@ pub async fn run_job(
     sink: Arc<dyn EventSink>,
     cancel: CancellationToken,
 ) -> JobEnd {
+    let (end, workspace) = run_job_keeping_workspace(ctx, job, attempt, sink, cancel).await;
+    if let Some(ws) = workspace {
+        ws.remove().await;
+    }
+    end
+}
+
+/// Runs one job to its end and hands its workspace back for the caller to remove once the
+/// result is out: removing a large checkout takes a tenth of a second or more, which the
+/// result need not wait for. Dropped unremoved (a panic), the workspace still removes itself.
+pub(super) async fn run_job_keeping_workspace(
+    ctx: &JobContext,
+    job: &AgentJob,
+    attempt: u32,
+    sink: Arc<dyn EventSink>,
+    cancel: CancellationToken,
+) -> (JobEnd, Option<Workspace>) {
     let started_at = now_ms();
     let redactor = job.redactor();
     let _secrets = ctx.secrets.register(job_secrets(job));
@@ -104,13 +122,13 @@ pub async fn run_job(
         (Concluded::Ran { body, .. }, _) => JobEnd::Finished(body),
         (Concluded::End(end), _) => end,
     };
-    if let Some(owned) = owned {
-        owned.ws.remove().await;
-    }
+    // The warm checkout's lease (when the job held one) ends here; only the scratch
+    // workspace outlives the job's tasks.
+    let workspace = owned.map(|owned| owned.ws);
     // Every follow-up and progress message goes out before the result.
     reporter.finish().await;
     tasks.end().await;
-    end
+    (end, workspace)
 }
 
 async fn run_flow(run: &JobRun<'_>) -> Result<FlowEnd, Stop> {
