@@ -474,6 +474,8 @@ def section_throughput(ctx, r):
                 (c1.children_user + c1.children_system - c0.children_user - c0.children_system) / ctx.batch))
             r["throughput"].setdefault(c, []).append((wtp, stp))
             log(f"  rep {rep + 1} c={c}: worker {wtp:.2f} jobs/s, scripts {stp:.2f} jobs/s")
+    packs = os.path.join(ctx.bare["small"], "objects", "pack")
+    r["tp_packs"] = len([n for n in os.listdir(packs) if n.endswith(".pack")])
 
 
 def section_rss_large(ctx, r):
@@ -945,7 +947,10 @@ def limits(ctx, r, rows, unmet, wl, cl_file, cl_http, d, rss_large, anon, filep)
             f"so what still grows with the repository is the git work the worker does in process "
             f"on four checkouts at once: reading and writing each 20,000-entry index, the status "
             f"walks after each agent run, the packbuilder of each push, and the allocator's "
-            f"per-thread arenas, which keep what those freed.")
+            f"arenas, which keep what those freed. Over `file://` a push also has its receiving "
+            f"side in the worker: libgit2's local transport opens the origin and writes the "
+            f"pushed objects into it in process, where over http(s) a server does that; the "
+            f"http(s) figure is the one a production fleet sees.")
     if any("idle" in m for m in unmet):
         maps = ", ".join(f"{n} {kb / 1024:.1f} MiB" for kb, n in ctx.idle_maps[:6])
         out.append(
@@ -973,7 +978,11 @@ def limits(ctx, r, rows, unmet, wl, cl_file, cl_http, d, rss_large, anon, filep)
             "follow-ups and the result with publisher confirms, each a broker round trip the "
             "script does not make. \"Result on the queue\" holds what follows `finishedAt`: "
             "the completion ref's push, the removal of the checkout and the confirmed publish "
-            "of the result.")
+            "of the result. Over `file://` each of the worker's pushes (libgit2's local "
+            "transport) also leaves a pack of its own in the origin, where git's receive-pack "
+            "unpacks a small push into loose objects: the small origin held "
+            f"{r.get('tp_packs', '?')} packs after the batches, and every later push and probe "
+            "of either side opens them all.")
     if any(m.startswith("follow-up") for m in unmet):
         out.append("- **Follow-up latency**: see the worker logs of the run; this target was met before.")
     return "\n".join(out)
