@@ -474,8 +474,6 @@ def section_throughput(ctx, r):
                 (c1.children_user + c1.children_system - c0.children_user - c0.children_system) / ctx.batch))
             r["throughput"].setdefault(c, []).append((wtp, stp))
             log(f"  rep {rep + 1} c={c}: worker {wtp:.2f} jobs/s, scripts {stp:.2f} jobs/s")
-    packs = os.path.join(ctx.bare["small"], "objects", "pack")
-    r["tp_packs"] = len([n for n in os.listdir(packs) if n.endswith(".pack")])
 
 
 def section_rss_large(ctx, r):
@@ -978,11 +976,7 @@ def limits(ctx, r, rows, unmet, wl, cl_file, cl_http, d, rss_large, anon, filep)
             "follow-ups and the result with publisher confirms, each a broker round trip the "
             "script does not make. \"Result on the queue\" holds what follows `finishedAt`: "
             "the completion ref's push, the removal of the checkout and the confirmed publish "
-            "of the result. Over `file://` each of the worker's pushes (libgit2's local "
-            "transport) also leaves a pack of its own in the origin, where git's receive-pack "
-            "unpacks a small push into loose objects: the small origin held "
-            f"{r.get('tp_packs', '?')} packs after the batches, and every later push and probe "
-            "of either side opens them all.")
+            "of the result.")
     if any(m.startswith("follow-up") for m in unmet):
         out.append("- **Follow-up latency**: see the worker logs of the run; this target was met before.")
     return "\n".join(out)
