@@ -44,14 +44,7 @@ fn a_chown_leaves_the_index_fresh_and_an_edit_is_still_seen() {
     let (uid, gid) = (meta.uid(), meta.gid());
     // Without root a chown cannot change hands: make the index look recorded by another
     // owner, as after a hand-over, by restamping to ourselves from a foreign record.
-    let repo = git2::Repository::open(&dir).unwrap();
-    let mut index = repo.index().unwrap();
-    let entries: Vec<_> = index.iter().collect();
-    for mut e in entries {
-        e.uid = uid.wrapping_add(1);
-        index.add(&e).unwrap();
-    }
-    index.write().unwrap();
+    foreign_index(&dir, uid, "2");
     // An edit keeping size but not mtime: git must still see it after the restamp.
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(dir.join("sub/b.txt"), "c").unwrap();

@@ -82,16 +82,15 @@ fn plain_git_dir(git_dir: &Path) -> bool {
         };
         for entry in entries {
             seen += 1;
-            let Ok(kind) = entry.as_ref().map(|e| e.file_type()) else {
+            let Ok(entry) = entry else { return false };
+            let Ok(kind) = entry.file_type() else {
                 return false;
             };
-            match (kind, seen > MAX_GIT_DIR_ENTRIES) {
-                (_, true) | (Err(_), _) => return false,
-                (Ok(kind), _) if kind.is_symlink() => return false,
-                (Ok(kind), _) if kind.is_dir() => {
-                    stack.extend(entry.ok().map(|e| e.path()));
-                }
-                _ => {}
+            if seen > MAX_GIT_DIR_ENTRIES || kind.is_symlink() {
+                return false;
+            }
+            if kind.is_dir() {
+                stack.push(entry.path());
             }
         }
     }
