@@ -44,6 +44,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("HARNESS_CLEAN_KEEP", "git.clean_keep (comma list)"),
     ("HARNESS_GIT_MAX_FILE_BYTES", "git.max_file_bytes"),
+    (
+        "HARNESS_OBJECT_CACHE_MAX_BYTES",
+        "git.object_cache_max_bytes (0 = no object cache)",
+    ),
+    (
+        "HARNESS_OBJECT_CACHE_MAX_AGE_DAYS",
+        "git.object_cache_max_age_days",
+    ),
     ("JOB_MAX_DURATION_MS", "job.max_duration_ms"),
     ("JOB_INACTIVITY_MS", "job.inactivity_ms"),
     ("JOB_TOOL_SILENCE_MS", "job.tool_silence_ms (0 = off)"),

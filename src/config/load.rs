@@ -67,7 +67,7 @@ impl Config {
                         message: "too large".into(),
                     })?;
         }
-        let knobs: [(&'static str, &mut u64); 14] = [
+        let knobs: [(&'static str, &mut u64); 16] = [
             (
                 "VALIDATION_COMMAND_TIMEOUT_MS",
                 &mut self.job.validation_command_timeout_ms,
@@ -81,6 +81,14 @@ impl Config {
                 &mut self.job.dependency_install_timeout_ms,
             ),
             ("HARNESS_GIT_MAX_FILE_BYTES", &mut self.git.max_file_bytes),
+            (
+                "HARNESS_OBJECT_CACHE_MAX_BYTES",
+                &mut self.git.object_cache_max_bytes,
+            ),
+            (
+                "HARNESS_OBJECT_CACHE_MAX_AGE_DAYS",
+                &mut self.git.object_cache_max_age_days,
+            ),
             ("JOB_GIT_TIMEOUT_MS", &mut self.job.git_timeout_ms),
             ("JOB_MAX_DURATION_MS", &mut self.job.max_duration_ms),
             ("JOB_INACTIVITY_MS", &mut self.job.inactivity_ms),
@@ -228,6 +236,10 @@ impl Config {
                 self.job.followup_poll_interval_ms,
             ),
             ("amqp.confirm_timeout_ms", self.amqp.confirm_timeout_ms),
+            (
+                "git.object_cache_max_age_days",
+                self.git.object_cache_max_age_days,
+            ),
             // A zero bound would stop every agent at its first tool call.
             (
                 "guard.max_tool_calls_without_edit",

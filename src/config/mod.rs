@@ -265,6 +265,12 @@ pub struct GitConfig {
     /// Untracked or ignored names a warm checkout keeps between jobs (the dependency caches);
     /// everything else untracked is swept. Env `HARNESS_CLEAN_KEEP`.
     pub clean_keep: Vec<String>,
+    /// Disk the per-repository object cache under `<work_dir>/objects/` may use; 0 turns the
+    /// cache off. Env `HARNESS_OBJECT_CACHE_MAX_BYTES`.
+    pub object_cache_max_bytes: u64,
+    /// A cached repository no job used for this many days is removed. Env
+    /// `HARNESS_OBJECT_CACHE_MAX_AGE_DAYS`.
+    pub object_cache_max_age_days: u64,
 }
 
 impl Default for GitConfig {
@@ -282,6 +288,8 @@ impl Default for GitConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            object_cache_max_bytes: 0,
+            object_cache_max_age_days: 14,
         }
     }
 }

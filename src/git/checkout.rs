@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::object_cache::clone_branch_via;
 use super::runner::Runner;
 use super::{
-    BaseMerge, ConflictedMerge, FileLimit, GitError, GitRemote, Identity, MergeOutcome, Refresh,
-    RemoteProbe,
+    BaseMerge, ConflictedMerge, FileLimit, GitError, GitRemote, Identity, MergeOutcome,
+    ObjectCache, Refresh, RemoteProbe,
 };
 
 /// A job's working copy. Cloning it is cheap (it is a few strings and handles).
@@ -21,6 +22,7 @@ pub struct Checkout {
     identity: Identity,
     limit: FileLimit,
     runner: Runner,
+    objects: Option<ObjectCache>,
 }
 
 impl Checkout {
@@ -38,7 +40,13 @@ impl Checkout {
             identity,
             limit,
             runner,
+            objects: None,
         }
+    }
+
+    /// The same checkout, cloned through the object cache `objects` when there is one.
+    pub fn with_object_cache(self, objects: Option<ObjectCache>) -> Self {
+        Self { objects, ..self }
     }
 
     pub fn dir(&self) -> &Path {
@@ -105,11 +113,11 @@ impl Checkout {
         new_branch: Option<&str>,
         shallow: bool,
     ) -> Result<String, GitError> {
-        let (remote, dir) = (self.remote.clone(), self.dir.clone());
+        let (remote, dir, objects) = (self.remote.clone(), self.dir.clone(), self.objects.clone());
         let (base, new_branch) = (base.to_owned(), new_branch.map(str::to_owned));
         self.runner
             .run("clone", move |c| {
-                super::clone_branch(&remote, &base, &dir, shallow, c)?;
+                clone_branch_via(objects.as_ref(), &remote, &base, &dir, shallow, c)?;
                 match new_branch {
                     Some(nb) => super::create_branch(&dir, &nb),
                     None => Ok(()),
@@ -123,9 +131,10 @@ impl Checkout {
     /// returns its tip.
     pub async fn clone_resume(&self, branch: &str) -> Result<String, GitError> {
         let (remote, dir, branch) = (self.remote.clone(), self.dir.clone(), branch.to_owned());
+        let objects = self.objects.clone();
         self.runner
             .run("clone", move |c| {
-                super::clone_branch(&remote, &branch, &dir, false, c)
+                clone_branch_via(objects.as_ref(), &remote, &branch, &dir, false, c)
             })
             .await?;
         self.prepare().await
@@ -164,9 +173,10 @@ impl Checkout {
     /// transport allows. Sets the identity; returns the tip.
     pub async fn clone_from(&self, source: &GitRemote, branch: &str) -> Result<String, GitError> {
         let (source, dir, branch) = (source.clone(), self.dir.clone(), branch.to_owned());
+        let objects = self.objects.clone();
         self.runner
             .run("clone", move |c| {
-                super::clone_branch(&source, &branch, &dir, true, c)
+                clone_branch_via(objects.as_ref(), &source, &branch, &dir, true, c)
             })
             .await?;
         self.prepare().await

@@ -108,26 +108,9 @@ pub(crate) fn clone_branch(
     };
     let token = remote.auth().secret();
     let url = without_user(remote.url(), transport)?;
-    let mut cmd = command(
-        &url,
-        transport,
-        branch,
-        dir,
-        shallow,
-        super::network_read_timeout(),
-    );
-    // Kept until git has ended: dropping it removes the program.
-    let askpass = match (transport, token) {
-        (Transport::File, _) | (_, None) => None,
-        (_, Some(token)) => {
-            let askpass = Askpass::create()?;
-            askpass.install(&mut cmd, &url, token)?;
-            Some(askpass)
-        }
-    };
-    let ran = run(cmd, cancel, token);
-    drop(askpass);
-    ran?;
+    let mut cmd = git_command(transport, super::network_read_timeout());
+    clone_args(&mut cmd, &url, branch, dir, shallow);
+    run_with_token(cmd, transport, &url, token, cancel)?;
     if url != remote.url() {
         let repo = super::open(OP, dir)?;
         repo.remote_set_url("origin", remote.url())
@@ -136,8 +119,31 @@ pub(crate) fn clone_branch(
     Ok(())
 }
 
+/// Runs `cmd`, a git command that talks to `url`, with the job's token offered through an
+/// askpass program when the transport takes one.
+pub(super) fn run_with_token(
+    mut cmd: Command,
+    transport: Transport,
+    url: &str,
+    token: Option<&Secret>,
+    cancel: &CancellationToken,
+) -> Result<(), GitError> {
+    // Kept until git has ended: dropping it removes the program.
+    let askpass = match (transport, token) {
+        (Transport::File, _) | (_, None) => None,
+        (_, Some(token)) => {
+            let askpass = Askpass::create()?;
+            askpass.install(&mut cmd, url, token)?;
+            Some(askpass)
+        }
+    };
+    let ran = run(cmd, cancel, token);
+    drop(askpass);
+    ran
+}
+
 /// `url` without user info (an http(s) URL's user name comes from the askpass program).
-fn without_user(url: &str, transport: Transport) -> Result<String, GitError> {
+pub(super) fn without_user(url: &str, transport: Transport) -> Result<String, GitError> {
     if transport == Transport::File {
         return Ok(url.to_owned());
     }
@@ -154,15 +160,9 @@ fn without_user(url: &str, transport: Transport) -> Result<String, GitError> {
     Ok(parsed.into())
 }
 
-/// The git command for the clone, with no credential: [`Askpass::install`] adds it.
-fn command(
-    url: &str,
-    transport: Transport,
-    branch: &str,
-    dir: &Path,
-    shallow: bool,
-    read_timeout: Option<Duration>,
-) -> Command {
+/// `git` with the settings every command here runs with, before its subcommand; no
+/// credential: [`Askpass::install`] adds it.
+pub(super) fn git_command(transport: Transport, read_timeout: Option<Duration>) -> Command {
     let mut cmd = Command::new("git");
     cmd.env_clear()
         .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
@@ -187,6 +187,15 @@ fn command(
                 .arg(format!("http.lowSpeedTime={secs}"));
         }
     }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    cmd
+}
+
+/// The clone's subcommand and arguments, after [`git_command`].
+pub(super) fn clone_args(cmd: &mut Command, url: &str, branch: &str, dir: &Path, shallow: bool) {
     cmd.args([
         "clone",
         "--quiet",
@@ -199,18 +208,11 @@ fn command(
     if shallow {
         cmd.args(["--depth", "1"]);
     }
-    cmd.arg("--")
-        .arg(url)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    cmd
+    cmd.arg("--").arg(url).arg(dir);
 }
 
 /// Runs `cmd` to its end, or kills its process group when `cancel` fires.
-fn run(
+pub(super) fn run(
     mut cmd: Command,
     cancel: &CancellationToken,
     token: Option<&Secret>,
@@ -270,7 +272,7 @@ fn failure(status: &str, stderr: &[u8], token: Option<&Secret>) -> GitError {
     let said = clean(&String::from_utf8_lossy(stderr), token);
     let said = crate::redact::tail_chars(&said, STDERR_TAIL_BYTES);
     let message = if said.is_empty() {
-        format!("git clone {status}")
+        format!("git {status}")
     } else {
         said.to_owned()
     };

@@ -35,6 +35,20 @@ fn origin(root: &Path) -> GitRemote {
     GitRemote::new(&url, GitAuth::none()).unwrap()
 }
 
+/// The clone's whole command, as [`clone_branch`] builds it.
+fn command(
+    url: &str,
+    transport: Transport,
+    branch: &str,
+    dir: &Path,
+    shallow: bool,
+    read_timeout: Option<Duration>,
+) -> Command {
+    let mut cmd = git_command(transport, read_timeout);
+    clone_args(&mut cmd, url, branch, dir, shallow);
+    cmd
+}
+
 fn live() -> CancellationToken {
     CancellationToken::new()
 }
@@ -379,5 +393,5 @@ fn gits_failures_are_classified_and_redacted() {
     );
     assert!(!forbidden.is_auth(), "as libgit2's 403: {forbidden:?}");
     let silent = failure("exit status: 128", b"", None);
-    assert_eq!(silent.to_string(), "git clone: git clone exit status: 128");
+    assert_eq!(silent.to_string(), "git clone: git exit status: 128");
 }

@@ -11,6 +11,9 @@
 //!   resume refresh from the base branch.
 //! - [`cli_clone`]: the clones of `file://`, `http://` and `https://` remotes, run with the git
 //!   CLI in a child process; [`askpass`]: how the token reaches that child.
+//! - [`object_cache`]: the per-repository mirrors fresh checkouts are copied from after every
+//!   job's own fetch into them, and [`object_cache_sweep`], which keeps them within their age
+//!   and size bounds.
 //! - [`push`]: non-forced pushes that count only when every ref update was accepted.
 //! - [`merge`]: conflict resolution's merge of the base branch into the pull request's branch
 //!   (conflicts left for the agent as `git merge` leaves them) and its completion with two
@@ -53,6 +56,8 @@ mod credentials;
 mod limits;
 mod markers;
 mod merge;
+mod object_cache;
+mod object_cache_sweep;
 mod prune;
 mod push;
 mod remedy;
@@ -79,6 +84,7 @@ pub use credentials::TOKEN_USERNAME;
 pub use limits::{check_new_blobs, FileLimit};
 pub use markers::{conflict_diff, CONFLICT_DIFF_MAX_CHARS};
 pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, MergeOutcome};
+pub use object_cache::ObjectCache;
 pub use prune::prune_completion_refs;
 pub use push::push_branch;
 pub use remedy::describe_git_failure;

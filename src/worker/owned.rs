@@ -1,6 +1,8 @@
 //! What the driver owns for a job beside its reporter and tasks: the workspace, the checkout
 //! (fresh or warm), and where its completion is recorded; and the recording itself.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 use crate::git::{self, Checkout, FileLimit, GitAuth, GitRemote, Identity, Runner};
@@ -79,7 +81,12 @@ impl JobOwned {
             identity,
             FileLimit(config.git.max_file_bytes),
             runner,
-        );
+        )
+        .with_object_cache(git::ObjectCache::new(
+            config.work_dir().join("objects"),
+            config.git.object_cache_max_bytes,
+            Duration::from_secs(config.git.object_cache_max_age_days.saturating_mul(86_400)),
+        ));
         // Explore writes nothing to the remote: no record, not even its probe, so a read-only
         // token suffices.
         let recorded = config.git.completion_refs && job.mode != Mode::Explore;

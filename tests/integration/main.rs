@@ -19,6 +19,7 @@ mod hostile_ids;
 mod limits;
 mod logs;
 mod modes;
+mod object_cache;
 mod observability;
 mod pull_requests;
 mod races;
