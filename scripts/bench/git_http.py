@@ -4,9 +4,10 @@ front on 127.0.0.1, serving the bare repositories under ROOT, every request need
 auth whose password is TOKEN (any user name), as the integration tests' server does. Request
 bodies are streamed to the backend and its answer streamed back (not buffered whole), so a
 large clone costs the server what a real one would. Prints the port on stdout once listening;
-exits after --lifetime seconds at the latest, so a lost run cannot leave it behind.
+exits after --lifetime seconds at the latest, so a lost run cannot leave it behind. With
+--rate, every answer is sent at most that many bytes a second: a slower link than loopback.
 
-Usage: git_http.py ROOT TOKEN [--lifetime SECS]
+Usage: git_http.py ROOT TOKEN [--lifetime SECS] [--rate BYTES_PER_SEC]
 """
 import base64
 import http.server
@@ -14,9 +15,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 ROOT, TOKEN = sys.argv[1], sys.argv[2]
 LIFETIME = float(sys.argv[sys.argv.index("--lifetime") + 1]) if "--lifetime" in sys.argv else 3600
+RATE = float(sys.argv[sys.argv.index("--rate") + 1]) if "--rate" in sys.argv else 0
 BACKEND = "/usr/lib/git-core/git-http-backend"
 if not os.path.exists(BACKEND):
     BACKEND = os.path.join(
@@ -135,12 +138,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        started, sent = time.monotonic(), 0
         try:
             while True:
-                chunk = proc.stdout.read1(1 << 20)
+                chunk = proc.stdout.read1(1 << 16 if RATE else 1 << 20)
                 if not chunk:
                     break
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+                if RATE:
+                    time.sleep(max(0.0, sent / RATE - (time.monotonic() - started)))
             self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass

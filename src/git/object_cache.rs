@@ -9,9 +9,12 @@
 //! remote refuses fails the job as `git` authentication, exactly as a direct clone would, and
 //! never reaches the cached objects.
 //!
-//! The checkout is copied out of the mirror with the git transport (`file://`, so no hardlinks
-//! and no alternates): the checkout is handed to the agents' user, and the mirror stays the
-//! worker's own, 0700 and hidden from every sandbox like the rest of the work directory.
+//! The checkout is a local clone of the mirror that copies its files (no hardlinks and no
+//! alternates): the checkout is handed to the agents' user, and the mirror stays the worker's
+//! own, 0700 and hidden from every sandbox like the rest of the work directory. It takes the
+//! mirror's objects as they are, so it holds the full history even where a direct clone would
+//! have been shallow, and objects of the other branches jobs fetched: read access to a
+//! repository is per repository on the forges, and every job proved its own before the copy.
 //! `origin` is then set to the job's URL, as a direct clone leaves it.
 //!
 //! An exclusive file lock (`<key>.lock`, so other worker processes on the same disk wait as
@@ -78,7 +81,7 @@ pub(crate) fn clone_branch_via(
     let Some((cache, transport)) = cache.zip(Transport::of(remote.url())) else {
         return super::clone_branch(remote, branch, dir, shallow, cancel);
     };
-    let cached = via_mirror(cache, remote, transport, branch, dir, shallow, cancel);
+    let cached = via_mirror(cache, remote, transport, branch, dir, cancel);
     match cached {
         Ok(()) => {
             sweep_now_and_then(cache);
@@ -99,7 +102,6 @@ fn via_mirror(
     transport: Transport,
     branch: &str,
     dir: &Path,
-    shallow: bool,
     cancel: &CancellationToken,
 ) -> Result<(), GitError> {
     if branch.contains(['*', ':']) || branch.starts_with('-') {
@@ -127,8 +129,25 @@ fn via_mirror(
     // Other jobs may copy from the mirror meanwhile; none may fetch into it or remove it.
     lock.unlock().map_err(|e| GitError::io(OP, &mirror, e))?;
     wait_for(cancel, || lock.try_lock_shared())?;
+    // A local clone copies the mirror's pack files as they are (no hardlinks: the checkout is
+    // handed to the agents' user), where the git transport would pack and index them again.
+    // It cannot be shallow: the checkout holds the mirror's history, which costs a copy of
+    // files, not a transfer.
     let mut cmd = cli_clone::git_command(Transport::File, None);
-    cli_clone::clone_args(&mut cmd, &file_url(&mirror), branch, dir, shallow);
+    cmd.args([
+        "clone",
+        "--quiet",
+        "--no-tags",
+        "--single-branch",
+        "--template=",
+        "--local",
+        "--no-hardlinks",
+    ])
+    .arg("--branch")
+    .arg(branch)
+    .arg("--")
+    .arg(&mirror)
+    .arg(dir);
     cli_clone::run(cmd, cancel, None)?;
     let repo = super::open(OP, dir)?;
     repo.remote_set_url("origin", remote.url())
@@ -141,10 +160,6 @@ fn via_mirror(
 fn key(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn file_url(path: &Path) -> String {
-    format!("file://{}", path.display())
 }
 
 fn git_error(message: String) -> GitError {

@@ -96,9 +96,11 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
         .collect();
     assert!(shared.is_empty(), "hardlinked from the mirror: {shared:?}");
 
+    // Asked shallow, it gets the mirror's history: a copy of files, not a transfer.
     let shallow = root.path().join("shallow");
     clone_branch_via(Some(&cache), &remote, "main", &shallow, true, &live()).unwrap();
-    assert!(shallow.join(".git/shallow").exists(), "depth 1");
+    assert!(!shallow.join(".git/shallow").exists());
+    assert_eq!(git(&shallow, &["rev-list", "--count", "HEAD"]), "2");
     assert_eq!(git(&shallow, &["rev-parse", "HEAD"]), tip);
 }
 
