@@ -172,7 +172,11 @@ pub(super) fn git_command(transport: Transport, read_timeout: Option<Duration>) 
         .env("GIT_ALLOW_PROTOCOL", transport.protocol())
         .env("LC_ALL", "C")
         // The remote's owner is whoever the job's URL names; libgit2 did not ask either.
-        .args(["-c", "safe.directory=*", "-c", "credential.helper="]);
+        .args(["-c", "safe.directory=*", "-c", "credential.helper="])
+        // Writing a large work tree is CPU-bound: a few processes share it (git's default is
+        // one), at most four so that concurrent jobs do not crowd each other out.
+        .arg("-c")
+        .arg(format!("checkout.workers={}", checkout_workers()));
     if transport != Transport::File {
         for name in NETWORK_ENV {
             if let Some(value) = std::env::var_os(name) {
@@ -192,6 +196,11 @@ pub(super) fn git_command(transport: Transport, read_timeout: Option<Duration>) 
         .stderr(Stdio::piped())
         .process_group(0);
     cmd
+}
+
+/// How many processes a clone's checkout uses: the CPUs this process may run on, 1 to 4.
+fn checkout_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
 }
 
 /// The clone's subcommand and arguments, after [`git_command`].
