@@ -16,6 +16,7 @@ use git2::{AutotagOption, FetchOptions, RemoteRedirect, Repository, ResetType, S
 use tokio_util::sync::CancellationToken;
 
 use super::credentials::{checkout_remote, NetState};
+use super::reclaim::{plain_git_dir, replace_config};
 use super::{clone_branch, set_identity, GitError, GitRemote, Identity};
 
 /// What a warm checkout is brought to.
@@ -45,7 +46,7 @@ pub fn prepare_warm(
     const OP: &str = "clone";
     // The sweep runs with the worker's rights over a `.git` the last agent owned: only a plain
     // one is reused, so no write of the worker's goes through a link the agent left.
-    let reusable = (!fresh && plain_git_dir(&dir.join(".git")))
+    let reusable = (!fresh && plain_git_dir(&dir.join(".git")).is_ok())
         .then(|| Repository::open(dir).ok())
         .flatten()
         .filter(|repo| !repo.is_bare() && origin_is(repo, remote))
@@ -62,39 +63,6 @@ pub fn prepare_warm(
     let tip = switch(&repo, target)?;
     set_identity(dir, id)?;
     Ok(tip)
-}
-
-/// The most entries a reused `.git` may hold; a larger one is cloned afresh instead of walked.
-const MAX_GIT_DIR_ENTRIES: usize = 200_000;
-
-/// Whether `git_dir` is a real directory holding no symlink, no `commondir` (which would put
-/// refs and config in another repository) and not too many entries to walk.
-fn plain_git_dir(git_dir: &Path) -> bool {
-    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
-    if !is_dir(git_dir) || std::fs::symlink_metadata(git_dir.join("commondir")).is_ok() {
-        return false;
-    }
-    let mut stack = vec![git_dir.to_path_buf()];
-    let mut seen = 0usize;
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return false;
-        };
-        for entry in entries {
-            seen += 1;
-            let Ok(entry) = entry else { return false };
-            let Ok(kind) = entry.file_type() else {
-                return false;
-            };
-            if seen > MAX_GIT_DIR_ENTRIES || kind.is_symlink() {
-                return false;
-            }
-            if kind.is_dir() {
-                stack.push(entry.path());
-            }
-        }
-    }
-    true
 }
 
 /// Whether the checkout's `origin` is the job's repository (credentials aside).
@@ -127,16 +95,9 @@ fn sweep(repo: &Repository, remote: &GitRemote, keep: &[String]) -> Result<(), G
     const OP: &str = "sweep";
     let local = |e| GitError::local(OP, e);
     let git_dir = repo.path().to_path_buf();
-    // The local config, rewritten: what an agent wrote there (insteadOf rules, a hooks path,
+    // The local config, replaced: what an agent wrote there (insteadOf rules, a hooks path,
     // includes, other remotes) must not reach the next job.
-    let config = format!(
-        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\
-         [remote \"origin\"]\n\turl = {}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n",
-        remote.url()
-    );
-    // Replaced, not written through: a new file whatever was at that name.
-    crate::owned_dir::replace_file(&git_dir.join("config"), config.as_bytes(), 0o664)
-        .map_err(|e| GitError::io(OP, &git_dir.join("config"), e))?;
+    replace_config(&git_dir, remote.url())?;
     for leftover in ["hooks", "objects/info/alternates", "info/exclude"] {
         let path = git_dir.join(leftover);
         let removed = if path.is_dir() {
@@ -253,41 +214,4 @@ fn switch(repo: &Repository, target: &WarmTarget<'_>) -> Result<String, GitError
     // match it, and another walk of a large tree would only cost time.
     repo.set_head(&refname).map_err(local)?;
     Ok(start.id().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_plain_git_dir_is_reused_never_one_with_a_link_a_gitfile_or_a_commondir() {
-        let tmp = tempfile::tempdir().unwrap();
-        let git_dir = tmp.path().join("co/.git");
-        std::fs::create_dir_all(git_dir.join("refs/heads")).unwrap();
-        std::fs::write(git_dir.join("config"), "[core]\n").unwrap();
-        assert!(plain_git_dir(&git_dir));
-
-        // The agent's link to a file the worker would then overwrite.
-        std::fs::remove_file(git_dir.join("config")).unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", git_dir.join("config")).unwrap();
-        assert!(!plain_git_dir(&git_dir), "a symlinked config");
-        std::fs::remove_file(git_dir.join("config")).unwrap();
-        std::os::unix::fs::symlink(tmp.path(), git_dir.join("refs/heads/x")).unwrap();
-        assert!(!plain_git_dir(&git_dir), "a symlink deep inside");
-        std::fs::remove_file(git_dir.join("refs/heads/x")).unwrap();
-        std::fs::write(git_dir.join("commondir"), "../../other\n").unwrap();
-        assert!(!plain_git_dir(&git_dir), "a commondir");
-        std::fs::remove_file(git_dir.join("commondir")).unwrap();
-        assert!(plain_git_dir(&git_dir));
-
-        let gitfile = tmp.path().join("other/.git");
-        std::fs::create_dir_all(tmp.path().join("other")).unwrap();
-        std::fs::write(&gitfile, "gitdir: ../co/.git\n").unwrap();
-        assert!(!plain_git_dir(&gitfile), "a gitfile");
-        std::os::unix::fs::symlink(&git_dir, tmp.path().join("linked")).unwrap();
-        assert!(
-            !plain_git_dir(&tmp.path().join("linked")),
-            "a symlinked .git"
-        );
-    }
 }

@@ -89,6 +89,11 @@ pub async fn run_agent(
         Err(e) => e.usage(),
     };
     count_tokens(ctx, run.reporter.ledger().run_ended(reported));
+    // A run that edits is followed by the worker's own git work in the checkout, which must
+    // not go where the agent pointed `.git`; even a failed run's commits are pushed.
+    if expects_edits {
+        run.checkout.reclaim().await?;
+    }
     Ok(ran?)
 }
 

@@ -44,6 +44,8 @@ pub async fn install(
         duration_ms = c.duration.as_millis() as u64,
         "dependencies: install finished"
     );
+    // The install ran in the checkout: the worker's status walks come next.
+    run.checkout.reclaim().await?;
     let (added, restored) = match run.checkout.set_aside(before).await {
         Ok(set_aside) => set_aside,
         Err(e) => {

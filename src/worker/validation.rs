@@ -127,6 +127,8 @@ async fn run_checks(
         });
         tails.push(ran.prompt_tail);
     }
+    // The checks ran in the checkout: the worker's commits and pushes come next.
+    run.checkout.reclaim().await?;
     let failed: Vec<String> = outcomes
         .iter()
         .filter(|o| !o.passed)

@@ -96,7 +96,7 @@ async fn an_agent_that_points_origin_at_another_host_sends_it_nothing_and_its_wo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_that_rewrites_the_remote_url_in_git_config_fails_the_job_and_contacts_no_one_else(
+async fn an_agent_that_rewrites_the_remote_url_in_git_config_contacts_no_one_else_and_its_work_lands_on_the_job_remote(
 ) {
     let hosts = TwoHosts::new();
     let ours = hosts.server.url("");
@@ -124,11 +124,12 @@ async fn an_agent_that_rewrites_the_remote_url_in_git_config_fails_the_job_and_c
     ))
     .await;
     let r = w.next_result(WAIT).await;
-    assert_eq!(r["state"], "failed", "{r}");
-    assert_eq!(r["failureCause"], "git");
-    assert!(r["error"].as_str().unwrap().contains("insteadOf"), "{r}");
+    // The agent's config is replaced by the worker's once it has run (a checkpoint during the
+    // run refuses the rewritten remote: `git::credentials` unit tests).
+    assert_eq!(r["state"], "done", "{r}");
     assert_eq!(hosts.attacker.requests(), 0);
     assert_eq!(hosts.steal.tip("work/insteadof"), None);
+    assert!(hosts.origin.tip("work/insteadof").is_some(), "{r}");
     w.stop().await;
 }
 

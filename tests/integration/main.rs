@@ -25,6 +25,7 @@ mod pull_requests;
 mod races;
 mod real_pi;
 mod real_subscription;
+mod reclaim;
 mod resume;
 mod sandbox;
 mod secrets;
