@@ -35,6 +35,7 @@
 //!   hooks, untracked files; dependency caches kept), fetched and force-switched to the branch.
 //! - [`restamp`]: the index's stat data brought up to date after a checkout changed hands, so
 //!   the agent's first git command does not re-read the whole work tree.
+//! - [`local_url`]: the `file://` remotes refused, those inside the worker's work directory.
 //! - [`limits`]: the per-file size limit, checked on the work tree before the safety-net commit
 //!   and on new commits before any push, from metadata only.
 //!
@@ -55,6 +56,7 @@ mod commit;
 mod completion;
 mod credentials;
 mod limits;
+mod local_url;
 mod markers;
 mod merge;
 mod object_cache;
@@ -84,6 +86,7 @@ pub use commit::{commit_tracked_edits, exclude_path, untracked_files};
 pub use completion::{completion_ref, probe_remote, push_completion, read_completion, RemoteProbe};
 pub use credentials::TOKEN_USERNAME;
 pub use limits::{check_new_blobs, FileLimit};
+pub use local_url::refuse_local_url_under;
 pub use markers::{conflict_diff, CONFLICT_DIFF_MAX_CHARS};
 pub use merge::{complete_merge, merge_base_branch, BaseMerge, ConflictedMerge, MergeOutcome};
 pub use object_cache::ObjectCache;

@@ -42,6 +42,18 @@ impl JobOwned {
                 ),
             })
         })?;
+        // No `file://` remote inside the work directory: other jobs' checkouts are there.
+        let (urls, roots) = (
+            [job.repo.clone_url.clone(), job.push_clone_url().to_owned()],
+            vec![config.work_dir()],
+        );
+        tokio::task::spawn_blocking(move || {
+            urls.iter()
+                .try_for_each(|url| git::refuse_local_url_under(url, &roots))
+        })
+        .await
+        .map_err(|e| FlowError::Task(e.to_string()))?
+        .map_err(FlowError::Git)?;
         // Every fetch and push goes to the validated clone URL, whatever the checkout's config
         // says by then: the agent can rewrite `origin`. A bootstrap's is its target's.
         let remote = GitRemote::new(job.push_clone_url(), GitAuth::token(job.gh_token.clone()))

@@ -341,3 +341,36 @@ fn an_agent_that_floods_its_output_leaves_the_workers_memory_bounded_and_the_run
         "peak RSS {peak_kib} KiB for 600 MB of output"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_clone_url_into_the_work_dir_is_refused_before_any_git_step() {
+    let scratch = tempfile::tempdir().unwrap();
+    let agent = write_agent(scratch.path(), "agent", "touch ran\nfinish 'done'");
+    let w = TestWorker::start(&agent, |_| {}).await;
+    // Another job's checkout, as the worker lays them out, holding a repository.
+    let other = w.dir.path().join("jobs/other/checkout");
+    std::fs::create_dir_all(&other).unwrap();
+    let made = Command::new("git")
+        .args(["init", "-q", "-b", "main"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let url = format!("file://{}", other.display());
+    w.enqueue(&coding_job("job-local-url", &url, Some("work/local")))
+        .await;
+    let r = w.next_result(WAIT).await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert_eq!(r["failureCause"], "git", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("work directory"),
+        "{r}"
+    );
+    let refs = Command::new("git")
+        .args(["for-each-ref"])
+        .current_dir(&other)
+        .output()
+        .unwrap();
+    assert!(refs.stdout.is_empty(), "nothing pushed into it");
+    w.stop().await;
+}
