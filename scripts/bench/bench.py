@@ -1036,8 +1036,8 @@ def limits(ctx, r, rows, unmet, wl, cl_file, cl_http, d, rss_large, anon, filep)
             "over, pushes the completion ref beside the branch, and publishes progress, "
             "follow-ups and the result with publisher confirms, each a broker round trip the "
             "script does not make. \"Result on the queue\" holds what follows `finishedAt`: "
-            "the completion ref's push, the removal of the checkout and the confirmed publish "
-            "of the result.")
+            "the completion ref's push and the confirmed publish of the result (the checkout "
+            "is removed after the result is out).")
     if any(m.startswith("follow-up") for m in unmet):
         out.append("- **Follow-up latency**: see the worker logs of the run; this target was met before.")
     return "\n".join(out)
@@ -1076,7 +1076,7 @@ def main():
     ctx.followup_jobs = 1 if a.quick else 2
     ctx.repeat_reps = 1 if a.quick else 2
     ctx.rss_transports = ("file", "http")
-    ctx.planned_minutes = 3 if a.quick else 9
+    ctx.planned_minutes = 3 if a.quick else 5
     ctx.perf = not a.no_perf and shutil.which("perf") is not None
     ctx.commit = subprocess.run(["git", "-C", REPO_ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
