@@ -15,10 +15,11 @@ impl Checkout {
         shallow: bool,
     ) -> Result<String, GitError> {
         let (remote, dir, objects) = (self.remote.clone(), self.dir.clone(), self.objects.clone());
+        let metrics = self.runner.metrics();
         let (base, new_branch) = (base.to_owned(), new_branch.map(str::to_owned));
         self.runner
             .run("clone", move |c| {
-                clone_branch_via(objects.as_ref(), &remote, &base, &dir, shallow, c)?;
+                clone_branch_via(objects.as_ref(), &metrics, &remote, &base, &dir, shallow, c)?;
                 match new_branch {
                     Some(nb) => super::create_branch(&dir, &nb),
                     None => Ok(()),
@@ -32,10 +33,10 @@ impl Checkout {
     /// returns its tip.
     pub async fn clone_resume(&self, branch: &str) -> Result<String, GitError> {
         let (remote, dir, branch) = (self.remote.clone(), self.dir.clone(), branch.to_owned());
-        let objects = self.objects.clone();
+        let (objects, metrics) = (self.objects.clone(), self.runner.metrics());
         self.runner
             .run("clone", move |c| {
-                clone_branch_via(objects.as_ref(), &remote, &branch, &dir, false, c)
+                clone_branch_via(objects.as_ref(), &metrics, &remote, &branch, &dir, false, c)
             })
             .await?;
         self.prepare().await
@@ -74,10 +75,10 @@ impl Checkout {
     /// transport allows. Sets the identity; returns the tip.
     pub async fn clone_from(&self, source: &GitRemote, branch: &str) -> Result<String, GitError> {
         let (source, dir, branch) = (source.clone(), self.dir.clone(), branch.to_owned());
-        let objects = self.objects.clone();
+        let (objects, metrics) = (self.objects.clone(), self.runner.metrics());
         self.runner
             .run("clone", move |c| {
-                clone_branch_via(objects.as_ref(), &source, &branch, &dir, true, c)
+                clone_branch_via(objects.as_ref(), &metrics, &source, &branch, &dir, true, c)
             })
             .await?;
         self.prepare().await

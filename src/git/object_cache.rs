@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cli_clone::{self, Transport};
 use super::{GitError, GitRemote};
+use crate::metrics::Metrics;
 
 const OP: &str = "clone";
 /// How often a job waiting for a mirror another job holds looks again.
@@ -72,6 +73,7 @@ impl ObjectCache {
 /// `http://` or `https://` URL.
 pub(crate) fn clone_branch_via(
     cache: Option<&ObjectCache>,
+    metrics: &Metrics,
     remote: &GitRemote,
     branch: &str,
     dir: &Path,
@@ -82,13 +84,21 @@ pub(crate) fn clone_branch_via(
         return super::clone_branch(remote, branch, dir, shallow, cancel);
     };
     let cached = via_mirror(cache, remote, transport, branch, dir, cancel);
+    let counted = |outcome: &str| {
+        metrics
+            .object_cache_clones
+            .with_label_values(&[outcome])
+            .inc()
+    };
     match cached {
         Ok(()) => {
-            sweep_now_and_then(cache);
+            counted("cached");
+            sweep_now_and_then(cache, metrics);
             Ok(())
         }
         Err(e) if e.is_auth() || e.is_cancelled() => Err(e),
         Err(e) => {
+            counted("direct");
             tracing::warn!(error = %e, "object cache: cloning directly instead");
             remove_tree(dir)?;
             super::clone_branch(remote, branch, dir, shallow, cancel)
@@ -259,7 +269,7 @@ pub(super) fn remove_tree(path: &Path) -> Result<(), GitError> {
 }
 
 /// Sweeps the cache unless this process swept it in the last [`SWEEP_INTERVAL`].
-fn sweep_now_and_then(cache: &ObjectCache) {
+fn sweep_now_and_then(cache: &ObjectCache, metrics: &Metrics) {
     let now = SystemTime::now();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -275,6 +285,9 @@ fn sweep_now_and_then(cache: &ObjectCache) {
         return;
     }
     let swept = super::object_cache_sweep::sweep(&cache.root, cache.max_bytes, cache.max_age, now);
+    metrics
+        .object_cache_bytes
+        .set(i64::try_from(swept.kept_bytes).unwrap_or(i64::MAX));
     if swept.removed > 0 {
         tracing::info!(
             removed = swept.removed,

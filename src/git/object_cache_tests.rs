@@ -49,6 +49,10 @@ fn mirror_of(cache: &ObjectCache, url: &str) -> PathBuf {
     cache.root().join(format!("{}.git", key(url)))
 }
 
+fn metrics() -> Metrics {
+    Metrics::new()
+}
+
 fn live() -> CancellationToken {
     CancellationToken::new()
 }
@@ -64,7 +68,16 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
     let (remote, seed) = origin(root.path());
     let cache = cache(root.path());
     let first = root.path().join("first");
-    clone_branch_via(Some(&cache), &remote, "main", &first, false, &live()).unwrap();
+    clone_branch_via(
+        Some(&cache),
+        &metrics(),
+        &remote,
+        "main",
+        &first,
+        false,
+        &live(),
+    )
+    .unwrap();
     let mirror = mirror_of(&cache, remote.url());
     assert!(mirror.join("HEAD").is_file(), "the mirror was made");
     let mode = std::fs::metadata(cache.root())
@@ -77,7 +90,16 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
     git(&seed, &["push", "-q", "origin", "main"]);
     let tip = git(&seed, &["rev-parse", "HEAD"]);
     let second = root.path().join("second");
-    clone_branch_via(Some(&cache), &remote, "main", &second, false, &live()).unwrap();
+    clone_branch_via(
+        Some(&cache),
+        &metrics(),
+        &remote,
+        "main",
+        &second,
+        false,
+        &live(),
+    )
+    .unwrap();
     assert_eq!(git(&second, &["rev-parse", "HEAD"]), tip, "the new commit");
     assert_eq!(git(&mirror, &["rev-parse", "refs/heads/main"]), tip);
     assert_eq!(std::fs::read_to_string(second.join("f.txt")).unwrap(), "2");
@@ -98,7 +120,16 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
 
     // Asked shallow, it gets the mirror's history: a copy of files, not a transfer.
     let shallow = root.path().join("shallow");
-    clone_branch_via(Some(&cache), &remote, "main", &shallow, true, &live()).unwrap();
+    clone_branch_via(
+        Some(&cache),
+        &metrics(),
+        &remote,
+        "main",
+        &shallow,
+        true,
+        &live(),
+    )
+    .unwrap();
     assert!(!shallow.join(".git/shallow").exists());
     assert_eq!(git(&shallow, &["rev-list", "--count", "HEAD"]), "2");
     assert_eq!(git(&shallow, &["rev-parse", "HEAD"]), tip);
@@ -182,7 +213,16 @@ fn a_token_the_remote_refuses_gets_nothing_from_a_mirror_another_job_filled() {
     );
     let remote = GitRemote::new(&url, GitAuth::token(Secret::new(TOKEN))).unwrap();
     let dir = root.path().join("checkout");
-    let err = clone_branch_via(Some(&cache), &remote, "main", &dir, false, &live()).unwrap_err();
+    let err = clone_branch_via(
+        Some(&cache),
+        &metrics(),
+        &remote,
+        "main",
+        &dir,
+        false,
+        &live(),
+    )
+    .unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert!(!err.to_string().contains(TOKEN), "{err}");
     assert!(!dir.join(".git").exists(), "no checkout from the mirror");
@@ -201,8 +241,11 @@ fn a_cache_that_cannot_be_used_clones_directly_and_a_broken_mirror_is_made_afres
     std::fs::write(root.path().join("objects"), "not a directory").unwrap();
     let blocked = cache(root.path());
     let dir = root.path().join("direct");
-    clone_branch_via(Some(&blocked), &remote, "main", &dir, false, &live()).unwrap();
+    let m = metrics();
+    let count = |outcome: &str| m.object_cache_clones.with_label_values(&[outcome]).get();
+    clone_branch_via(Some(&blocked), &m, &remote, "main", &dir, false, &live()).unwrap();
     assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "1");
+    assert_eq!((count("direct"), count("cached")), (1, 0));
 
     let cache = ObjectCache::new(
         root.path().join("cache2"),
@@ -214,8 +257,9 @@ fn a_cache_that_cannot_be_used_clones_directly_and_a_broken_mirror_is_made_afres
     std::fs::create_dir_all(&mirror).unwrap();
     std::fs::write(mirror.join("HEAD"), "garbage").unwrap();
     let dir = root.path().join("remade");
-    clone_branch_via(Some(&cache), &remote, "main", &dir, false, &live()).unwrap();
+    clone_branch_via(Some(&cache), &m, &remote, "main", &dir, false, &live()).unwrap();
     assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "1");
+    assert_eq!((count("direct"), count("cached")), (1, 1));
     assert!(git2::Repository::open_bare(&mirror).is_ok(), "made afresh");
 }
 
@@ -234,7 +278,16 @@ fn a_cancelled_job_neither_waits_for_a_held_mirror_nor_falls_back() {
         stopper.cancel();
     });
     let dir = root.path().join("c");
-    let err = clone_branch_via(Some(&cache), &remote, "main", &dir, false, &cancel).unwrap_err();
+    let err = clone_branch_via(
+        Some(&cache),
+        &metrics(),
+        &remote,
+        "main",
+        &dir,
+        false,
+        &cancel,
+    )
+    .unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
     assert!(!dir.exists(), "no direct clone after a cancel");
 }

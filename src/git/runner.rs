@@ -26,6 +26,11 @@ impl Runner {
         }
     }
 
+    /// The metrics the runner records into.
+    pub(crate) fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// The same runner with another cancellation token (the last push of a stopped run, which
     /// the job's own token must not stop).
     pub fn with_cancel(&self, cancel: CancellationToken) -> Self {

@@ -51,6 +51,11 @@ pub struct Metrics {
     pub cancels_received: IntCounterVec,
     pub git_operation_duration: HistogramVec,
     pub agent_tokens: IntCounterVec,
+    /// Fresh checkouts made through the object cache, by how (`cached`, or `direct` when the
+    /// cache could not be used and the clone went to the remote).
+    pub object_cache_clones: IntCounterVec,
+    /// What the object cache's mirrors took on disk at the last sweep.
+    pub object_cache_bytes: IntGauge,
     /// 1 for the sandbox mechanism agents run in (`bubblewrap` or `none`), 0 for the others.
     pub sandbox_active: IntGaugeVec,
     /// True while connected and consuming (`/readyz`).
@@ -214,6 +219,17 @@ impl Metrics {
                 "Model tokens the agents reported.",
                 &["direction"],
             ),
+            object_cache_clones: counter(
+                &r,
+                "object_cache_clones_total",
+                "Fresh checkouts made through the object cache, by how.",
+                &["outcome"],
+            ),
+            object_cache_bytes: gauge(
+                &r,
+                "object_cache_bytes",
+                "Bytes the object cache's mirrors took at the last sweep.",
+            ),
             sandbox_active: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -297,6 +313,9 @@ impl Metrics {
         }
         for d in ["input", "output"] {
             self.agent_tokens.with_label_values(&[d]);
+        }
+        for outcome in ["cached", "direct"] {
+            self.object_cache_clones.with_label_values(&[outcome]);
         }
     }
 

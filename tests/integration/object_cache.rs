@@ -75,6 +75,14 @@ finish 'done'"#,
     let seen = std::fs::read_to_string(s.join("seen-work-cache-2.txt")).unwrap();
     assert!(seen.contains("later.txt"), "{seen}");
     assert_eq!(mirrors(w.dir.path()), made, "the same mirror, refreshed");
+    let clones = |outcome: &str| {
+        w.metrics
+            .object_cache_clones
+            .with_label_values(&[outcome])
+            .get()
+    };
+    assert_eq!((clones("cached"), clones("direct")), (2, 0));
+    assert!(w.metrics.object_cache_bytes.get() > 0, "swept and measured");
     let requests_before = server.bad_attempts();
 
     // A token the remote refuses fails as without the cache, with the mirror full (the probe
