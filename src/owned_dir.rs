@@ -46,7 +46,7 @@ impl OwnedDir {
         let attempt = || {
             let path = path.clone();
             async move {
-                tokio::task::spawn_blocking(move || remove_tree(&path))
+                tokio::task::spawn_blocking(move || remove_any(&path))
                     .await
                     .map_err(io::Error::other)?
             }
@@ -68,7 +68,7 @@ impl OwnedDir {
 impl Drop for OwnedDir {
     fn drop(&mut self) {
         if !self.removed {
-            let _ = remove_tree(&self.path);
+            let _ = remove_any(&self.path);
         }
     }
 }
@@ -84,10 +84,17 @@ pub fn create_private(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
-fn remove_tree(path: &Path) -> io::Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+/// Removes whatever is at `path`, if anything: a tree, a file, or a link itself (never what it
+/// points to).
+pub fn remove_any(path: &Path) -> io::Result<()> {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 

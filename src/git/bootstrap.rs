@@ -104,7 +104,7 @@ pub fn fresh_history(
             message: "the bootstrap directory is no longer a directory".to_owned(),
         });
     }
-    remove_any(&dir.join(".git")).map_err(|e| GitError::io(OP, dir, e))?;
+    super::remove_any(OP, &dir.join(".git"))?;
     let mut init = RepositoryInitOptions::new();
     init.initial_head(branch).no_reinit(true);
     let repo = Repository::init_opts(dir, &init).map_err(local)?;
@@ -151,15 +151,6 @@ pub fn force_push_branch(
 }
 
 /// Removes `path` whatever it is; a symlink is removed, not followed. Missing is fine.
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Writes the trees and blobs of a work tree into its repository.
 struct Walk<'a> {
     repo: &'a Repository,

@@ -266,6 +266,11 @@ impl Identity {
     }
 }
 
+/// [`crate::owned_dir::remove_any`] for a git step named `op`.
+pub(crate) fn remove_any(op: &'static str, path: &Path) -> Result<(), GitError> {
+    crate::owned_dir::remove_any(path).map_err(|e| GitError::io(op, path, e))
+}
+
 pub(crate) fn open(op: &'static str, dir: &Path) -> Result<git2::Repository, GitError> {
     git2::Repository::open(dir).map_err(|e| GitError::local(op, e))
 }

@@ -100,7 +100,7 @@ pub(crate) fn clone_branch_via(
         Err(e) => {
             counted("direct");
             tracing::warn!(error = %e, "object cache: cloning directly instead");
-            remove_tree(dir)?;
+            super::remove_any(OP, dir)?;
             super::clone_branch(remote, branch, dir, shallow, cancel)
         }
     }
@@ -130,7 +130,7 @@ fn via_mirror(
     if let Err(e) = fetched {
         // A mirror a fetch failed in may be half written: the next job starts it afresh.
         if !e.is_auth() && !e.is_cancelled() {
-            let _ = remove_tree(&mirror);
+            let _ = super::remove_any(OP, &mirror);
         }
         return Err(e);
     }
@@ -212,9 +212,9 @@ fn ensure_mirror(mirror: &Path, cancel: &CancellationToken) -> Result<(), GitErr
     if is_dir && git2::Repository::open_bare(mirror).is_ok_and(|r| r.is_bare()) {
         return Ok(());
     }
-    remove_tree(mirror)?;
+    super::remove_any(OP, mirror)?;
     let making = mirror.with_extension("making");
-    remove_tree(&making)?;
+    super::remove_any(OP, &making)?;
     let mut cmd = cli_clone::git_command(Transport::File, None);
     cmd.args(["init", "--quiet", "--bare", "--template=", "--"])
         .arg(&making);
@@ -253,19 +253,6 @@ fn fetch(
     ])
     .arg(format!("+refs/heads/{branch}:refs/heads/{branch}"));
     cli_clone::run_with_token(cmd, transport, url, remote.auth().secret(), cancel)
-}
-
-/// Removes whatever is at `path` (a tree, a file, a link), if anything.
-pub(super) fn remove_tree(path: &Path) -> Result<(), GitError> {
-    let removed = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) => Err(e),
-    };
-    match removed {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(GitError::io(OP, path, e)),
-        _ => Ok(()),
-    }
 }
 
 /// Sweeps the cache unless this process swept it in the last [`SWEEP_INTERVAL`].

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::object_cache::{lock_file, remove_tree};
+use super::object_cache::lock_file;
+use crate::owned_dir::remove_any;
 
 /// What a sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -44,7 +45,7 @@ pub(crate) fn sweep(root: &Path, max_bytes: u64, max_age: Duration, now: SystemT
             }
             // What an earlier sweep renamed and could not finish removing.
             "removing" => {
-                let _ = remove_tree(&entry.path());
+                let _ = remove_any(&entry.path());
             }
             _ => {}
         }
@@ -103,7 +104,7 @@ fn remove(root: &Path, key: &str) -> bool {
             continue;
         }
         let doomed = root.join(format!("{key}-{ext}.removing"));
-        removed &= std::fs::rename(&path, &doomed).is_ok() && remove_tree(&doomed).is_ok();
+        removed &= std::fs::rename(&path, &doomed).is_ok() && remove_any(&doomed).is_ok();
     }
     removed
 }

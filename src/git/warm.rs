@@ -54,7 +54,7 @@ pub fn prepare_warm(
     match reusable {
         Some(repo) => sweep(&repo, remote, target.keep)?,
         None => {
-            remove_all(dir)?;
+            super::remove_any(OP, dir)?;
             clone_branch(remote, target.base, dir, false, cancel)?;
         }
     }
@@ -82,14 +82,6 @@ fn origin_is(repo: &Repository, remote: &GitRemote) -> bool {
     origin.url().map(strip).ok() == Some(strip(remote.url()))
 }
 
-fn remove_all(dir: &Path) -> Result<(), GitError> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(GitError::io("clone", dir, e)),
-    }
-}
-
 /// Sweeps a reused checkout back to what a clone would give, but for the kept caches.
 fn sweep(repo: &Repository, remote: &GitRemote, keep: &[String]) -> Result<(), GitError> {
     const OP: &str = "sweep";
@@ -99,17 +91,7 @@ fn sweep(repo: &Repository, remote: &GitRemote, keep: &[String]) -> Result<(), G
     // includes, other remotes) must not reach the next job.
     replace_config(&git_dir, remote.url())?;
     for leftover in ["hooks", "objects/info/alternates", "info/exclude"] {
-        let path = git_dir.join(leftover);
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        if let Err(e) = removed {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(GitError::io(OP, &path, e));
-            }
-        }
+        super::remove_any(OP, &git_dir.join(leftover))?;
     }
     // Reopen: the config and alternates just changed under the handle.
     let repo = Repository::open(repo.workdir().unwrap_or(repo.path())).map_err(local)?;
@@ -145,18 +127,8 @@ fn sweep(repo: &Repository, remote: &GitRemote, keep: &[String]) -> Result<(), G
         if keep.iter().any(|k| k == name) {
             continue;
         }
-        let path = workdir.join(rel.trim_end_matches('/'));
-        // `symlink_metadata`: a symlinked directory is removed as a link, never followed.
-        let removed = match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
-            Ok(_) => std::fs::remove_file(&path),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = removed {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(GitError::io(OP, &path, e));
-            }
-        }
+        // A symlinked directory is removed as a link, never followed.
+        super::remove_any(OP, &workdir.join(rel.trim_end_matches('/')))?;
     }
     Ok(())
 }
