@@ -114,11 +114,6 @@ fn via_mirror(
     dir: &Path,
     cancel: &CancellationToken,
 ) -> Result<(), GitError> {
-    if branch.contains(['*', ':']) || branch.starts_with('-') {
-        return Err(git_error(format!(
-            "cannot cache the branch name '{branch}'"
-        )));
-    }
     let url = cli_clone::without_user(remote.url(), transport)?;
     crate::owned_dir::create_private(&cache.root).map_err(|e| GitError::io(OP, &cache.root, e))?;
     let key = key(&url);
@@ -172,10 +167,6 @@ fn key(url: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn git_error(message: String) -> GitError {
-    GitError::Git { op: OP, message }
-}
-
 pub(super) fn lock_file(path: &Path) -> Result<File, GitError> {
     File::options()
         .create(true)
@@ -195,7 +186,10 @@ fn wait_for(
             Ok(()) => return Ok(()),
             Err(std::fs::TryLockError::WouldBlock) => {}
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(git_error(format!("cannot lock the object cache: {e}")))
+                return Err(GitError::Git {
+                    op: OP,
+                    message: format!("cannot lock the object cache: {e}"),
+                })
             }
         }
         if cancel.is_cancelled() {
@@ -223,7 +217,8 @@ fn ensure_mirror(mirror: &Path, cancel: &CancellationToken) -> Result<(), GitErr
 }
 
 /// Fetches `branch` from `url` into the mirror's own `refs/heads/<branch>`, with the job's
-/// token: the remote decides, for every job, whether that token may read the branch.
+/// token: the remote decides, for every job, whether that token may read the branch. Every
+/// branch name was checked with git's rules when the job was parsed, so none is a pattern.
 fn fetch(
     mirror: &Path,
     url: &str,
