@@ -4,20 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::*;
+use crate::git::test_git::git;
 use crate::git::GitAuth;
 
 const TOKEN: &str = "tok-cli-clone-0123456789";
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
-}
 
 /// A bare repository with two commits on `main` and one on `other`.
 fn origin(root: &Path) -> GitRemote {

@@ -67,6 +67,8 @@ mod reclaim;
 mod remedy;
 mod restamp;
 mod runner;
+#[cfg(test)]
+mod test_git;
 mod warm;
 
 use std::fmt;

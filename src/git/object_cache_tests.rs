@@ -1,27 +1,16 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::*;
 use crate::git::object_cache_sweep::sweep;
+use crate::git::test_git::git;
 use crate::git::GitAuth;
 use crate::redact::Secret;
 
 const TOKEN: &str = "tok-object-cache-0123456789";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A bare origin with one commit on `main`, and the work tree that pushes to it.
 fn origin(root: &Path) -> (GitRemote, PathBuf) {
@@ -53,6 +42,25 @@ fn metrics() -> Metrics {
     Metrics::new()
 }
 
+/// `main` of `remote` into `dir` through `cache`, counted into metrics of its own.
+fn via(
+    cache: &ObjectCache,
+    remote: &GitRemote,
+    dir: &Path,
+    shallow: bool,
+    cancel: &CancellationToken,
+) -> Result<(), GitError> {
+    clone_branch_via(
+        Some(cache),
+        &metrics(),
+        remote,
+        "main",
+        dir,
+        shallow,
+        cancel,
+    )
+}
+
 fn live() -> CancellationToken {
     CancellationToken::new()
 }
@@ -68,16 +76,7 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
     let (remote, seed) = origin(root.path());
     let cache = cache(root.path());
     let first = root.path().join("first");
-    clone_branch_via(
-        Some(&cache),
-        &metrics(),
-        &remote,
-        "main",
-        &first,
-        false,
-        &live(),
-    )
-    .unwrap();
+    via(&cache, &remote, &first, false, &live()).unwrap();
     let mirror = mirror_of(&cache, remote.url());
     assert!(mirror.join("HEAD").is_file(), "the mirror was made");
     let mode = std::fs::metadata(cache.root())
@@ -90,16 +89,7 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
     git(&seed, &["push", "-q", "origin", "main"]);
     let tip = git(&seed, &["rev-parse", "HEAD"]);
     let second = root.path().join("second");
-    clone_branch_via(
-        Some(&cache),
-        &metrics(),
-        &remote,
-        "main",
-        &second,
-        false,
-        &live(),
-    )
-    .unwrap();
+    via(&cache, &remote, &second, false, &live()).unwrap();
     assert_eq!(git(&second, &["rev-parse", "HEAD"]), tip, "the new commit");
     assert_eq!(git(&mirror, &["rev-parse", "refs/heads/main"]), tip);
     assert_eq!(std::fs::read_to_string(second.join("f.txt")).unwrap(), "2");
@@ -120,16 +110,7 @@ fn a_second_checkout_takes_the_new_commits_through_the_mirror_and_shares_no_file
 
     // Asked shallow, it gets the mirror's history: a copy of files, not a transfer.
     let shallow = root.path().join("shallow");
-    clone_branch_via(
-        Some(&cache),
-        &metrics(),
-        &remote,
-        "main",
-        &shallow,
-        true,
-        &live(),
-    )
-    .unwrap();
+    via(&cache, &remote, &shallow, true, &live()).unwrap();
     assert!(!shallow.join(".git/shallow").exists());
     assert_eq!(git(&shallow, &["rev-list", "--count", "HEAD"]), "2");
     assert_eq!(git(&shallow, &["rev-parse", "HEAD"]), tip);
@@ -213,16 +194,7 @@ fn a_token_the_remote_refuses_gets_nothing_from_a_mirror_another_job_filled() {
     );
     let remote = GitRemote::new(&url, GitAuth::token(Secret::new(TOKEN))).unwrap();
     let dir = root.path().join("checkout");
-    let err = clone_branch_via(
-        Some(&cache),
-        &metrics(),
-        &remote,
-        "main",
-        &dir,
-        false,
-        &live(),
-    )
-    .unwrap_err();
+    let err = via(&cache, &remote, &dir, false, &live()).unwrap_err();
     assert!(err.is_auth(), "{err:?}");
     assert!(!err.to_string().contains(TOKEN), "{err}");
     assert!(!dir.join(".git").exists(), "no checkout from the mirror");
@@ -278,16 +250,7 @@ fn a_cancelled_job_neither_waits_for_a_held_mirror_nor_falls_back() {
         stopper.cancel();
     });
     let dir = root.path().join("c");
-    let err = clone_branch_via(
-        Some(&cache),
-        &metrics(),
-        &remote,
-        "main",
-        &dir,
-        false,
-        &cancel,
-    )
-    .unwrap_err();
+    let err = via(&cache, &remote, &dir, false, &cancel).unwrap_err();
     assert!(err.is_cancelled(), "{err:?}");
     assert!(!dir.exists(), "no direct clone after a cancel");
 }

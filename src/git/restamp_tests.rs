@@ -5,17 +5,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::*;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
+use crate::git::test_git::git;
 
 fn checkout(root: &Path) -> std::path::PathBuf {
     let dir = root.join("co");
